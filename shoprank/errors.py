@@ -1,0 +1,33 @@
+"""The one exception hierarchy of shoprank.
+
+Every message names the object, the offending value and the fix, so the CLI can print it as a
+single line instead of a traceback.
+"""
+
+
+class ShoprankError(Exception):
+    """Base class of every error a user can cause and fix."""
+
+
+class ConfigError(ShoprankError):
+    """A configuration file, option or environment variable is invalid."""
+
+
+class InputError(ShoprankError):
+    """An input file or its format cannot be read as asked."""
+
+
+class MappingError(InputError):
+    """A declarative column-mapping file is invalid."""
+
+
+class WarehouseError(ShoprankError):
+    """The DuckDB warehouse is missing, locked or not in the expected state."""
+
+
+class BuildError(ShoprankError):
+    """`dbt build` (or another dbt command) failed."""
+
+
+class ContractError(ShoprankError):
+    """A mart broke its Pandera contract after the build."""
