@@ -1,0 +1,63 @@
+"""The DuckDB warehouse: connections and the layout of the ``raw`` and ``quarantine`` schemas.
+
+``raw.<table>`` holds accepted rows in contract types plus lineage columns; ``quarantine.<table>``
+holds rejected rows as text, exactly as read, with the reason; ``raw.ingest_batches`` logs every
+ingest batch with its counts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from shoprank.contracts import RAW_TABLES
+from shoprank.errors import WarehouseError
+
+LINEAGE = {"_source": "VARCHAR", "_batch_id": "VARCHAR", "_loaded_at": "TIMESTAMP"}
+_SQL_TYPES = {pl.Utf8: "VARCHAR", pl.Int32: "INTEGER", pl.Float64: "DOUBLE", pl.Datetime("us"): "TIMESTAMP"}
+
+
+def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse file, creating its folder when writing.
+
+    Raises:
+        WarehouseError: The file is missing (read-only) or locked by another process.
+    """
+    if read_only and not path.is_file():
+        raise WarehouseError(f'Warehouse "{path}" does not exist; run "shoprank ingest" or "shoprank pipeline" first')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        raise WarehouseError(
+            f'Warehouse "{path}" cannot be opened ({str(exc).splitlines()[0]}); '
+            "close the other program that holds it (a DuckDB shell, a notebook, dbt) and retry"
+        ) from None
+
+
+def create_layout(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the raw and quarantine schemas and tables if they do not exist yet."""
+    con.execute("create schema if not exists raw; create schema if not exists quarantine")
+    lineage = ", ".join(f"{name} {kind}" for name, kind in LINEAGE.items())
+    for table in RAW_TABLES.values():
+        typed = ", ".join(f'"{name}" {_SQL_TYPES[dtype]}' for name, dtype in table.columns.items())
+        text = ", ".join(f'"{name}" VARCHAR' for name in table.columns)
+        con.execute(f"create table if not exists raw.{table.name} ({typed}, {lineage})")
+        con.execute(
+            f"create table if not exists quarantine.{table.name} ({text}, _reason VARCHAR, _row_hash UBIGINT, {lineage})"
+        )
+    con.execute(
+        """create table if not exists raw.ingest_batches (
+            batch_id VARCHAR, "table" VARCHAR, _source VARCHAR, _loaded_at TIMESTAMP,
+            "read" BIGINT, accepted BIGINT, quarantined BIGINT, duplicates BIGINT)"""
+    )
+
+
+def table_counts(con: duckdb.DuckDBPyConnection, schema: str) -> dict[str, int]:
+    """Row count of every table in ``schema`` (empty when the schema does not exist)."""
+    names = con.execute(
+        "select table_name from information_schema.tables where table_schema = ? order by table_name", [schema]
+    ).fetchall()
+    return {name: con.execute(f'select count(*) from {schema}."{name}"').fetchone()[0] for (name,) in names}
