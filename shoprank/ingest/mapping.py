@@ -20,6 +20,7 @@ whatever cannot be parsed is passed on as its source text, for the ingest core t
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -120,7 +121,8 @@ def read_mapped(path: Path, mapping: Mapping) -> Iterator[Batch]:
     """
     path = Path(path)
     fmt = mapping.format or _format_of(path, mapping.origin)
-    frame = scan(path, fmt, mapping.delimiter, mapping.header)
+    names = None if fmt != "csv" or mapping.header else [f"column_{i}" for i in range(1, len(first_row(path, mapping.delimiter)) + 1)]
+    frame = scan(path, fmt, mapping.delimiter, mapping.header, names)
     with reading(path, fmt):
         found = frame.collect_schema().names()
     missing = {src: key for src, key in mapping.sources().items() if src not in found}
@@ -161,11 +163,16 @@ def first_row(path: Path, delimiter: str = ",") -> list[str]:
     Raises:
         InputError: The file is missing, empty or not UTF-8 text.
     """
-    if not Path(path).is_file():
-        raise InputError(f'File "{path}" does not exist; check the path')
-    with reading(path, "csv"):
-        row = pl.read_csv(path, has_header=False, n_rows=1, infer_schema=False, separator=delimiter).row(0)
-    return [value or "" for value in row]
+    try:
+        with Path(path).open(encoding="utf-8-sig", newline="") as file:
+            line = file.readline()
+    except FileNotFoundError:
+        raise InputError(f'File "{path}" does not exist; check the path') from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f'File "{path}" cannot be read as UTF-8 text ({exc}); re-encode it as UTF-8') from None
+    if not line.strip():
+        raise InputError(f'File "{path}" is empty or starts with a blank line; pass a file with rows')
+    return next(csv.reader([line], delimiter=delimiter))
 
 
 @contextmanager
