@@ -121,7 +121,9 @@ def read_mapped(path: Path, mapping: Mapping) -> Iterator[Batch]:
     """
     path = Path(path)
     fmt = mapping.format or _format_of(path, mapping.origin)
-    names = None if fmt != "csv" or mapping.header else [f"column_{i}" for i in range(1, len(first_row(path, mapping.delimiter)) + 1)]
+    names = None
+    if fmt == "csv" and not mapping.header:
+        names = [f"column_{i}" for i in range(1, len(first_row(path, mapping.delimiter)) + 1)]
     frame = scan(path, fmt, mapping.delimiter, mapping.header, names)
     with reading(path, fmt):
         found = frame.collect_schema().names()

@@ -63,25 +63,24 @@ def read(path: Path) -> Iterator[Batch]:
 
 
 def _events(chunk: pl.DataFrame, event_type: str, session: str, user: str, item: str, path: Path) -> Batch:
-    session_id = "dg-s" + chunk[session]
-    anonymous = chunk[user] == ANONYMOUS
-    date = chunk["eventdate"].str.strip_chars().str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us"))
-    offset = chunk["timeframe"].str.strip_chars().cast(pl.Int64, strict=False)
-    raw_time = chunk["eventdate"] + " + " + chunk["timeframe"] + " ms"
-    frame = pl.DataFrame(
-        [
-            derive_ids(chunk, "dg"),
-            typed_or_text(date + pl.select(pl.duration(milliseconds=offset)).to_series(), raw_time).alias("event_time"),
-            pl.select(pl.when(anonymous).then(session_id).otherwise(chunk[user])).to_series().alias("user_id"),
-            session_id.alias("session_id"),
-            pl.repeat(event_type, chunk.height, eager=True).alias("event_type"),
-            chunk[item].alias("item_id"),
-        ]
+    session_id = "dg-s" + pl.col(session)
+    anonymous = pl.col(user) == ANONYMOUS
+    date = pl.col("eventdate").str.strip_chars().str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us"))
+    offset = pl.duration(milliseconds=pl.col("timeframe").str.strip_chars().cast(pl.Int64, strict=False))
+    times = chunk.select(parsed=date + offset, raw=pl.col("eventdate") + " + " + pl.col("timeframe") + " ms")
+    frame = chunk.select(
+        event_id=derive_ids(chunk, "dg"),
+        event_time=typed_or_text(times["parsed"], times["raw"]),
+        user_id=pl.when(anonymous).then(session_id).otherwise(pl.col(user)),
+        session_id=session_id,
+        event_type=pl.lit(event_type),
+        item_id=pl.col(item),
     )
-    notes = ()
-    if anonymous.any():
+    anonymous_rows = chunk.select(anonymous.sum()).item()
+    notes: tuple[str, ...] = ()
+    if anonymous_rows:
         notes = (
-            f'{anonymous.sum()} of {chunk.height} events in "{path}" have no user (NA); '
+            f'{anonymous_rows} of {chunk.height} events in "{path}" have no user (NA); '
             "their user_id is the session's pseudo user dg-s<sessionId>",
         )
     return Batch("events", frame, str(path), notes)
