@@ -1,0 +1,16 @@
+-- One row per (query, item) human grade, with the normalized query.
+with source as (
+    select * from {{ source('shop', 'judgments') }}
+),
+
+renamed as (
+    select
+        query,
+        {{ normalize_query('query') }} as query_norm,
+        item_id,
+        grade,
+        _loaded_at
+    from source
+)
+
+select * from renamed

@@ -1,0 +1,6 @@
+{#- Every non-null value lies in [min_value, max_value] (e.g. rates in [0, 1]). -#}
+{% test between(model, column_name, min_value, max_value) %}
+select {{ column_name }}
+from {{ model }}
+where {{ column_name }} < {{ min_value }} or {{ column_name }} > {{ max_value }}
+{% endtest %}

@@ -1,0 +1,177 @@
+"""The ``shoprank`` command line: a thin click layer over the library.
+
+User mistakes (``ShoprankError``) become one-line errors with a non-zero exit, never tracebacks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shoprank import summary
+from shoprank.config import Settings, load_settings
+from shoprank.errors import ShoprankError
+from shoprank.progress import progress_bar
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class _Group(click.Group):
+    """A click group that prints shoprank errors as one line and exits with status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ShoprankError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for everything a run writes [env SHOPRANK_HOME; default ./data].",
+)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML settings file.")
+@click.option("--seed", type=int, help="Seed of every random choice [env SHOPRANK_SEED; default 7].")
+@click.version_option(package_name="shoprank", message="shoprank %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, workdir: Path | None, config_file: Path | None, seed: int | None) -> None:
+    """shoprank: raw shop behavior in, search and recommendation rankings out.
+
+    \b
+    Example:
+        shoprank pipeline                  # simulate -> ingest -> dbt build -> validate
+        shoprank --workdir /tmp/shop ingest events.parquet
+    """
+    settings = load_settings(config_file)
+    ctx.obj = settings.with_overrides(workdir=workdir, seed=seed)
+
+
+_preset = click.option("--preset", help="Simulator preset: tiny, small, medium or large [default small].")
+_days = click.option("--days", type=click.IntRange(min=1), help="Days of shop activity (overrides the preset).")
+
+
+@cli.command(context_settings=CONTEXT)
+@_preset
+@_days
+@click.pass_obj
+def simulate(settings: Settings, preset: str | None, days: int | None) -> None:
+    """Generate a realistic shop into WORKDIR/landing (ground truth into WORKDIR/truth).
+
+    \b
+    Example:
+        shoprank simulate --preset tiny --days 7
+    """
+    from shoprank.pipeline import run_simulation
+
+    settings = settings.with_overrides(preset=preset, days=days)
+    with progress_bar("simulating") as advance:
+        result = run_simulation(settings, advance)
+    click.echo(summary.simulation(result, settings))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    default="contract",
+    show_default=True,
+    help="Input format: contract, taobao, diginetica, retailrocket or homedepot.",
+)
+@click.option(
+    "--mapping",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML column mapping for any CSV/Parquet/JSONL (overrides --format).",
+)
+@click.pass_obj
+def ingest(settings: Settings, paths: tuple[Path, ...], fmt: str, mapping: Path | None) -> None:
+    """Validate files against the raw contracts and load them into the warehouse.
+
+    Accepted rows go to raw.<table>, rejected rows to quarantine.<table> with the reason;
+    rows already in the warehouse are counted as duplicates and skipped. All or nothing.
+
+    \b
+    Example:
+        shoprank ingest data/landing
+        shoprank ingest UserBehavior.csv --format taobao
+    """
+    from shoprank.ingest.run import ingest as run_ingest
+
+    with progress_bar("ingesting") as advance:
+        report = run_ingest(settings.warehouse, list(paths), fmt, mapping, lambda source, rows: advance(rows, source))
+    click.echo(summary.ingest(report, settings))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--select", "-s", "select", help="dbt node selection, e.g. marts or +item_features_daily.")
+@click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
+@click.pass_obj
+def build(settings: Settings, select: str | None, full_refresh: bool) -> None:
+    """Run `dbt build` (models, snapshots, tests) on the warehouse and export the marts.
+
+    \b
+    Example:
+        shoprank build
+        shoprank build --select marts --full-refresh
+    """
+    from shoprank.build import dbt_build
+
+    with progress_bar("dbt build") as advance:
+        result = dbt_build(settings, select=select, full_refresh=full_refresh, progress=advance)
+    click.echo(summary.build(result))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.pass_obj
+def validate(settings: Settings) -> None:
+    """Check every mart against its Pandera contract; fails on the first broken mart.
+
+    \b
+    Example:
+        shoprank validate
+    """
+    from shoprank.validate import validate_marts
+
+    click.echo(summary.validation(validate_marts(settings)))
+
+
+@cli.command(context_settings=CONTEXT)
+@_preset
+@_days
+@click.pass_obj
+def pipeline(settings: Settings, preset: str | None, days: int | None) -> None:
+    """The main job: simulate -> ingest -> dbt build -> validate, then a summary.
+
+    \b
+    Example:
+        shoprank pipeline
+        shoprank --workdir /tmp/shop pipeline --preset tiny
+    """
+    from shoprank.pipeline import run_pipeline
+
+    settings = settings.with_overrides(preset=preset, days=days)
+    result = run_pipeline(settings, progress_bar)
+    click.echo(summary.pipeline(result, settings))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.pass_obj
+def status(settings: Settings) -> None:
+    """Show what the workdir holds: rows per warehouse table and mart files.
+
+    \b
+    Example:
+        shoprank --workdir /tmp/shop status
+    """
+    from shoprank.pipeline import workdir_status
+
+    click.echo(summary.status(workdir_status(settings), settings))
+
+
+def main() -> None:
+    """Entry point of the ``shoprank`` script."""
+    cli(prog_name="shoprank")
