@@ -143,9 +143,9 @@ def test_taobao_passes_invalid_values_through_for_quarantine():
 
 
 def test_taobao_rejects_other_files(tmp_path):
-    expected = r"expected 5 columns user_id,item_id,category_id,behavior,timestamp without a header, found 2\); pass the right --format"
+    expected = r"expected 5 columns user_id,item_id,category_id,behavior,timestamp without a header, found 4\); pass the right --format"
     with pytest.raises(InputError, match=expected):
-        next(ADAPTERS["taobao"](shared("retailrocket_category_tree/category_tree.csv")))
+        next(ADAPTERS["taobao"](FIXTURES / "retailrocket_item_properties_part1.csv"))
     headed = tmp_path / "with_header.csv"
     headed.write_text("user_id,item_id,category_id,behavior,timestamp\n1,2,3,pv,1511544070\n")
     with pytest.raises(InputError, match="found a header row"):
@@ -209,7 +209,7 @@ def test_diginetica_categories_become_items():
 def test_diginetica_rejects_other_files():
     expected = r'does not look like DIGINETICA .*expected the header "session_id;user_id;item_id;timeframe;eventdate".*--format'
     with pytest.raises(InputError, match=expected):
-        next(ADAPTERS["diginetica"](shared("homedepot_search_relevance/judgments_dev.csv")))
+        next(ADAPTERS["diginetica"](FIXTURES / "retailrocket_events.csv"))
 
 
 # --- RetailRocket ---------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def test_retailrocket_item_properties_give_category_and_price_versions():
 
 def test_retailrocket_rejects_other_files():
     with pytest.raises(InputError, match=r'does not look like RetailRocket .*"timestamp,visitorid,event,itemid,transactionid"'):
-        next(ADAPTERS["retailrocket"](shared("taobao_userbehavior/usercomplete_head_43users.csv")))
+        next(ADAPTERS["retailrocket"](FIXTURES / "taobao_dirty.csv"))
 
 
 # --- Home Depot -------------------------------------------------------------------------------------
@@ -269,9 +269,9 @@ def test_homedepot_judgments_and_items():
 
 
 def test_homedepot_rejects_other_files(tmp_path):
-    expected = r'expected the header "id,product_uid,product_title,search_term,relevance", found "categoryid,parentid"'
+    expected = r'expected the header "id,product_uid,product_title,search_term,relevance", found "timestamp,visitorid,event,itemid,transactionid"'
     with pytest.raises(InputError, match=expected):
-        next(ADAPTERS["homedepot"](shared("retailrocket_category_tree/category_tree.csv")))
+        next(ADAPTERS["homedepot"](FIXTURES / "retailrocket_events.csv"))
     latin = tmp_path / "train.csv"
     latin.write_bytes("id,product_uid,product_title,search_term,relevance\n2,100001,Caf\xe9 table,table,3\n".encode("latin-1"))
     with pytest.raises(InputError, match=r"cannot be read as UTF-8 text .*; re-encode it as UTF-8"):
