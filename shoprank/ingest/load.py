@@ -83,7 +83,8 @@ def load_batch(con: duckdb.DuckDBPyConnection, batch: Batch, now: datetime, batc
     counts = TableCounts(read=batch.frame.height)
     lineage = [batch.source, batch_id, now]
 
-    accepted = typed.filter(~rejected_mask).unique(subset=list(table.key), keep="first", maintain_order=True)
+    key = pl.col(table.key[0]) if len(table.key) == 1 else pl.struct(table.key)
+    accepted = typed.filter(~rejected_mask).filter(key.is_first_distinct())
     con.register("accepted_rows", accepted.to_arrow())
     on = " and ".join(f'a."{k}" is not distinct from r."{k}"' for k in table.key)
     counts.accepted = con.execute(
@@ -93,7 +94,7 @@ def load_batch(con: duckdb.DuckDBPyConnection, batch: Batch, now: datetime, batc
     con.unregister("accepted_rows")
 
     if rejected_mask.any():
-        rejected = _as_text(batch.frame, list(table.columns)).filter(rejected_mask).with_columns(
+        rejected = _as_text(batch.frame.filter(rejected_mask), list(table.columns)).with_columns(
             reasons.filter(rejected_mask).alias("_reason")
         )
         rejected = rejected.with_columns(_row_hash=rejected.drop("_reason").hash_rows(seed=0)).unique(

@@ -13,16 +13,14 @@ stable ``event_id``::
     constants: {surface: search}
     event_id: derive
 
-The building blocks (``Mapping.apply``, chunked reading, ``derive_ids``, ``parse_time``) are shared
+The building blocks (``Mapping.apply``, ``derive_ids``, ``parse_time``) are shared
 with the dataset adapters in ``shoprank.ingest.adapters``. Nothing here drops or repairs a value:
 whatever cannot be parsed is passed on as its source text, for the ingest core to quarantine.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,12 +30,11 @@ import polars as pl
 import yaml
 
 from shoprank.contracts import RAW_TABLES
-from shoprank.errors import InputError, MappingError
+from shoprank.errors import MappingError
 from shoprank.ingest.batch import Batch
+from shoprank.ingest.readers import FORMATS, chunks, first_row, reading, scan
 
-CHUNK_ROWS = 1_000_000
 UNITS = {"s": 1_000_000, "ms": 1_000, "us": 1}
-FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _ISO = "%Y-%m-%d %H:%M:%S%.f"
 _SEPARATOR = "\x1f"
 _NULL = "\x00"
@@ -136,60 +133,6 @@ def read_mapped(path: Path, mapping: Mapping) -> Iterator[Batch]:
         )
     for chunk in chunks(frame, path, fmt):
         yield Batch(table=mapping.table, frame=mapping.apply(chunk), source=str(path))
-
-
-def scan(path: Path, fmt: str = "csv", delimiter: str = ",", header: bool = True, names: list[str] | None = None) -> pl.LazyFrame:
-    """A lazy reader of ``path``; CSV values are read as text so nothing is cast on the way in."""
-    if fmt == "parquet":
-        return pl.scan_parquet(path)
-    if fmt == "jsonl":
-        return pl.scan_ndjson(path, infer_schema_length=None)
-    return pl.scan_csv(path, separator=delimiter, has_header=header, infer_schema=False, new_columns=names)
-
-
-def chunks(frame: pl.LazyFrame, path: Path, fmt: str = "csv") -> Iterator[pl.DataFrame]:
-    """Evaluate ``frame`` in streaming chunks of at most ``CHUNK_ROWS`` rows (source order kept).
-
-    Raises:
-        InputError: The file cannot be read in its format.
-    """
-    with reading(path, fmt):
-        for chunk in frame.collect_batches(chunk_size=CHUNK_ROWS):
-            if chunk.height:
-                yield chunk
-
-
-def first_row(path: Path, delimiter: str = ",") -> list[str]:
-    """The first row of a delimited text file (its header, if it has one), to recognise a format.
-
-    Raises:
-        InputError: The file is missing, empty or not UTF-8 text.
-    """
-    try:
-        with Path(path).open(encoding="utf-8-sig", newline="") as file:
-            line = file.readline()
-    except FileNotFoundError:
-        raise InputError(f'File "{path}" does not exist; check the path') from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f'File "{path}" cannot be read as UTF-8 text ({exc}); re-encode it as UTF-8') from None
-    if not line.strip():
-        raise InputError(f'File "{path}" is empty or starts with a blank line; pass a file with rows')
-    return next(csv.reader([line], delimiter=delimiter))
-
-
-@contextmanager
-def reading(path: Path, fmt: str) -> Iterator[None]:
-    """Turn a reader's failure into an ``InputError`` naming the file and the format."""
-    try:
-        yield
-    except pl.exceptions.NoDataError:
-        raise InputError(f'File "{path}" is empty; pass a file with rows') from None
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0]
-        raise InputError(
-            f'File "{path}" cannot be read as {fmt} ({reason}); check that it is well-formed {fmt} '
-            "(text in UTF-8), or pass the right --format"
-        ) from None
 
 
 def derive_ids(frame: pl.DataFrame, prefix: str) -> pl.Series:

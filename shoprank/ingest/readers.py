@@ -1,23 +1,25 @@
-"""Readers for files already in the raw contract: Parquet, CSV and JSONL, in bounded chunks.
+"""Reading data files in bounded chunks (CSV, Parquet, JSONL), shared by every input format, and
+the reader of files already in the raw contract.
 
-A file's table comes from its name or its folder: ``events.parquet``, ``events-2024-05.csv`` and
-``events/part-00000.parquet`` all hold ``events``.
+A contract file's table comes from its name or its folder: ``events.parquet``,
+``events-2024-05.csv`` and ``events/part-00000.parquet`` all hold ``events``.
 """
 
 from __future__ import annotations
 
+import csv
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from shoprank.contracts import RAW_TABLES
 from shoprank.errors import InputError
 from shoprank.ingest.batch import Batch
 
 CHUNK_ROWS = 1_000_000
-SUFFIXES = (".parquet", ".csv", ".jsonl", ".ndjson")
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
 def files_under(paths: list[Path]) -> list[Path]:
@@ -31,9 +33,9 @@ def files_under(paths: list[Path]) -> list[Path]:
         if not path.exists():
             raise InputError(f'Input "{path}" does not exist; check the path')
         if path.is_dir():
-            inside = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+            inside = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FORMATS)
             if not inside:
-                raise InputError(f'Folder "{path}" holds no {"/".join(SUFFIXES)} file; point at the data files')
+                raise InputError(f'Folder "{path}" holds no {"/".join(FORMATS)} file; point at the data files')
             found.extend(inside)
         else:
             found.append(path)
@@ -63,26 +65,62 @@ def read_contract(path: Path) -> Iterator[Batch]:
         InputError: Unknown extension or a file the format's reader rejects.
     """
     table = table_of(path)
-    for frame in _chunks(path):
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f'File "{path}" has an unknown extension; use one of {", ".join(FORMATS)}')
+    for frame in chunks(scan(path, fmt), path, fmt):
         yield Batch(table=table, frame=frame, source=str(path))
 
 
-def _chunks(path: Path) -> Iterator[pl.DataFrame]:
-    suffix = path.suffix.lower()
+def scan(path: Path, fmt: str = "csv", delimiter: str = ",", header: bool = True, names: list[str] | None = None) -> pl.LazyFrame:
+    """A lazy reader of ``path``; CSV values are read as text so nothing is cast on the way in."""
+    if fmt == "parquet":
+        return pl.scan_parquet(path)
+    if fmt == "jsonl":
+        return pl.scan_ndjson(path, infer_schema_length=None)
+    return pl.scan_csv(path, separator=delimiter, has_header=header, infer_schema=False, new_columns=names)
+
+
+def chunks(frame: pl.LazyFrame, path: Path, fmt: str = "csv") -> Iterator[pl.DataFrame]:
+    """Evaluate ``frame`` in streaming chunks of at most ``CHUNK_ROWS`` rows (source order kept).
+
+    Raises:
+        InputError: The file cannot be read in its format.
+    """
+    with reading(path, fmt):
+        for chunk in frame.collect_batches(chunk_size=CHUNK_ROWS):
+            if chunk.height:
+                yield chunk
+
+
+def first_row(path: Path, delimiter: str = ",") -> list[str]:
+    """The first row of a delimited text file (its header, if it has one), to recognise a format.
+
+    Raises:
+        InputError: The file is missing, empty or not UTF-8 text.
+    """
     try:
-        if suffix == ".parquet":
-            for record_batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS):
-                yield pl.from_arrow(record_batch)
-        elif suffix == ".csv":
-            reader = pl.read_csv_batched(path, infer_schema=False, batch_size=CHUNK_ROWS)
-            while batches := reader.next_batches(1):
-                yield from batches
-        elif suffix in (".jsonl", ".ndjson"):
-            frame = pl.scan_ndjson(path, infer_schema_length=None)
-            height = frame.select(pl.len()).collect().item()
-            for offset in range(0, max(height, 1), CHUNK_ROWS):
-                yield frame.slice(offset, CHUNK_ROWS).collect()
-        else:
-            raise InputError(f'File "{path}" has an unknown extension; use one of {", ".join(SUFFIXES)}')
+        with Path(path).open(encoding="utf-8-sig", newline="") as file:
+            line = file.readline()
+    except FileNotFoundError:
+        raise InputError(f'File "{path}" does not exist; check the path') from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f'File "{path}" cannot be read as UTF-8 text ({exc}); re-encode it as UTF-8') from None
+    if not line.strip():
+        raise InputError(f'File "{path}" is empty or starts with a blank line; pass a file with rows')
+    return next(csv.reader([line], delimiter=delimiter))
+
+
+@contextmanager
+def reading(path: Path, fmt: str) -> Iterator[None]:
+    """Turn a reader's failure into an ``InputError`` naming the file and the format."""
+    try:
+        yield
+    except pl.exceptions.NoDataError:
+        raise InputError(f'File "{path}" is empty; pass a file with rows') from None
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise InputError(f'File "{path}" cannot be read as {suffix[1:]} ({str(exc).splitlines()[0]}); check the file') from None
+        reason = str(exc).strip().splitlines()[0]
+        raise InputError(
+            f'File "{path}" cannot be read as {fmt} ({reason}); check that it is well-formed {fmt} '
+            "(text in UTF-8), or pass the right --format"
+        ) from None

@@ -13,7 +13,7 @@ import pytest
 
 from shoprank.contracts import RAW_TABLES
 from shoprank.errors import InputError
-from shoprank.ingest import mapping
+from shoprank.ingest import readers
 from shoprank.ingest.adapters import ADAPTERS
 from shoprank.ingest.batch import Batch, coerce
 
@@ -115,7 +115,7 @@ def test_taobao_ids_are_stable_across_reads_and_chunkings(monkeypatch):
     path = shared("taobao_userbehavior/usercomplete_head_43users.csv")
     whole = read("taobao", path)
     again = {batch.table: batch.frame for batch in ADAPTERS["taobao"](path)}
-    monkeypatch.setattr(mapping, "CHUNK_ROWS", 1_000)
+    monkeypatch.setattr(readers, "CHUNK_ROWS", 1_000)
     batches = list(ADAPTERS["taobao"](path))
     chunked = {t: pl.concat([b.frame for b in batches if b.table == t], how="diagonal_relaxed") for t in ("events", "items")}
     assert sum(b.table == "events" for b in batches) == 5

@@ -20,7 +20,8 @@ import polars as pl
 
 from shoprank.ingest.adapters.common import wrong_format
 from shoprank.ingest.batch import Batch
-from shoprank.ingest.mapping import Mapping, chunks, derive_ids, first_row, read_mapped, scan, typed_or_text
+from shoprank.ingest.mapping import Mapping, derive_ids, read_mapped, typed_or_text
+from shoprank.ingest.readers import chunks, first_row, scan
 
 DELIMITER = ";"
 START = datetime(2016, 1, 1)

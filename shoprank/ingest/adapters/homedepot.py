@@ -12,7 +12,8 @@ from typing import Iterator
 
 from shoprank.ingest.adapters.common import FirstSeen, wrong_format
 from shoprank.ingest.batch import Batch
-from shoprank.ingest.mapping import Mapping, chunks, first_row, scan
+from shoprank.ingest.mapping import Mapping
+from shoprank.ingest.readers import chunks, first_row, scan
 
 HEADER = ["id", "product_uid", "product_title", "search_term", "relevance"]
 START = datetime(2016, 1, 18)

@@ -18,8 +18,8 @@ import polars as pl
 
 from shoprank.ingest.adapters.common import wrong_format
 from shoprank.ingest.batch import Batch
-from shoprank.ingest import mapping
-from shoprank.ingest.mapping import Mapping, TimeHint, ValueMap, first_row, parse_time, read_mapped, reading, scan
+from shoprank.ingest.mapping import Mapping, TimeHint, ValueMap, parse_time, read_mapped
+from shoprank.ingest.readers import CHUNK_ROWS, first_row, reading, scan
 
 CATEGORY_PROPERTY = "categoryid"
 PRICE_PROPERTY = "790"
@@ -72,8 +72,8 @@ def _items(path: Path) -> Iterator[Batch]:
     )
     versions = categories.join(prices, on=["itemid", "timestamp"], how="full", coalesce=True, nulls_equal=True)
     versions = versions.sort("itemid", "timestamp", maintain_order=True)
-    for offset in range(0, versions.height, mapping.CHUNK_ROWS):
-        part = versions.slice(offset, mapping.CHUNK_ROWS)
+    for offset in range(0, versions.height, CHUNK_ROWS):
+        part = versions.slice(offset, CHUNK_ROWS)
         frame = part.select(
             item_id="itemid",
             category_path="category_path",

@@ -15,7 +15,8 @@ import polars as pl
 
 from shoprank.ingest.adapters.common import FirstSeen, wrong_format
 from shoprank.ingest.batch import Batch
-from shoprank.ingest.mapping import Mapping, TimeHint, ValueMap, chunks, first_row, scan
+from shoprank.ingest.mapping import Mapping, TimeHint, ValueMap
+from shoprank.ingest.readers import chunks, first_row, scan
 
 COLUMNS = ["user_id", "item_id", "category_id", "behavior", "timestamp"]
 BEHAVIORS = {"pv": "view", "cart": "add_to_cart", "fav": "favorite", "buy": "purchase"}

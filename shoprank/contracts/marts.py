@@ -1,0 +1,165 @@
+"""Pandera contracts of the dbt marts that Feast and training read.
+
+They restate, independently of dbt's own tests, what consumers rely on: keys present and
+unique, counts non-negative and monotone over nested windows, rates within [0, 1], and no row
+later than the data horizon (a row from the future would leak into point-in-time joins). Column
+names and types must equal the declarations in ``dbt_project/models/marts/_marts__models.yml``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandera.polars as pa
+import polars as pl
+
+TIMESTAMP = pl.Datetime("us")
+WINDOWS = (1, 7, 30)
+INTERACTIONS = ("views", "clicks", "carts", "favorites", "purchases")
+
+
+def _key(dtype: pl.DataType = pl.Utf8) -> pa.Column:
+    return pa.Column(dtype, nullable=False)
+
+
+def _as_of(horizon: datetime) -> pa.Column:
+    return pa.Column(TIMESTAMP, pa.Check.le(horizon, error=f"after the data horizon {horizon}"), nullable=False)
+
+
+def _count() -> pa.Column:
+    return pa.Column(pl.Int64, pa.Check.ge(0), nullable=False)
+
+
+def _rate(nullable: bool = False) -> pa.Column:
+    return pa.Column(pl.Float64, pa.Check.in_range(0, 1), nullable=nullable)
+
+
+def _number() -> pa.Column:
+    return pa.Column(pl.Float64, nullable=True)
+
+
+def _windowed(measures: tuple[str, ...], windows: tuple[int, ...] = WINDOWS) -> dict[str, pa.Column]:
+    return {f"{m}_{w}d": _count() for m in measures for w in windows}
+
+
+def _monotone(measures: tuple[str, ...], windows: tuple[int, ...] = WINDOWS) -> list[pa.Check]:
+    """Dataframe checks: a count over a window never exceeds the count over a longer one."""
+    return [
+        pa.Check(
+            lambda d, m=m, short=short, long=long: d.lazyframe.select(pl.col(f"{m}_{short}d") <= pl.col(f"{m}_{long}d")),
+            name=f"{m}_{short}d <= {m}_{long}d",
+        )
+        for m in measures
+        for short, long in zip(windows, windows[1:])
+    ]
+
+
+def mart_schemas(horizon: datetime) -> dict[str, pa.DataFrameSchema]:
+    """The contract of every mart, with ``horizon`` the end of the last day with events."""
+    return {
+        "user_features_daily": pa.DataFrameSchema(
+            {
+                "user_id": _key(),
+                "event_timestamp": _as_of(horizon),
+                **_windowed(INTERACTIONS),
+                "impressions_30d": _count(),
+                "ctr_30d": _rate(),
+                "cvr_30d": _rate(),
+                "categories_30d": _count(),
+                "purchase_price_mean_30d": pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
+                "purchase_price_std_30d": pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
+                "last_event_at": pa.Column(TIMESTAMP, nullable=True),
+                "signup_time": pa.Column(TIMESTAMP, nullable=True),
+                "recency_days": pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
+                "tenure_days": _number(),
+            },
+            checks=_monotone(INTERACTIONS),
+            unique=["user_id", "event_timestamp"],
+            strict=True,
+            ordered=True,
+        ),
+        "item_features_daily": pa.DataFrameSchema(
+            {
+                "item_id": _key(),
+                "event_timestamp": _as_of(horizon),
+                **_windowed(INTERACTIONS + ("impressions",)),
+                "ctr_30d": _rate(),
+                "cvr_30d": _rate(),
+                "price": pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
+                "price_mean_7d": pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
+                "category_path": pa.Column(pl.Utf8, nullable=True),
+                "category_top": pa.Column(pl.Utf8, nullable=True),
+                "brand": pa.Column(pl.Utf8, nullable=True),
+                "age_days": _number(),
+                "popularity_rank_in_category": pa.Column(pl.Int64, pa.Check.ge(1), nullable=False),
+                "price_change_vs_7d": _number(),
+            },
+            checks=_monotone(INTERACTIONS + ("impressions",)),
+            unique=["item_id", "event_timestamp"],
+            strict=True,
+            ordered=True,
+        ),
+        "user_category_features_daily": pa.DataFrameSchema(
+            {
+                "user_id": _key(),
+                "category_path": _key(),
+                "event_timestamp": _as_of(horizon),
+                "category_interactions_30d": _count(),
+                "category_purchases_30d": _count(),
+                "category_affinity_30d": _rate(),
+            },
+            unique=["user_id", "category_path", "event_timestamp"],
+            strict=True,
+            ordered=True,
+        ),
+        "item_pair_features_weekly": pa.DataFrameSchema(
+            {
+                "item_id": _key(),
+                "neighbour_item_id": _key(),
+                "event_timestamp": _as_of(horizon),
+                "co_sessions_28d": pa.Column(pl.Int64, pa.Check.ge(2), nullable=False),
+                "cosine_28d": _rate(),
+                "neighbour_rank": pa.Column(pl.Int64, pa.Check.ge(1), nullable=False),
+            },
+            checks=[
+                pa.Check(
+                    lambda d: d.lazyframe.select(pl.col("item_id") != pl.col("neighbour_item_id")),
+                    name="item_is_its_own_neighbour",
+                )
+            ],
+            unique=["item_id", "neighbour_item_id", "event_timestamp"],
+            strict=True,
+            ordered=True,
+        ),
+        "query_item_features_daily": pa.DataFrameSchema(
+            {
+                "query_norm": _key(),
+                "item_id": _key(),
+                "event_timestamp": _as_of(horizon),
+                **_windowed(("impressions", "clicks"), (7, 30)),
+                "carts_30d": _count(),
+                "purchases_30d": _count(),
+                "query_item_ctr_30d": _rate(),
+            },
+            checks=_monotone(("impressions", "clicks"), (7, 30)),
+            unique=["query_norm", "item_id", "event_timestamp"],
+            strict=True,
+            ordered=True,
+        ),
+        "fct_labels": pa.DataFrameSchema(
+            {
+                "query_id": _key(),
+                "user_id": _key(),
+                "item_id": _key(),
+                "event_timestamp": _as_of(horizon),
+                "surface": pa.Column(pl.Utf8, pa.Check.isin(["search", "recommend", "browse"])),
+                "query": pa.Column(pl.Utf8, nullable=True),
+                "query_norm": pa.Column(pl.Utf8, nullable=True),
+                "position": pa.Column(pl.Int32, pa.Check.ge(0)),
+                "label": pa.Column(pl.Int32, pa.Check.isin([0, 1, 2, 3])),
+            },
+            unique=["query_id", "item_id"],
+            strict=True,
+            ordered=True,
+        ),
+    }
