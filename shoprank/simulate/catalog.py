@@ -58,7 +58,9 @@ def price_versions(
     changes = np.where(rng.random(n) < spec.price_change_share, rng.integers(1, MAX_PRICE_CHANGES + 1, n), 0)
     first = np.maximum(created_us, start)
     offsets = np.sort(rng.random((n, MAX_PRICE_CHANGES)), axis=1)
-    when = (first[:, None] + (offsets * (end - first)[:, None]).astype(np.int64)) // US_PER_SECOND * US_PER_SECOND + US_PER_SECOND
+    span = end - first - MAX_PRICE_CHANGES * US_PER_SECOND
+    when = (first[:, None] + (offsets * span[:, None]).astype(np.int64)) // US_PER_SECOND * US_PER_SECOND
+    when += US_PER_SECOND * np.arange(1, MAX_PRICE_CHANGES + 1)  # distinct, after the listing
     used = np.arange(MAX_PRICE_CHANGES)[None, :] < changes[:, None]
     factor = 1 + rng.choice([-1.0, 1.0], (n, MAX_PRICE_CHANGES)) * rng.uniform(0.05, 0.30, (n, MAX_PRICE_CHANGES))
     values = np.concatenate([base[:, None], base[:, None] * np.cumprod(np.where(used, factor, 1.0), axis=1)], axis=1)
