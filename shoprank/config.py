@@ -74,17 +74,22 @@ class Settings:
         """Environment variables that point dbt and Feast at this workdir."""
         return {"SHOPRANK_HOME": str(self.workdir.resolve())}
 
-    def with_overrides(self, **values: Any) -> Settings:
-        """Return a copy with the non-None ``values`` applied (CLI options)."""
+    def with_overrides(
+        self,
+        workdir: str | Path | None = None,
+        seed: int | None = None,
+        preset: str | None = None,
+        days: int | None = None,
+    ) -> Settings:
+        """Return a copy with the given (non-None) CLI options applied."""
         simulate = dict(self.simulate)
-        for key in ("preset", "days"):
-            if values.get(key) is not None:
-                simulate[key] = values.pop(key)
-            values.pop(key, None)
-        given = {k: v for k, v in values.items() if v is not None}
-        if "workdir" in given:
-            given["workdir"] = Path(given["workdir"])
-        return replace(self, simulate=simulate, **given)
+        simulate.update({k: v for k, v in (("preset", preset), ("days", days)) if v is not None})
+        return replace(
+            self,
+            workdir=self.workdir if workdir is None else Path(workdir),
+            seed=self.seed if seed is None else seed,
+            simulate=simulate,
+        )
 
 
 def load_settings(config_file: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:

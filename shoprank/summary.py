@@ -1,0 +1,101 @@
+"""Plain-text summaries that every command prints at the end of its run."""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from shoprank.build import BuildResult
+from shoprank.config import Settings
+from shoprank.ingest.run import IngestReport
+from shoprank.pipeline import PipelineResult, WorkdirStatus
+from shoprank.simulate import SimulationSummary
+from shoprank.validate import MartReport
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]], indent: int = 2) -> str:
+    """Align ``rows`` under ``headers``: text left, numbers right with thousands separators."""
+    rows = list(rows)
+    cells = [list(headers)] + [[f"{v:,}" if isinstance(v, int) else str(v) for v in row] for row in rows]
+    numeric = [all(isinstance(row[i], int) for row in rows) for i in range(len(headers))] if rows else []
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        parts = [c.rjust(w) if numeric and numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append(" " * indent + "  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def simulation(result: SimulationSummary, settings: Settings) -> str:
+    """Rows per table and dirt injected by ``shoprank simulate``."""
+    options = dict(settings.simulate)
+    dirt = ", ".join(f"{kind.replace('_', ' ')} {count:,}" for kind, count in result.dirt.items())
+    return "\n".join(
+        [
+            f"Simulated preset {options.pop('preset')} (seed {settings.seed}) in {result.seconds:.1f} s "
+            f"into {settings.landing}",
+            table(["table", "rows"], sorted(result.rows.items())),
+            f"Dirt injected: {dirt}",
+            f"Ground truth, for evaluation only: {settings.truth}",
+        ]
+    )
+
+
+def ingest(report: IngestReport, settings: Settings) -> str:
+    """Counts per table, quarantine reasons and source notes of ``shoprank ingest``."""
+    rows = [
+        (name, c.read, c.accepted, c.quarantined, c.duplicates) for name, c in sorted(report.tables.items())
+    ]
+    lines = [
+        f"Ingested {report.files} file(s) in {report.seconds:.1f} s into {settings.warehouse} (batch {report.batch_id})",
+        table(["table", "read", "accepted", "quarantined", "duplicates"], rows),
+    ]
+    reasons = [
+        (name, count, reason)
+        for name, c in sorted(report.tables.items())
+        for reason, count in c.reasons.most_common()
+    ]
+    if reasons:
+        lines += ["Quarantined by reason:", table(["table", "rows", "reason"], reasons)]
+    lines += [f"Note: {note}" for note in report.notes]
+    return "\n".join(lines)
+
+
+def build(result: BuildResult) -> str:
+    """What ``dbt build`` ran and the size of each mart."""
+    statuses = ", ".join(f"{key} {count}" for key, count in sorted(result.statuses.items()))
+    return "\n".join(
+        [
+            f"dbt build passed in {result.seconds:.1f} s: {statuses}",
+            table(["mart", "rows"], sorted(result.marts.items())),
+        ]
+    )
+
+
+def validation(reports: list[MartReport]) -> str:
+    """Marts checked by ``shoprank validate``."""
+    return "\n".join(
+        [
+            f"All {len(reports)} marts meet their contracts",
+            table(["mart", "rows", "columns"], [(r.name, r.rows, r.columns) for r in reports]),
+        ]
+    )
+
+
+def pipeline(result: PipelineResult, settings: Settings) -> str:
+    """Every step's summary, then the time each step took."""
+    timings = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in result.seconds.items())
+    return "\n\n".join(
+        [
+            simulation(result.simulation, settings),
+            ingest(result.ingest, settings),
+            build(result.build),
+            validation(result.marts),
+            f"Pipeline finished in {sum(result.seconds.values()):.1f} s ({timings}); workdir {settings.workdir}",
+        ]
+    )
+
+
+def status(result: WorkdirStatus, settings: Settings) -> str:
+    """Rows per table of the workdir's warehouse."""
+    rows = [(schema, name, count) for schema, tables in result.schemas.items() for name, count in tables.items()]
+    return "\n".join([f"Warehouse {settings.warehouse}", table(["schema", "table", "rows"], rows)])
