@@ -20,6 +20,7 @@ import polars as pl
 
 from shoprank.simulate import truth as ground_truth
 from shoprank.simulate import writer
+from shoprank.simulate.arrays import distinct
 from shoprank.simulate.behavior import World, simulate_chunk
 from shoprank.simulate.catalog import build_catalog
 from shoprank.simulate.dirt import KINDS, inject
@@ -105,15 +106,15 @@ def simulate(
         dirt.update(dirty.counts())
         dirt["bot_events"] += int(np.isin(dirty.events["user"], np.flatnonzero(population.bot_phase >= 0)).sum())
         manifests.append(writer.dirt_frame(dirty))
-        pairs.append(np.unique(chunk.lists.user[chunk.impressions[0]] * spec.n_items + chunk.impressions[2]))
+        pairs.append(distinct(chunk.lists.user[chunk.impressions[0]] * spec.n_items + chunk.impressions[2]))
         if len(pairs) >= PAIR_MERGE_EVERY:
-            pairs = [np.unique(np.concatenate(pairs))]
+            pairs = [distinct(np.concatenate(pairs))]
         if progress:
             progress(index + 1, len(chunks), f"day {day + 1}/{spec.days}")
 
-    codes = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, np.int64)
+    codes = distinct(np.concatenate(pairs)) if pairs else np.zeros(0, np.int64)
     writer.write(pl.concat(manifests), truth / "dirt.parquet")
-    writer.write(ground_truth.relevance_frame(population, catalog, codes), truth / "relevance.parquet")
+    writer.write_blocks(ground_truth.relevance_frames(population, catalog, codes), truth / "relevance.parquet")
     writer.write(ground_truth.user_latent_frame(population), truth / "user_latent.parquet")
     writer.write(ground_truth.item_latent_frame(catalog), truth / "item_latent.parquet")
     dirt["bot_users"] = int((population.bot_phase >= 0).sum())

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shoprank.simulate.arrays import distinct, group_starts
+
 HISTORY_SIZE = 8
 
 
@@ -36,7 +38,7 @@ class History:
         """Append clicks (in time order per user), keeping the newest ``HISTORY_SIZE`` per user."""
         if len(users) == 0:
             return
-        touched = np.unique(users)
+        touched = distinct(users)
         old_row, old_slot = np.nonzero(np.arange(HISTORY_SIZE)[None, :] < self.count[touched][:, None])
         old_user = touched[old_row]
         user = np.concatenate([old_user, users])
@@ -44,9 +46,10 @@ class History:
         when = np.concatenate([np.iinfo(np.int64).min + old_slot, times])
         order = np.lexsort((when, user))
         user, item = user[order], item[order]
-        unique, first, total = np.unique(user, return_index=True, return_counts=True)
+        first = group_starts(user)
+        total = np.diff(np.append(first, len(user)))
         rank = np.arange(len(user)) - np.repeat(first, total)
         dropped = np.repeat(np.maximum(total - HISTORY_SIZE, 0), total)
         keep = rank >= dropped
         self.items[user[keep], (rank - dropped)[keep]] = item[keep]
-        self.count[unique] = np.minimum(total, HISTORY_SIZE)
+        self.count[user[first]] = np.minimum(total, HISTORY_SIZE)

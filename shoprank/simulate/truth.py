@@ -17,7 +17,7 @@ the relevance reaches (0..3). Relevance is static: price changes move conversion
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import polars as pl
@@ -131,15 +131,12 @@ def item_latent_frame(catalog: Catalog) -> pl.DataFrame:
     )
 
 
-def relevance_frame(population: Population, catalog: Catalog, pair_codes: np.ndarray) -> pl.DataFrame:
-    """The ``truth/relevance`` table for pairs coded ``user * n_items + item``."""
-    u, i = np.divmod(pair_codes, len(catalog.leaf))
-    values = score(population, catalog, u, i)
-    return pl.DataFrame(
-        {
-            "user_id": population.ids().gather(u),
-            "item_id": catalog.ids().gather(i),
-            "relevance": values,
-            "grade": grade(values),
-        }
-    )
+def relevance_frames(population: Population, catalog: Catalog, pair_codes: np.ndarray) -> Iterator[pl.DataFrame]:
+    """The ``truth/relevance`` table for pairs coded ``user * n_items + item``, in blocks."""
+    user_ids, item_ids = population.ids(), catalog.ids()
+    for lo in range(0, max(len(pair_codes), 1), BLOCK):
+        u, i = np.divmod(pair_codes[lo : lo + BLOCK], len(catalog.leaf))
+        values = score(population, catalog, u, i)
+        yield pl.DataFrame(
+            {"user_id": user_ids.gather(u), "item_id": item_ids.gather(i), "relevance": values, "grade": grade(values)}
+        )

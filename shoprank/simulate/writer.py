@@ -8,10 +8,13 @@ the raw table.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from shoprank.contracts import RAW_TABLES, SURFACES
 from shoprank.simulate.arrays import ids, timestamps
@@ -36,6 +39,16 @@ def prepare(landing: Path, truth: Path) -> None:
 def write(frame: pl.DataFrame, path: Path) -> None:
     """Write one Parquet file (zstd, microsecond timestamps)."""
     frame.write_parquet(path, compression="zstd")
+
+
+def write_blocks(frames: Iterable[pl.DataFrame], path: Path) -> None:
+    """Write frames of one schema into one Parquet file, a row group each (bounded memory)."""
+    with ExitStack() as stack:
+        out = None
+        for frame in frames:
+            table = frame.to_arrow()
+            out = out or stack.enter_context(pq.ParquetWriter(path, table.schema, compression="zstd"))
+            out.write_table(table)
 
 
 def part_path(landing: Path, table: str, index: int) -> Path:
