@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 import polars as pl
 
+from shoprank.errors import ConfigError
 from shoprank.simulate import truth as ground_truth
 from shoprank.simulate import writer
 from shoprank.simulate.arrays import distinct
@@ -73,8 +74,15 @@ def simulate(
 
     Returns:
         Rows per table, dirt counts and the run's duration.
+
+    Raises:
+        ConfigError: A negative seed, or ``truth`` inside ``landing`` (ingest would read it).
     """
     started = time.perf_counter()
+    if seed < 0:
+        raise ConfigError(f"Simulator seed must be a non-negative integer, got {seed}")
+    if truth.resolve().is_relative_to(landing.resolve()):
+        raise ConfigError(f'Truth folder "{truth}" lies inside landing folder "{landing}"; keep ground truth out of landing')
     catalog = build_catalog(spec, np.random.default_rng([seed, CATALOG_STREAM]))
     population = build_population(spec, catalog, np.random.default_rng([seed, USERS_STREAM]))
     world = World(spec, catalog, population)
@@ -112,11 +120,7 @@ def simulate(
         if progress:
             progress(index + 1, len(chunks), f"day {day + 1}/{spec.days}")
 
-    codes = distinct(np.concatenate(pairs)) if pairs else np.zeros(0, np.int64)
-    writer.write(pl.concat(manifests), truth / "dirt.parquet")
-    writer.write_blocks(ground_truth.relevance_frames(population, catalog, codes), truth / "relevance.parquet")
-    writer.write(ground_truth.user_latent_frame(population), truth / "user_latent.parquet")
-    writer.write(ground_truth.item_latent_frame(catalog), truth / "item_latent.parquet")
+    _write_truth(truth, world, distinct(np.concatenate(pairs)), pl.concat(manifests))
     dirt["bot_users"] = int((population.bot_phase >= 0).sum())
     rows.update(items=items.height, users=population.table.height)
     return SimulationSummary(
@@ -124,3 +128,11 @@ def simulate(
         dirt={kind: dirt[kind] for kind in (*KINDS, "bot_users", "bot_events")},
         seconds=time.perf_counter() - started,
     )
+
+
+def _write_truth(truth: Path, world: World, pair_codes: np.ndarray, dirt: pl.DataFrame) -> None:
+    population, catalog = world.population, world.catalog
+    writer.write_blocks(ground_truth.relevance_frames(population, catalog, pair_codes), truth / "relevance.parquet")
+    writer.write(ground_truth.user_latent_frame(population), truth / "user_latent.parquet")
+    writer.write(ground_truth.item_latent_frame(catalog), truth / "item_latent.parquet")
+    writer.write(dirt, truth / "dirt.parquet")

@@ -20,7 +20,7 @@ from shoprank.simulate import policy, seasonality, truth
 from shoprank.simulate.arrays import US_PER_DAY, categorical, pick, seconds, sigmoid, us
 from shoprank.simulate.catalog import ATTRIBUTE, BRAND, COLOR, SIZE, Catalog
 from shoprank.simulate.history import History
-from shoprank.simulate.policy import BROWSE, RECOMMEND, SEARCH, Lists
+from shoprank.simulate.policy import RECOMMEND, SEARCH, Lists
 from shoprank.simulate.spec import ShopSpec
 from shoprank.simulate.users import BOT_CADENCE_DAYS, Population
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from shoprank.errors import ConfigError
 
@@ -119,7 +120,7 @@ def _as_datetime(value: Any) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError(value)
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value
 
 
@@ -135,7 +136,7 @@ def _check(spec: ShopSpec) -> None:
             "Simulator options sessions_per_user_day must be > 0 and lists_per_session >= 1, got "
             f"{spec.sessions_per_user_day} and {spec.lists_per_session}"
         )
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     if spec.end > now:
         raise ConfigError(
             f"Simulated period {spec.start:%Y-%m-%d} + {spec.days} days ends in the future; "

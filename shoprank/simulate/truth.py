@@ -16,8 +16,9 @@ the relevance reaches (0..3). Relevance is static: price changes move conversion
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import polars as pl

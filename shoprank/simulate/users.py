@@ -8,7 +8,16 @@ import numpy as np
 import polars as pl
 
 from shoprank.simulate import taxonomy
-from shoprank.simulate.arrays import US_PER_DAY, US_PER_SECOND, categorical, ids, padded, pick, timestamps, us
+from shoprank.simulate.arrays import (
+    US_PER_DAY,
+    US_PER_SECOND,
+    categorical,
+    ids,
+    padded,
+    pick,
+    timestamps,
+    us,
+)
 from shoprank.simulate.catalog import Catalog
 from shoprank.simulate.spec import ShopSpec
 

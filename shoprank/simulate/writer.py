@@ -8,9 +8,9 @@ the raw table.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import polars as pl

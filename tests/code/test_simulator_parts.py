@@ -9,7 +9,14 @@ import pytest
 
 from shoprank.simulate import policy, seasonality, taxonomy
 from shoprank.simulate.arrays import US_PER_DAY, us
-from shoprank.simulate.catalog import NO_TIME, ItemSampler, PriceBook, build_catalog, price_versions, shop_price
+from shoprank.simulate.catalog import (
+    NO_TIME,
+    ItemSampler,
+    PriceBook,
+    build_catalog,
+    price_versions,
+    shop_price,
+)
 from shoprank.simulate.history import HISTORY_SIZE, History
 from shoprank.simulate.spec import spec_for
 from shoprank.simulate.text import SYNONYM_CREDIT, TYPO_CREDIT, Vocabulary, make_typo

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,7 @@ def impressions(frames) -> pl.DataFrame:
 
 
 def test_same_seed_gives_identical_tables_and_another_seed_does_not(shop, tmp_path):
-    root, _, _, first = shop
+    first = shop[3]
     run(tmp_path / "again")
     again = load(tmp_path / "again")
     for name, frame in first.items():
@@ -101,7 +102,7 @@ def test_tables_have_the_contract_columns_and_layout(shop):
 
 def test_only_injected_dirt_breaks_the_contract(shop):
     _, summary, _, frames = shop
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     for table in ("requests", "items", "users"):
         RAW_TABLES[table].schema(now).validate(frames[table], lazy=True)
     with pytest.raises(pa.errors.SchemaErrors) as failed:
@@ -142,7 +143,7 @@ def test_funnel_rates_are_realistic(normalized, impressions):
 
 def test_click_through_rate_falls_with_position(impressions):
     by_block = impressions.group_by(pl.col("position") // 3).agg(pl.col("clicked").mean()).sort("position")["clicked"]
-    assert all(a > b for a, b in zip(by_block, by_block[1:]))
+    assert all(a > b for a, b in pairwise(by_block))
     assert by_block[0] > 2.5 * by_block[-1]
 
 
@@ -204,6 +205,12 @@ def test_truth_is_kept_apart_and_reproducible(shop):
     assert truth["relevance"].is_between(0, 1).all() and set(truth["grade"].unique()) == {0, 1, 2, 3}
     shown = frames["requests"].select("user_id", "item_id").unique()
     assert shown.height == truth.height and shown.join(truth, on=["user_id", "item_id"], how="anti").is_empty()
+
+
+def test_truth_inside_landing_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="inside landing"):
+        simulate(spec_for("tiny"), SEED, tmp_path / "landing", tmp_path / "landing" / "truth")
+    assert not (tmp_path / "landing").exists()
 
 
 def test_relevance_scores_unshown_pairs(frames):
