@@ -14,6 +14,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from shoprank import warehouse
@@ -75,6 +76,7 @@ def dbt_build(
         raise WarehouseError(f'Warehouse "{settings.warehouse}" does not exist; run "shoprank ingest" first')
     started = time.perf_counter()
     args = ["build", *(["--select", select] if select else []), *(["--full-refresh"] if full_refresh else [])]
+    (settings.dbt_target / "run_results.json").unlink(missing_ok=True)
     finished = dbt(settings, args, progress)
     results = _run_results(settings, finished)
     failed = [r for r in results if r["status"] in ("error", "fail")]
@@ -97,22 +99,27 @@ def mart_rows(settings: Settings) -> dict[str, int]:
 
 def _run_results(settings: Settings, finished: subprocess.CompletedProcess) -> list[dict]:
     path = settings.dbt_target / "run_results.json"
-    if not path.is_file() or path.stat().st_mtime < time.time() - 3600 * 24 * 365 or finished.returncode == 2:
-        if finished.returncode != 0:
-            raise BuildError(f"dbt could not run: {_last_error(finished.stdout)}")
+    if finished.returncode == 2 or not path.is_file():
+        raise BuildError(f"dbt could not run: {_last_error(finished.stdout)}; see {_log_file(settings)}")
     return json.loads(path.read_text())["results"]
 
 
+def _log_file(settings: Settings) -> Path:
+    return settings.dbt_target.parent / "logs" / "dbt.log"
+
+
 def _failure_message(failed: list[dict], finished: subprocess.CompletedProcess, settings: Settings) -> str:
-    logs = settings.dbt_target.parent / "logs" / "dbt.log"
+    logs = _log_file(settings)
     if not failed:
         return f"dbt build failed: {_last_error(finished.stdout)}; see {logs}"
-    shown = "; ".join(
-        f"{r['unique_id'].split('.')[0]} {r['unique_id'].split('.')[-1]}: {(r.get('message') or r['status']).splitlines()[0]}"
-        for r in failed[:5]
-    )
+    shown = "; ".join(f"{r['unique_id'].split('.')[0]} {r['unique_id'].split('.')[-1]}: {_first_line(r)}" for r in failed[:5])
     more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
     return f"dbt build failed: {shown}{more}; see {logs}"
+
+
+def _first_line(result: dict) -> str:
+    lines = [line.strip() for line in (result.get("message") or "").splitlines() if line.strip()]
+    return lines[0] if lines else result["status"]
 
 
 def _last_error(output: str) -> str:
