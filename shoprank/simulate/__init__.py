@@ -21,7 +21,6 @@ import polars as pl
 from shoprank.errors import ConfigError
 from shoprank.simulate import truth as ground_truth
 from shoprank.simulate import writer
-from shoprank.simulate.arrays import distinct
 from shoprank.simulate.behavior import World, simulate_chunk
 from shoprank.simulate.catalog import build_catalog
 from shoprank.simulate.dirt import KINDS, inject
@@ -32,7 +31,6 @@ from shoprank.simulate.users import build_population
 __all__ = ["PRESETS", "ShopSpec", "SimulationSummary", "simulate", "spec_for"]
 
 CATALOG_STREAM, USERS_STREAM, CHUNK_STREAM = range(3)
-PAIR_MERGE_EVERY = 16
 
 
 @dataclass(frozen=True)
@@ -95,7 +93,7 @@ def simulate(
     history = History.empty(spec.n_users)
     blocks = np.array_split(np.arange(spec.n_users), -(-spec.n_users // spec.chunk_users))
     chunks = [(day, block) for day in range(spec.days) for block in range(len(blocks))]
-    rows, dirt, manifests, pairs = Counter(), Counter(), [], []
+    rows, dirt, manifests, pairs = Counter(), Counter(), [], ground_truth.ShownPairs(spec.n_items)
     next_session = next_list = next_event = 0
     for index, (day, block) in enumerate(chunks):
         rng = np.random.default_rng([seed, CHUNK_STREAM, day, block])
@@ -114,13 +112,11 @@ def simulate(
         dirt.update(dirty.counts())
         dirt["bot_events"] += int(np.isin(dirty.events["user"], np.flatnonzero(population.bot_phase >= 0)).sum())
         manifests.append(writer.dirt_frame(dirty))
-        pairs.append(distinct(chunk.lists.user[chunk.impressions[0]] * spec.n_items + chunk.impressions[2]))
-        if len(pairs) >= PAIR_MERGE_EVERY:
-            pairs = [distinct(np.concatenate(pairs))]
+        pairs.add(block, chunk.lists.user[chunk.impressions[0]], chunk.impressions[2])
         if progress:
             progress(index + 1, len(chunks), f"day {day + 1}/{spec.days}")
 
-    _write_truth(truth, world, distinct(np.concatenate(pairs)), pl.concat(manifests))
+    _write_truth(truth, world, pairs, pl.concat(manifests))
     dirt["bot_users"] = int((population.bot_phase >= 0).sum())
     rows.update(items=items.height, users=population.table.height)
     return SimulationSummary(
@@ -130,9 +126,9 @@ def simulate(
     )
 
 
-def _write_truth(truth: Path, world: World, pair_codes: np.ndarray, dirt: pl.DataFrame) -> None:
+def _write_truth(truth: Path, world: World, pairs: ground_truth.ShownPairs, dirt: pl.DataFrame) -> None:
     population, catalog = world.population, world.catalog
-    writer.write_blocks(ground_truth.relevance_frames(population, catalog, pair_codes), truth / "relevance.parquet")
+    writer.write_blocks(pairs.frames(population, catalog), truth / "relevance.parquet")
     writer.write(ground_truth.user_latent_frame(population), truth / "user_latent.parquet")
     writer.write(ground_truth.item_latent_frame(catalog), truth / "item_latent.parquet")
     writer.write(dirt, truth / "dirt.parquet")

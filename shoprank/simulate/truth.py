@@ -16,6 +16,7 @@ the relevance reaches (0..3). Relevance is static: price changes move conversion
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -24,7 +25,7 @@ import numpy as np
 import polars as pl
 
 from shoprank.errors import InputError
-from shoprank.simulate.arrays import sigmoid, timestamps
+from shoprank.simulate.arrays import distinct, sigmoid, timestamps
 from shoprank.simulate.catalog import Catalog
 from shoprank.simulate.users import Population
 
@@ -132,12 +133,33 @@ def item_latent_frame(catalog: Catalog) -> pl.DataFrame:
     )
 
 
-def relevance_frames(population: Population, catalog: Catalog, pair_codes: np.ndarray) -> Iterator[pl.DataFrame]:
-    """The ``truth/relevance`` table for pairs coded ``user * n_items + item``, in blocks."""
-    user_ids, item_ids = population.ids(), catalog.ids()
-    for lo in range(0, max(len(pair_codes), 1), BLOCK):
-        u, i = np.divmod(pair_codes[lo : lo + BLOCK], len(catalog.leaf))
-        values = score(population, catalog, u, i)
-        yield pl.DataFrame(
-            {"user_id": user_ids.gather(u), "item_id": item_ids.gather(i), "relevance": values, "grade": grade(values)}
-        )
+class ShownPairs:
+    """Distinct (user, item) pairs shown in lists, as sorted codes ``user * n_items + item``.
+
+    Codes are kept per block of users, so merging them never copies more than one block.
+    """
+
+    MERGE_EVERY = 16
+
+    def __init__(self, n_items: int) -> None:
+        self.n_items = n_items
+        self.blocks: dict[int, list[np.ndarray]] = defaultdict(list)
+
+    def add(self, block: int, users: np.ndarray, items: np.ndarray) -> None:
+        """Record impressions of a chunk of user block ``block``."""
+        parts = self.blocks[block]
+        parts.append(distinct(users * self.n_items + items))
+        if len(parts) >= self.MERGE_EVERY:
+            self.blocks[block] = [distinct(np.concatenate(parts))]
+
+    def frames(self, population: Population, catalog: Catalog) -> Iterator[pl.DataFrame]:
+        """The ``truth/relevance`` table, ordered by user and item, in frames of at most ``BLOCK`` rows."""
+        user_ids, item_ids = population.ids(), catalog.ids()
+        for block in sorted(self.blocks):
+            codes = distinct(np.concatenate(self.blocks.pop(block)))
+            for lo in range(0, max(len(codes), 1), BLOCK):  # an empty block still gives the schema
+                u, i = np.divmod(codes[lo : lo + BLOCK], self.n_items)
+                values = score(population, catalog, u, i)
+                yield pl.DataFrame(
+                    {"user_id": user_ids.gather(u), "item_id": item_ids.gather(i), "relevance": values, "grade": grade(values)}
+                )
