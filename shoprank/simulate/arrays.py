@@ -32,6 +32,12 @@ def ids(prefix: str, numbers: np.ndarray, width: int, name: str) -> pl.Series:
     return pl.select(pl.when(n >= 0).then(pl.lit(prefix) + n.cast(pl.String).str.zfill(width))).to_series().alias(name)
 
 
+def gather(values: pl.Series, index: np.ndarray) -> pl.Series:
+    """``values`` at ``index``; index -1 gives null."""
+    position = pl.Series(index, dtype=pl.Int64)
+    return values.gather(pl.select(pl.when(position >= 0).then(position)).to_series())
+
+
 def padded(groups: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     """Stack ragged id lists into a -1 padded matrix and their lengths."""
     width = max(1, max(len(g) for g in groups))

@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from shoprank.simulate import taxonomy
+from shoprank.simulate.arrays import gather
 
 SYNONYM_CREDIT = 0.5
 TYPO_CREDIT = 0.35
@@ -102,7 +103,7 @@ class Vocabulary:
     def join(self, ids: np.ndarray, *, titles: bool = False) -> pl.Series:
         """Join rows of term ids (-1 skips a slot) into strings, in display or query form."""
         forms = self.display if titles else self.text
-        parts = [forms.gather(pl.Series(col).replace(-1, None)) for col in ids.T]
+        parts = [gather(forms, col) for col in ids.T]
         frame = pl.DataFrame({str(k): p for k, p in enumerate(parts)})
         return frame.select(pl.concat_str(pl.all(), separator=" ", ignore_nulls=True)).to_series()
 

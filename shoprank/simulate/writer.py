@@ -17,7 +17,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from shoprank.contracts import RAW_TABLES, SURFACES
-from shoprank.simulate.arrays import ids, timestamps
+from shoprank.simulate.arrays import gather, ids, timestamps
 from shoprank.simulate.catalog import NO_TIME, Catalog
 from shoprank.simulate.dirt import KINDS, TYPE_TEXTS, Dirty
 from shoprank.simulate.policy import Lists
@@ -70,7 +70,7 @@ def events_frame(events: dict[str, np.ndarray], user_ids: pl.Series, item_ids: p
             "user_id": user_ids.gather(events["user"]),
             "session_id": ids("s", events["session"], SESSION_ID_WIDTH, "session_id"),
             "event_type": pl.Series(TYPE_TEXTS).gather(events["kind"]),
-            "item_id": _gather(item_ids, events["item"]),
+            "item_id": gather(item_ids, events["item"]),
             "request_id": ids("r", events["request"], REQUEST_ID_WIDTH, "request_id"),
             "position": _nullable(events["position"], events["position"] >= 0),
             "price": _nullable(events["price"], ~np.isnan(events["price"])),
@@ -116,10 +116,6 @@ def dirt_frame(dirty: Dirty) -> pl.DataFrame:
     )
 
 
-def _gather(values: pl.Series, index: np.ndarray) -> pl.Series:
-    return values.gather(pl.Series(index).replace(-1, None)) if len(index) else values.clear()
-
-
 def _nullable(values: np.ndarray, valid: np.ndarray) -> pl.Series:
     return pl.Series(values).scatter(np.flatnonzero(~valid), None)
 
@@ -135,7 +131,7 @@ def items_frame(catalog: Catalog) -> pl.DataFrame:
             "item_id": catalog.ids().gather(item),
             "title": titles.gather(item),
             "category_path": paths.gather(catalog.leaf[item]),
-            "brand": _gather(brands, catalog.brand[item]),
+            "brand": gather(brands, catalog.brand[item]),
             "price": catalog.prices.values[item, version],
             "updated_at": timestamps(catalog.prices.times[item, version], "updated_at"),
         }
