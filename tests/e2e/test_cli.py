@@ -1,0 +1,108 @@
+"""Every command from the command line: exit codes, exact one-line errors, and summaries."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from shoprank.cli import cli
+from tests.conftest import shared_dataset
+
+COMMANDS = ["simulate", "ingest", "build", "validate", "pipeline", "status"]
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def test_every_command_has_help_with_an_example():
+    top = invoke("-h")
+    assert top.exit_code == 0
+    for command in COMMANDS:
+        assert command in top.output
+        result = invoke(command, "--help")
+        assert result.exit_code == 0, command
+        assert "Example:" in result.output, command
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ingest", "nowhere.csv"], 'Error: Input "nowhere.csv" does not exist; check the path'),
+        (["ingest", "--format", "excel", "x.csv"], 'Error: Unknown format "excel"; use one of contract, taobao, diginetica, retailrocket, homedepot, or --mapping FILE'),
+        (["simulate", "--preset", "huge"], 'Error: Unknown simulator preset "huge"; allowed: tiny, small, medium, large'),
+        (["build"], 'Error: Warehouse "{w}/warehouse.duckdb" does not exist; run "shoprank ingest" first'),
+        (["validate"], 'Error: Warehouse "{w}/warehouse.duckdb" does not exist; run "shoprank ingest" or "shoprank pipeline" first'),
+        (["status"], 'Error: Warehouse "{w}/warehouse.duckdb" does not exist; run "shoprank ingest" or "shoprank pipeline" first'),
+        (["--config", "missing.toml", "status"], 'Error: Config file "missing.toml" not found; create it or drop --config / SHOPRANK_CONFIG'),
+    ],
+)
+def test_user_mistakes_are_one_line_errors_without_traceback(tmp_path, args, message):
+    workdir = tmp_path / "w"
+    result = invoke("--workdir", str(workdir), *args)
+    assert result.exit_code == 1
+    assert result.output == message.format(w=workdir) + "\n"
+
+
+def test_simulate_prints_rows_per_table_and_the_dirt(tmp_path):
+    result = invoke("--workdir", str(tmp_path), "simulate", "--preset", "tiny", "--days", "3")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"Simulated preset tiny (seed 7) in ")
+    assert lines[0].endswith(f" s into {tmp_path}/landing")
+    assert lines[1].split() == ["table", "rows"]
+    assert [line.split()[0] for line in lines[2:6]] == ["events", "items", "requests", "users"]
+    assert lines[6].startswith("Dirt injected: duplicate same id ")
+    assert lines[7] == f"Ground truth, for evaluation only: {tmp_path}/truth"
+    assert (tmp_path / "landing" / "items.parquet").is_file()
+
+
+def test_ingest_a_real_taobao_sample_explains_what_it_kept(tmp_path):
+    sample = shared_dataset("taobao_userbehavior/usercomplete_head_43users.csv")
+    result = invoke("--workdir", str(tmp_path), "ingest", str(sample), "--format", "taobao")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"Ingested 1 file(s) in ")
+    assert lines[1].split() == ["table", "read", "accepted", "quarantined", "duplicates"]
+    assert lines[2].split() == ["events", "4,321", "4,321", "0", "0"]
+    assert lines[3].split()[0] == "items"
+    assert lines[4].startswith("Note: 1 of 4321 Taobao events")
+    again = invoke("--workdir", str(tmp_path), "ingest", str(sample), "--format", "taobao")
+    assert again.output.splitlines()[2].split() == ["events", "4,321", "0", "0", "4,321"]
+
+
+def test_status_build_and_validate_on_a_built_shop(tiny_shop):
+    status = invoke("--workdir", str(tiny_shop.workdir), "status")
+    assert status.exit_code == 0
+    lines = status.output.splitlines()
+    assert lines[0] == f"Warehouse {tiny_shop.warehouse}"
+    assert lines[1].split() == ["schema", "table", "rows"]
+    tables = {tuple(line.split()[:2]) for line in lines[2:]}
+    assert {("raw", "events"), ("quarantine", "events"), ("marts", "fct_labels")} <= tables
+    validate = invoke("--workdir", str(tiny_shop.workdir), "validate")
+    assert validate.exit_code == 0
+    assert validate.output.splitlines()[0] == "All 6 marts meet their contracts"
+
+
+@pytest.mark.slow
+def test_the_installed_script_runs_the_main_job(tmp_path):
+    script = Path(sys.executable).with_name("shoprank")
+    done = subprocess.run(
+        [str(script), "pipeline", "--preset", "tiny"],
+        cwd=tmp_path,
+        env={**os.environ, "SHOPRANK_HOME": str(tmp_path / "shop")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("Pipeline finished in ") and last.endswith(f"workdir {tmp_path / 'shop'}")
+    assert "All 6 marts meet their contracts" in done.stdout
+    assert "Traceback" not in done.stderr
+    assert (tmp_path / "shop" / "marts" / "user_features_daily.parquet").is_file()
