@@ -67,7 +67,7 @@ PRESETS: dict[str, ShopSpec] = {
     "tiny": ShopSpec(n_users=250, n_items=400, days=7, sessions_per_user_day=0.4),
     "small": ShopSpec(n_users=10_000, n_items=5_000, days=14),
     "medium": ShopSpec(n_users=50_000, n_items=30_000, days=28, chunk_users=25_000),
-    "large": ShopSpec(n_users=320_000, n_items=150_000, days=42, chunk_users=80_000),
+    "large": ShopSpec(n_users=270_000, n_items=150_000, days=42, chunk_users=90_000),
 }
 
 _RATES = {f.name for f in fields(ShopSpec) if f.name.endswith(("_rate", "_share"))}
