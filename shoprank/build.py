@@ -40,13 +40,14 @@ def dbt(settings: Settings, args: list[str], progress: Callable[..., None] | Non
     Returns:
         The finished process (stdout holds dbt's log).
     """
-    settings.dbt_target.mkdir(parents=True, exist_ok=True)
+    target = settings.dbt_target.resolve()
+    target.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-c", _DBT, *args,
         "--project-dir", str(DBT_PROJECT_DIR),
         "--profiles-dir", str(DBT_PROJECT_DIR),
-        "--target-path", str(settings.dbt_target),
-        "--log-path", str(settings.dbt_target.parent / "logs"),
+        "--target-path", str(target),
+        "--log-path", str(target.parent / "logs"),
         "--no-use-colors",
     ]  # fmt: skip
     env = {**os.environ, **settings.env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}

@@ -7,62 +7,73 @@
 
   The row at as_of_date D covers activity on days D - w .. D - 1, i.e. strictly before D.
   Boundaries after the data horizon (the end of the last day with events) are not emitted: the
-  future is unknown.
+  future is unknown. Windows are range frames over the days of each entity, so the cost grows
+  with the rows, not with rows times window length.
 
   Arguments:
-    daily       a relation or CTE name with `keys`, `date_column` and the measures
-    keys        columns that identify an entity (change points are per entity)
-    measures    additive integer measures; output `<measure>_<w>d` as bigint
-    windows     window lengths in days
-    float_sums  additive float measures; output `<measure>_<w>d` as double
-    distinct    {output name: column}: `<name>_<w>d` = distinct non-null values in the window
-    maxima      {output name: column}: `<name>` = the column's maximum in the longest window
-    detail_keys columns under the entity reported per entity and boundary (e.g. a category),
-                for every detail active in the window or leaving it at that boundary (then
-                with zeros, so its last value is not stale)
+    daily          a relation or CTE name with `keys`, `date_column` and the measures
+    keys           columns that identify an entity (boundaries are per entity)
+    measures       additive integer measures; output `<measure>_<w>d` as bigint
+    windows        window lengths in days
+    float_sums     additive float measures; output `<measure>_<w>d` as double
+    running_sums   measures summed over all history up to the boundary (e.g. +1/-1 deltas)
+    running_maxima measures whose maximum over all history up to the boundary is kept
 -#}
-{% macro windowed_sums(daily, keys, measures, windows=[1, 7, 30], float_sums=[], distinct={}, maxima={}, detail_keys=[], date_column='activity_date') -%}
-{%- set longest = windows | max -%}
-{#- one day more than the longest window, so the boundary where a day leaves still joins it -#}
-{%- set lookback = longest + 1 -%}
+{% macro windowed_sums(daily, keys, measures, windows=[1, 7, 30], float_sums=[], running_sums=[], running_maxima=[], date_column='activity_date') -%}
 {%- set offsets = [1] -%}
 {%- for w in windows %}{% do offsets.append(w + 1) %}{% endfor -%}
-{%- set key_match = [] -%}
-{%- for k in keys %}{% do key_match.append('d.' ~ k ~ ' = cp.' ~ k) %}{% endfor -%}
+{%- set entity = keys | join(', ') -%}
+{%- set additive = measures + float_sums + running_sums -%}
+{%- set days = 'partition by ' ~ entity ~ ' order by day' -%}
 select
-    {% for k in keys %}cp.{{ k }},{% endfor %}
-    {% for k in detail_keys %}d.{{ k }},{% endfor %}
-    cp.as_of_date
+    {{ entity }},
+    {{ add_days(1, 'day') }} as as_of_date
     {%- for w in windows %}
-    {%- set in_window = 'd.' ~ date_column ~ ' >= ' ~ add_days(-w, 'cp.as_of_date') %}
     {%- for m in measures %},
-    cast(coalesce(sum(case when {{ in_window }} then d.{{ m }} end), 0) as bigint) as {{ m }}_{{ w }}d
+    cast(sum({{ m }}) over ({{ days }} range between interval {{ w - 1 }} days preceding and current row) as bigint) as {{ m }}_{{ w }}d
     {%- endfor %}
     {%- for m in float_sums %},
-    cast(coalesce(sum(case when {{ in_window }} then d.{{ m }} end), 0) as double) as {{ m }}_{{ w }}d
-    {%- endfor %}
-    {%- for name, column in distinct.items() %},
-    cast(count(distinct case when {{ in_window }} then d.{{ column }} end) as bigint) as {{ name }}_{{ w }}d
+    cast(sum({{ m }}) over ({{ days }} range between interval {{ w - 1 }} days preceding and current row) as double) as {{ m }}_{{ w }}d
     {%- endfor %}
     {%- endfor %}
-    {%- for name, column in maxima.items() %},
-    max(case when d.{{ date_column }} >= {{ add_days(-longest, 'cp.as_of_date') }} then d.{{ column }} end) as {{ name }}
+    {%- for m in running_sums %},
+    cast(sum({{ m }}) over ({{ days }} rows between unbounded preceding and current row) as bigint) as {{ m }}
     {%- endfor %}
+    {%- for m in running_maxima %},
+    max({{ m }}) over ({{ days }} rows between unbounded preceding and current row) as {{ m }}
+    {%- endfor %},
+    is_boundary
 from (
-    select distinct {% for k in keys %}{{ k }}, {% endfor %}as_of_date
-    from (
-        {%- for offset in offsets %}
-        select {% for k in keys %}{{ k }}, {% endfor %}{{ add_days(offset, date_column) }} as as_of_date from {{ daily }}
-        {% if not loop.last %}union all{% endif %}
+    -- one row per entity and day: the day's activity, and whether a boundary closes it
+    select
+        {{ entity }},
+        day,
+        {%- for m in additive %}
+        sum({{ m }}) as {{ m }},
         {%- endfor %}
-    ) boundaries
-    where as_of_date <= {{ data_horizon() }}
-) cp
-inner join {{ daily }} d
-    on {{ key_match | join(' and ') }}
-    and d.{{ date_column }} < cp.as_of_date
-    and d.{{ date_column }} >= {{ add_days(-lookback, 'cp.as_of_date') }}
-group by all
+        {%- for m in running_maxima %}
+        max({{ m }}) as {{ m }},
+        {%- endfor %}
+        max(is_boundary) as is_boundary
+    from (
+        select {{ entity }}, {{ date_column }} as day,
+            {%- for m in additive + running_maxima %} {{ m }},{% endfor %} 0 as is_boundary
+        from {{ daily }}
+        {%- for offset in offsets %}
+        union all
+        -- the last day covered by the boundary `offset` days after an active day
+        select {{ entity }}, {{ add_days(offset - 1, date_column) }},
+            {%- for m in additive %} 0,{% endfor %}{% for m in running_maxima %} null,{% endfor %} 1
+        from {{ daily }}
+        {%- endfor %}
+    ) entity_days
+    group by {{ entity }}, day
+) per_day
+{%- endmacro %}
+
+{#- Keep the boundary rows of a `windowed_sums` result that are known by the data horizon. -#}
+{% macro known_boundaries(alias='w') -%}
+    {{ alias }}.is_boundary = 1 and {{ alias }}.as_of_date <= {{ data_horizon() }}
 {%- endmacro %}
 
 {#- The end of the last day with events: the latest moment any feature can be known at. -#}

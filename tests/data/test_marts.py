@@ -23,6 +23,8 @@ def _scalar(con, sql: str):
 # For every entity and every day boundary of the data, the row a point-in-time join picks (the
 # latest at or before the boundary) must equal the window recomputed from the cleaned events
 # strictly before the boundary: no stale value, no future value.
+CATEGORIZED_EVENTS = """(select s.*, v.category_path from intermediate.int_events_sessionized s
+    left join intermediate.int_item_versions v on v.item_id = s.item_id and v.valid_to is null) e"""
 AS_OF_CHECKS = {
     "user_features_daily": (
         ["user_id"],
@@ -30,8 +32,9 @@ AS_OF_CHECKS = {
             "views_7d": "count(*) filter (where e.event_type = 'view' and e.event_time >= g.t - interval 7 day)",
             "clicks_1d": "count(*) filter (where e.event_type = 'click' and e.event_time >= g.t - interval 1 day)",
             "purchases_30d": "count(*) filter (where e.event_type = 'purchase')",
+            "categories_30d": "count(distinct e.category_path)",
         },
-        "intermediate.int_events_sessionized e on e.user_id = g.user_id",
+        f"{CATEGORIZED_EVENTS} on e.user_id = g.user_id",
     ),
     "item_features_daily": (
         ["item_id"],
@@ -44,9 +47,7 @@ AS_OF_CHECKS = {
     "user_category_features_daily": (
         ["user_id", "category_path"],
         {"category_interactions_30d": "count(e.event_id)"},
-        """(select s.*, v.category_path from intermediate.int_events_sessionized s
-            join intermediate.int_item_versions v on v.item_id = s.item_id and v.valid_to is null) e
-           on e.user_id = g.user_id and e.category_path = g.category_path""",
+        f"{CATEGORIZED_EVENTS} on e.user_id = g.user_id and e.category_path = g.category_path",
     ),
 }
 

@@ -31,27 +31,33 @@ interactions as (
     where event_type <> 'view'
 ),
 
-labeled as (
-    select
-        r.request_id,
-        r.position,
-        max(r.request_time) as request_time,
-        max(r.request_date) as request_date,
-        max(r.user_id) as user_id,
-        max(r.source_session_id) as source_session_id,
-        max(r.surface) as surface,
-        max(r.query) as query,
-        max(r.query_norm) as query_norm,
-        max(r.item_id) as item_id,
-        cast(coalesce(max(i.grade), 0) as integer) as label,
-        max(r._loaded_at) as _loaded_at
+matched as (
+    select r.request_id, r.position, max(i.grade) as label
     from requests r
-    left join interactions i
+    inner join interactions i
         on i.user_id = r.user_id
         and i.item_id = r.item_id
         and i.event_time >= r.request_time
         and i.event_time < {{ dbt.dateadd('minute', var('label_window_minutes'), 'r.request_time') }}
     group by r.request_id, r.position
+),
+
+labeled as (
+    select
+        r.request_id,
+        r.position,
+        r.request_time,
+        r.request_date,
+        r.user_id,
+        r.source_session_id,
+        r.surface,
+        r.query,
+        r.query_norm,
+        r.item_id,
+        cast(coalesce(m.label, 0) as integer) as label,
+        r._loaded_at
+    from requests r
+    left join matched m on m.request_id = r.request_id and m.position = r.position
 )
 
 select * from labeled

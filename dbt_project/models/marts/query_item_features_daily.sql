@@ -38,3 +38,4 @@ select
     {{ smoothed_rate('w.clicks_30d', 'w.impressions_30d', 'coalesce(p.search_ctr_30d, 0)') }} as query_item_ctr_30d
 from windowed w
 left join priors p on w.as_of_date = p.as_of_date
+where {{ known_boundaries('w') }}
