@@ -1,9 +1,10 @@
 """Validate a batch against its contract and write it: accepted rows to ``raw``, rejected rows to
-``quarantine`` with their reason, duplicates counted and skipped.
+``quarantine`` with their reason, duplicates skipped; then count what happened.
 
-For every batch ``read = accepted + quarantined + duplicates``. A row is a duplicate when a row
-with the same key (``RawTable.key``) is already in the warehouse or earlier in the batch; a
-rejected row is a duplicate when the same text was already quarantined from the same source.
+For every table and source ``read = accepted + quarantined + duplicates``. A row is a duplicate
+when a row with the same key (``RawTable.key``) is already in the warehouse or earlier in the
+batch; a rejected row is a duplicate when the same text was already quarantined from the same
+source.
 """
 
 from __future__ import annotations
@@ -75,49 +76,93 @@ def rejection_reasons(batch: Batch, now: datetime) -> tuple[pl.DataFrame, pl.Ser
     return typed, reasons
 
 
-def load_batch(con: duckdb.DuckDBPyConnection, batch: Batch, now: datetime, batch_id: str) -> TableCounts:
-    """Validate ``batch`` and insert it into the warehouse inside the caller's transaction."""
+@dataclass(frozen=True)
+class Sorted:
+    """A batch split by its contract: rows to accept and rows to quarantine (as text, with reasons)."""
+
+    table: str
+    accepted: pl.DataFrame
+    rejected: pl.DataFrame
+
+
+def sort_rows(batch: Batch, sources: pl.Series, now: datetime) -> Sorted:
+    """Validate ``batch``; keep the first row of each key among the valid ones.
+
+    ``sources`` holds each row's source file (a batch may gather several small files).
+    """
     table = RAW_TABLES[batch.table]
     typed, reasons = rejection_reasons(batch, now)
     rejected_mask = reasons.is_not_null()
-    counts = TableCounts(read=batch.frame.height)
-    lineage = [batch.source, batch_id, now]
-
     key = pl.col(table.key[0]) if len(table.key) == 1 else pl.struct(table.key)
-    accepted = typed.filter(~rejected_mask).filter(key.is_first_distinct())
-    con.register("accepted_rows", accepted.to_arrow())
-    on = " and ".join(f'a."{k}" is not distinct from r."{k}"' for k in table.key)
-    counts.accepted = con.execute(
-        f"insert into raw.{table.name} select a.*, ?, ?, ? from accepted_rows a anti join raw.{table.name} r on {on}",
-        lineage,
-    ).fetchone()[0]
-    con.unregister("accepted_rows")
+    accepted = typed.with_columns(_source=sources).filter(~rejected_mask).filter(key.is_first_distinct())
+    rejected = _as_text(batch.frame.filter(rejected_mask), list(table.columns))
+    rejected = rejected.with_columns(
+        _reason=reasons.filter(rejected_mask),
+        _row_hash=rejected.hash_rows(seed=0),
+        _source=sources.filter(rejected_mask),
+    ).unique(subset=["_row_hash", "_source"], keep="first", maintain_order=True)
+    return Sorted(batch.table, accepted, rejected)
 
-    if rejected_mask.any():
-        rejected = _as_text(batch.frame.filter(rejected_mask), list(table.columns)).with_columns(
-            reasons.filter(rejected_mask).alias("_reason")
-        )
-        rejected = rejected.with_columns(_row_hash=rejected.drop("_reason").hash_rows(seed=0)).unique(
-            subset="_row_hash", keep="first", maintain_order=True
-        )
-        con.register("rejected_rows", rejected.to_arrow())
-        inserted = con.execute(
+
+def write_rows(con: duckdb.DuckDBPyConnection, rows: Sorted, now: datetime, batch_id: str) -> None:
+    """Insert sorted rows inside the caller's transaction, skipping rows already in the warehouse."""
+    table = RAW_TABLES[rows.table]
+    lineage = [batch_id, now]
+    con.register("accepted_rows", rows.accepted.to_arrow())
+    on = " and ".join(f'a."{k}" is not distinct from r."{k}"' for k in table.key)
+    columns = ", ".join(f'a."{c}"' for c in table.columns)
+    con.execute(
+        f"""insert into raw.{table.name}
+            select {columns}, a._source, ?, ? from accepted_rows a anti join raw.{table.name} r on {on}""",
+        lineage,
+    ).fetchall()
+    con.unregister("accepted_rows")
+    if rows.rejected.height:
+        con.register("rejected_rows", rows.rejected.to_arrow())
+        con.execute(
             f"""insert into quarantine.{table.name}
-                select q.*, ?, ?, ? from rejected_rows q
-                anti join (select _row_hash from quarantine.{table.name} where _source = ?) seen using (_row_hash)
-                returning _reason""",
-            [*lineage, batch.source],
+                select q.*, ?, ? from rejected_rows q
+                anti join quarantine.{table.name} seen using (_row_hash, _source)""",
+            lineage,
         ).fetchall()
-        counts.quarantined = len(inserted)
-        counts.reasons = Counter(reason for (reason,) in inserted)
         con.unregister("rejected_rows")
 
-    counts.duplicates = counts.read - counts.accepted - counts.quarantined
-    con.execute(
-        "insert into raw.ingest_batches values (?, ?, ?, ?, ?, ?, ?, ?)",
-        [batch_id, table.name, batch.source, now, counts.read, counts.accepted, counts.quarantined, counts.duplicates],
-    )
-    return counts
+
+def record_counts(
+    con: duckdb.DuckDBPyConnection, batch_id: str, now: datetime, read: dict[tuple[str, str], int]
+) -> dict[str, TableCounts]:
+    """Count what a run did per table and source file, and log it in ``raw.ingest_batches``.
+
+    Args:
+        read: Rows read per (table, source file).
+
+    Returns:
+        The counts per table; duplicates are the rows neither accepted nor quarantined.
+    """
+    totals: dict[str, TableCounts] = {}
+    for table in sorted({t for t, _ in read}):
+        accepted = dict(
+            con.execute(
+                f"select _source, count(*) from raw.{table} where _batch_id = ? group by 1", [batch_id]
+            ).fetchall()
+        )
+        reasons = con.execute(
+            f"select _source, _reason, count(*) from quarantine.{table} where _batch_id = ? group by 1, 2", [batch_id]
+        ).fetchall()
+        counts = totals.setdefault(table, TableCounts())
+        for (name, source), rows in read.items():
+            if name != table:
+                continue
+            quarantined = sum(n for src, _, n in reasons if src == source)
+            file_counts = TableCounts(rows, accepted.get(source, 0), quarantined)
+            file_counts.duplicates = rows - file_counts.accepted - quarantined
+            file_counts.reasons = Counter({reason: n for src, reason, n in reasons if src == source})
+            counts.add(file_counts)
+            con.execute(
+                "insert into raw.ingest_batches values (?, ?, ?, ?, ?, ?, ?, ?)",
+                [batch_id, table, source, now, rows, file_counts.accepted, quarantined, file_counts.duplicates],
+            )
+    return totals
 
 
 def _as_text(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:

@@ -6,19 +6,22 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
+import polars as pl
+
 from shoprank import warehouse
 from shoprank.errors import InputError
 from shoprank.ingest.adapters import ADAPTERS
 from shoprank.ingest.batch import Batch
-from shoprank.ingest.load import TableCounts, load_batch
+from shoprank.ingest.load import TableCounts, record_counts, sort_rows, write_rows
 from shoprank.ingest.mapping import load_mapping, read_mapped
-from shoprank.ingest.readers import files_under, read_contract
+from shoprank.ingest.readers import CHUNK_ROWS, files_under, read_contract
 
 FORMATS = ("contract", *ADAPTERS)
 
@@ -71,25 +74,59 @@ def ingest(
     files = files_under(paths)
     report = IngestReport(batch_id=uuid.uuid4().hex[:12], files=len(files))
     now = datetime.now(timezone.utc).replace(tzinfo=None)
+    read: Counter[tuple[str, str]] = Counter()
     con = warehouse.connect(warehouse_path)
     try:
         warehouse.create_layout(con)
         con.begin()
-        try:
-            for path in files:
-                for batch in reader(path):
-                    report.tables[batch.table].add(load_batch(con, batch, now, report.batch_id))
+        # validation of a batch (Polars) overlaps the insert of the previous one (DuckDB)
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            writing: Future | None = None
+            try:
+                for batch, sources in _gathered(reader(path) for path in files):
+                    rows = sort_rows(batch, sources, now)
+                    if writing:
+                        writing.result()
+                    writing = writer.submit(write_rows, con, rows, now, report.batch_id)
+                    read.update({(batch.table, source): n for source, n in sources.value_counts().iter_rows()})
                     report.notes.extend(n for n in batch.notes if n not in report.notes)
                     if progress:
                         progress(batch.source, batch.frame.height)
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
+                if writing:
+                    writing.result()
+                report.tables.update(record_counts(con, report.batch_id, now, dict(read)))
+                con.commit()
+            except BaseException:
+                if writing:
+                    wait([writing])
+                con.rollback()
+                raise
     finally:
         con.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _gathered(files: Iterator[Iterator[Batch]]) -> Iterator[tuple[Batch, pl.Series]]:
+    """Gather the batches of small files into batches of about ``CHUNK_ROWS`` rows per table (each
+    validation and insert has a fixed cost); yield each with the source file of every row."""
+    pending: dict[str, list[Batch]] = defaultdict(list)
+
+    def flush(table: str) -> tuple[Batch, pl.Series]:
+        batches = pending.pop(table)
+        frame = pl.concat([b.frame for b in batches], how="diagonal_relaxed")
+        sources = pl.concat([pl.repeat(b.source, b.frame.height, dtype=pl.Utf8, eager=True) for b in batches])
+        label = batches[0].source if len(batches) == 1 else f"{len(batches)} files"
+        notes = tuple(n for b in batches for n in b.notes)
+        return Batch(table, frame, label, notes), sources.alias("_source")
+
+    for batches in files:
+        for batch in batches:
+            pending[batch.table].append(batch)
+            if sum(b.frame.height for b in pending[batch.table]) >= CHUNK_ROWS:
+                yield flush(batch.table)
+    for table in list(pending):
+        yield flush(table)
 
 
 def _reader(fmt: str, mapping_file: Path | None) -> Callable[[Path], Iterator[Batch]]:

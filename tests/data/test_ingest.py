@@ -98,7 +98,7 @@ def test_a_failing_file_rolls_back_the_whole_run(tmp_path, files):
 def test_an_interruption_mid_run_rolls_back_the_whole_run(tmp_path, files, monkeypatch):
     warehouse = tmp_path / "w.duckdb"
     calls = []
-    real = run.load_batch
+    real = run.write_rows
 
     def interrupted(*args, **kwargs):
         if calls:
@@ -106,7 +106,7 @@ def test_an_interruption_mid_run_rolls_back_the_whole_run(tmp_path, files, monke
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(run, "load_batch", interrupted)
+    monkeypatch.setattr(run, "write_rows", interrupted)
     with pytest.raises(KeyboardInterrupt):
         ingest(warehouse, [files])
     assert _counts(warehouse) == {"raw.events": 0, "raw.items": 0, "quarantine.events": 0, "raw.ingest_batches": 0}
