@@ -66,8 +66,10 @@ def main(preset: str) -> None:
         print(f"{name:<16}{run.seconds:>9.2f}{rows / run.seconds:>12,.0f}{run.peak_mb:>9.0f}")
     ours = rows / runs["shoprank"].seconds
     verdict = "meets" if ours >= TARGET else "MISSES"
-    print(f"target: >= {TARGET:,} events/s -> {ours:,.0f} ({verdict}); "
-          f"{runs['shoprank'].seconds / runs['duckdb load'].seconds:.1f}x the plain DuckDB load")
+    print(
+        f"target: >= {TARGET:,} events/s -> {ours:,.0f} ({verdict}); "
+        f"{runs['shoprank'].seconds / runs['duckdb load'].seconds:.1f}x the plain DuckDB load"
+    )
     print(runs["shoprank"].output.strip())
 
 

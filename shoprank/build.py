@@ -13,9 +13,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from shoprank import warehouse
 from shoprank.config import DBT_PROJECT_DIR, Settings
@@ -34,7 +34,9 @@ class BuildResult:
     seconds: float = 0.0
 
 
-def dbt(settings: Settings, args: list[str], progress: Callable[..., None] | None = None) -> subprocess.CompletedProcess:
+def dbt(
+    settings: Settings, args: list[str], progress: Callable[..., None] | None = None
+) -> subprocess.CompletedProcess:
     """Run a dbt command in ``dbt_project/`` against the workdir; stream progress from its log.
 
     Returns:
@@ -113,7 +115,9 @@ def _failure_message(failed: list[dict], finished: subprocess.CompletedProcess, 
     logs = _log_file(settings)
     if not failed:
         return f"dbt build failed: {_last_error(finished.stdout)}; see {logs}"
-    shown = "; ".join(f"{r['unique_id'].split('.')[0]} {r['unique_id'].split('.')[-1]}: {_first_line(r)}" for r in failed[:5])
+    shown = "; ".join(
+        f"{r['unique_id'].split('.')[0]} {r['unique_id'].split('.')[-1]}: {_first_line(r)}" for r in failed[:5]
+    )
     more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
     return f"dbt build failed: {shown}{more}; see {logs}"
 

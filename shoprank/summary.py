@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from shoprank.build import BuildResult
 from shoprank.config import Settings
@@ -20,7 +20,10 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], indent: int 
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = []
     for row in cells:
-        parts = [c.rjust(w) if numeric and numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        parts = [
+            c.rjust(w) if numeric and numeric[i] else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
         lines.append(" " * indent + "  ".join(parts).rstrip())
     return "\n".join(lines)
 
@@ -42,17 +45,13 @@ def simulation(result: SimulationSummary, settings: Settings) -> str:
 
 def ingest(report: IngestReport, settings: Settings) -> str:
     """Counts per table, quarantine reasons and source notes of ``shoprank ingest``."""
-    rows = [
-        (name, c.read, c.accepted, c.quarantined, c.duplicates) for name, c in sorted(report.tables.items())
-    ]
+    rows = [(name, c.read, c.accepted, c.quarantined, c.duplicates) for name, c in sorted(report.tables.items())]
     lines = [
         f"Ingested {report.files} file(s) in {report.seconds:.1f} s into {settings.warehouse} (batch {report.batch_id})",
         table(["table", "read", "accepted", "quarantined", "duplicates"], rows),
     ]
     reasons = [
-        (name, count, reason)
-        for name, c in sorted(report.tables.items())
-        for reason, count in c.reasons.most_common()
+        (name, count, reason) for name, c in sorted(report.tables.items()) for reason, count in c.reasons.most_common()
     ]
     if reasons:
         lines += ["Quarantined by reason:", table(["table", "rows", "reason"], reasons)]

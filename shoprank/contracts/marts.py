@@ -46,11 +46,13 @@ def _monotone(measures: tuple[str, ...], windows: tuple[int, ...] = WINDOWS) -> 
     """Dataframe checks: a count over a window never exceeds the count over a longer one."""
     return [
         pa.Check(
-            lambda d, m=m, short=short, long=long: d.lazyframe.select(pl.col(f"{m}_{short}d") <= pl.col(f"{m}_{long}d")),
+            lambda d, m=m, short=short, long=long: d.lazyframe.select(
+                pl.col(f"{m}_{short}d") <= pl.col(f"{m}_{long}d")
+            ),
             name=f"{m}_{short}d <= {m}_{long}d",
         )
         for m in measures
-        for short, long in zip(windows, windows[1:])
+        for short, long in zip(windows, windows[1:], strict=False)
     ]
 
 

@@ -8,9 +8,9 @@ unknown_event_type``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
 
 import pandera.polars as pa
 import polars as pl

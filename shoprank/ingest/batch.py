@@ -8,7 +8,13 @@ import polars as pl
 
 from shoprank.contracts import RAW_TABLES
 
-_TIMESTAMP_FORMATS = ("%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M%z", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+_TIMESTAMP_FORMATS = (
+    "%Y-%m-%d %H:%M:%S%.f%z",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%d %H:%M%z",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+)
 
 
 @dataclass(frozen=True)
@@ -92,9 +98,15 @@ def _float_to_text(series: pl.Series) -> pl.Series:
     """Integral floats (ids read through pandas with NaNs) as "42", not "42.0"."""
     as_int = series.cast(pl.Int64, strict=False)
     frame = pl.DataFrame({"f": series, "i": as_int})
-    return frame.select(
-        pl.when(pl.col("i").cast(pl.Float64) == pl.col("f")).then(pl.col("i").cast(pl.Utf8)).otherwise(pl.col("f").cast(pl.Utf8))
-    ).to_series().alias(series.name)
+    return (
+        frame.select(
+            pl.when(pl.col("i").cast(pl.Float64) == pl.col("f"))
+            .then(pl.col("i").cast(pl.Utf8))
+            .otherwise(pl.col("f").cast(pl.Utf8))
+        )
+        .to_series()
+        .alias(series.name)
+    )
 
 
 def _to_timestamp(series: pl.Series) -> pl.Series:

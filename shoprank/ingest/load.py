@@ -70,9 +70,11 @@ def rejection_reasons(batch: Batch, now: datetime) -> tuple[pl.DataFrame, pl.Ser
             .join(failures.with_columns(pl.col("index").cast(pl.Int32)), on="index", how="left")
             .get_column("reason")
         )
-        reasons = pl.select(
-            pl.concat_str([cast_reasons, check_reasons], separator="; ", ignore_nulls=True)
-        ).to_series().replace("", None)
+        reasons = (
+            pl.select(pl.concat_str([cast_reasons, check_reasons], separator="; ", ignore_nulls=True))
+            .to_series()
+            .replace("", None)
+        )
     return typed, reasons
 
 
@@ -168,8 +170,5 @@ def record_counts(
 def _as_text(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
     """The contract columns of ``frame`` as text, exactly as read (absent ones null)."""
     return frame.select(
-        [
-            (pl.col(c).cast(pl.Utf8) if c in frame.columns else pl.lit(None, dtype=pl.Utf8)).alias(c)
-            for c in columns
-        ]
+        [(pl.col(c).cast(pl.Utf8) if c in frame.columns else pl.lit(None, dtype=pl.Utf8)).alias(c) for c in columns]
     )

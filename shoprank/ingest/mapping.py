@@ -21,10 +21,11 @@ whatever cannot be parsed is passed on as its source text, for the ingest core t
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import polars as pl
 import yaml
@@ -273,7 +274,9 @@ class _Parser:
         if key not in columns:
             raise self.error(key, f"gives parse hints, but {key} is not under columns", f"map {key} under columns")
         if not isinstance(spec, dict) or len(spec) != 1 or not set(spec) <= {"unit", "format"}:
-            raise self.error(key, "must have exactly one of unit: or format:", 'write {unit: ms} or {format: "%d/%m/%Y %H:%M"}')
+            raise self.error(
+                key, "must have exactly one of unit: or format:", 'write {unit: ms} or {format: "%d/%m/%Y %H:%M"}'
+            )
         if "unit" in spec and spec["unit"] not in UNITS:
             raise self.error(f"{key}.unit", f'"{spec["unit"]}" is not an epoch unit', f"use one of {', '.join(UNITS)}")
         if "format" in spec and not isinstance(spec["format"], str):
@@ -284,24 +287,32 @@ class _Parser:
         if "event_id" not in doc:
             return None
         if doc["event_id"] != "derive":
-            raise self.error("event_id", f'must be "derive", not {doc["event_id"]!r}', "map a source id under columns instead")
+            raise self.error(
+                "event_id", f'must be "derive", not {doc["event_id"]!r}', "map a source id under columns instead"
+            )
         return "ev"
 
     def check_coverage(self, table: str, mapped: list[str]) -> None:
         twice = sorted({c for c in mapped if mapped.count(c) > 1})
         if twice:
-            raise self.error(twice[0], "is set more than once", "set it in only one of columns, values, constants, event_id")
+            raise self.error(
+                twice[0], "is set more than once", "set it in only one of columns, values, constants, event_id"
+            )
         schema = RAW_TABLES[table].schema(datetime(2000, 1, 1))
         for column, spec in schema.columns.items():
             if not spec.nullable and column not in mapped:
                 hint = " (or set event_id: derive)" if column == "event_id" else ""
-                raise self.error(f"columns.{column}", f"is missing: {table} requires it", f"map it to a source column{hint}")
+                raise self.error(
+                    f"columns.{column}", f"is missing: {table} requires it", f"map it to a source column{hint}"
+                )
 
     def csv(self, spec: Any) -> dict:
         if not isinstance(spec, dict) or not set(spec) <= {"delimiter", "header"}:
             raise self.error("csv", "takes only delimiter: and header:", 'write csv: {delimiter: ";", header: true}')
         if "delimiter" in spec and (not isinstance(spec["delimiter"], str) or len(spec["delimiter"]) != 1):
-            raise self.error("csv.delimiter", f"must be one character, not {spec['delimiter']!r}", 'quote it, e.g. ";" or "\\t"')
+            raise self.error(
+                "csv.delimiter", f"must be one character, not {spec['delimiter']!r}", 'quote it, e.g. ";" or "\\t"'
+            )
         if "header" in spec and not isinstance(spec["header"], bool):
             raise self.error("csv.header", f"must be true or false, not {spec['header']!r}", "write header: true")
         return spec

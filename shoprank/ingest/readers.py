@@ -8,9 +8,9 @@ A contract file's table comes from its name or its folder: ``events.parquet``,
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import polars as pl
 
@@ -72,7 +72,9 @@ def read_contract(path: Path) -> Iterator[Batch]:
         yield Batch(table=table, frame=frame, source=str(path))
 
 
-def scan(path: Path, fmt: str = "csv", delimiter: str = ",", header: bool = True, names: list[str] | None = None) -> pl.LazyFrame:
+def scan(
+    path: Path, fmt: str = "csv", delimiter: str = ",", header: bool = True, names: list[str] | None = None
+) -> pl.LazyFrame:
     """A lazy reader of ``path``; CSV values are read as text so nothing is cast on the way in."""
     if fmt == "parquet":
         return pl.scan_parquet(path)

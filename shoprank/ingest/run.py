@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator
 
 import polars as pl
 
@@ -31,15 +31,10 @@ class IngestReport:
     """Counts of one ingest run, per raw table, with the source notes and timing."""
 
     batch_id: str
-    tables: dict[str, TableCounts] = field(default_factory=lambda: defaultdict(TableCounts))
+    tables: dict[str, TableCounts] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     files: int = 0
     seconds: float = 0.0
-
-    @property
-    def read(self) -> int:
-        """Rows read over all tables."""
-        return sum(c.read for c in self.tables.values())
 
 
 def ingest(
@@ -73,7 +68,7 @@ def ingest(
     reader = _reader(fmt, mapping_file)
     files = files_under(paths)
     report = IngestReport(batch_id=uuid.uuid4().hex[:12], files=len(files))
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     read: Counter[tuple[str, str]] = Counter()
     con = warehouse.connect(warehouse_path)
     try:

@@ -80,7 +80,9 @@ def simulate(
     if seed < 0:
         raise ConfigError(f"Simulator seed must be a non-negative integer, got {seed}")
     if truth.resolve().is_relative_to(landing.resolve()):
-        raise ConfigError(f'Truth folder "{truth}" lies inside landing folder "{landing}"; keep ground truth out of landing')
+        raise ConfigError(
+            f'Truth folder "{truth}" lies inside landing folder "{landing}"; keep ground truth out of landing'
+        )
     catalog = build_catalog(spec, np.random.default_rng([seed, CATALOG_STREAM]))
     population = build_population(spec, catalog, np.random.default_rng([seed, USERS_STREAM]))
     world = World(spec, catalog, population)

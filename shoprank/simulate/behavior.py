@@ -101,8 +101,17 @@ def simulate_chunk(
 def event_rows(time: np.ndarray, user: np.ndarray, kind: int, item: np.ndarray, **columns: np.ndarray) -> Events:
     """Event columns for ``len(time)`` events of one kind; missing columns are null."""
     n = len(time)
-    rows = {"time": time, "user": user, "kind": np.full(n, kind), "item": item, "session": np.full(n, -1),
-            "request": np.full(n, -1), "position": np.full(n, -1), "price": np.full(n, np.nan), "quantity": np.zeros(n, np.int64)}
+    rows = {
+        "time": time,
+        "user": user,
+        "kind": np.full(n, kind),
+        "item": item,
+        "session": np.full(n, -1),
+        "request": np.full(n, -1),
+        "position": np.full(n, -1),
+        "price": np.full(n, np.nan),
+        "quantity": np.zeros(n, np.int64),
+    }
     rows.update(columns)
     return rows
 
@@ -110,7 +119,11 @@ def event_rows(time: np.ndarray, user: np.ndarray, kind: int, item: np.ndarray, 
 def _sessions(world: World, day: int, users: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     spec, population = world.spec, world.population
     humans = users[population.bot_phase[users] < 0]
-    rate = spec.sessions_per_user_day * population.activity[humans] * seasonality.day_factor(spec.start + timedelta(days=day))
+    rate = (
+        spec.sessions_per_user_day
+        * population.activity[humans]
+        * seasonality.day_factor(spec.start + timedelta(days=day))
+    )
     user = np.repeat(humans, rng.poisson(rate))
     start = us(spec.start) + day * US_PER_DAY + seconds(seasonality.session_offsets(len(user), rng))
     keep = start >= population.signup_us[user]
@@ -191,7 +204,11 @@ def _clicks(
 
 
 def _revisits(
-    world: World, history: History, session_user: np.ndarray, session_start: np.ndarray, first_session: int,
+    world: World,
+    history: History,
+    session_user: np.ndarray,
+    session_start: np.ndarray,
+    first_session: int,
     rng: np.random.Generator,
 ) -> Events:
     n = len(session_user)
@@ -223,7 +240,9 @@ def _conversions(world: World, views: Events, boost: float, rng: np.random.Gener
     return [
         follow(favorite, views["time"][favorite] + seconds(rng.uniform(5, 60, len(favorite))), FAVORITE),
         follow(cart, cart_time, ADD_TO_CART, price=catalog.prices.at(item[cart], cart_time), quantity=quantity),
-        follow(cart[buy], buy_time, PURCHASE, price=catalog.prices.at(item[cart[buy]], buy_time), quantity=quantity[buy]),
+        follow(
+            cart[buy], buy_time, PURCHASE, price=catalog.prices.at(item[cart[buy]], buy_time), quantity=quantity[buy]
+        ),
     ]
 
 

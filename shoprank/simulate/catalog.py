@@ -47,9 +47,7 @@ def shop_price(raw: np.ndarray) -> np.ndarray:
     return np.round(np.where(raw < 20, np.round(raw, 1) + 0.09, np.round(raw) - 0.01), 2)
 
 
-def price_versions(
-    base: np.ndarray, created_us: np.ndarray, spec: ShopSpec, rng: np.random.Generator
-) -> PriceBook:
+def price_versions(base: np.ndarray, created_us: np.ndarray, spec: ShopSpec, rng: np.random.Generator) -> PriceBook:
     """Give a share of items 1-3 price changes of +-5-30 % each at random times of the period.
 
     Args:
@@ -97,8 +95,11 @@ class ItemSampler:
         leaf_range = np.stack([np.searchsorted(sorted_leaf, np.arange(n_leaves), side=s) for s in ("left", "right")], 1)
         n_tops = top_of_leaf.max() + 1
         top_range = np.stack(
-            [leaf_range[:, 0][np.searchsorted(top_of_leaf, np.arange(n_tops))],
-             leaf_range[:, 1][np.searchsorted(top_of_leaf, np.arange(n_tops), side="right") - 1]], 1
+            [
+                leaf_range[:, 0][np.searchsorted(top_of_leaf, np.arange(n_tops))],
+                leaf_range[:, 1][np.searchsorted(top_of_leaf, np.arange(n_tops), side="right") - 1],
+            ],
+            1,
         )
         cum = np.concatenate([[0.0], np.cumsum(popularity[order])])
         return cls(order=order, cum=cum, leaf_range=leaf_range, top_range=top_range)
@@ -224,7 +225,12 @@ def build_catalog(spec: ShopSpec, rng: np.random.Generator) -> Catalog:
 
 
 def _title_terms(
-    vocab: Vocabulary, leaf: np.ndarray, top: np.ndarray, brand: np.ndarray, brands: tuple[str, ...], rng: np.random.Generator
+    vocab: Vocabulary,
+    leaf: np.ndarray,
+    top: np.ndarray,
+    brand: np.ndarray,
+    brands: tuple[str, ...],
+    rng: np.random.Generator,
 ) -> np.ndarray:
     n = len(leaf)
     tops, leaves = taxonomy.tops(), taxonomy.leaves()

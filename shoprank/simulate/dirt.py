@@ -20,8 +20,13 @@ VARIANTS = tuple(v for t in EVENT_TYPES for v in (t.capitalize(), f" {t.upper()}
 UNKNOWN_TYPES = ("pageview", "share", "remove_from_cart", "")
 TYPE_TEXTS = (*EVENT_TYPES, *VARIANTS, *UNKNOWN_TYPES)
 KINDS = (
-    "duplicate_same_id", "duplicate_new_id", "clock_skew", "absurd_time",
-    "missing_item", "unknown_event_type", "event_type_variant",
+    "duplicate_same_id",
+    "duplicate_new_id",
+    "clock_skew",
+    "absurd_time",
+    "missing_item",
+    "unknown_event_type",
+    "event_type_variant",
 )
 ABSURD_SHARE = 0.2
 ABSURD_EPOCHS = (us(np.datetime64("1970-01-01")), us(np.datetime64("2100-01-01")))
@@ -61,10 +66,17 @@ def inject(events: Events, first_number: int, spec: ShopSpec, rng: np.random.Gen
     n = len(events["time"])
     out = {c: v.copy() for c, v in events.items()}
     out["number"] = first_number + np.arange(n)
-    rates = (spec.clock_skew_rate, spec.missing_item_rate, spec.unknown_event_type_rate,
-             spec.event_type_variant_rate, spec.duplicate_rate)
+    rates = (
+        spec.clock_skew_rate,
+        spec.missing_item_rate,
+        spec.unknown_event_type_rate,
+        spec.event_type_variant_rate,
+        spec.duplicate_rate,
+    )
     sizes = [rng.binomial(n, r) for r in rates]
-    skewed, missing, unknown, variant, copied = np.split(rng.permutation(n)[: min(sum(sizes), n)], np.cumsum(sizes)[:-1])
+    skewed, missing, unknown, variant, copied = np.split(
+        rng.permutation(n)[: min(sum(sizes), n)], np.cumsum(sizes)[:-1]
+    )
 
     absurd = rng.random(len(skewed)) < ABSURD_SHARE
     shift = rng.choice([-1, 1], len(skewed)) * seconds(rng.uniform(3600, 72 * 3600, len(skewed)))
@@ -83,8 +95,12 @@ def inject(events: Events, first_number: int, spec: ShopSpec, rng: np.random.Gen
     merged = {c: np.concatenate([out[c], copies[c]])[order] for c in out}
 
     manifest = [
-        (copies["number"][same_id], 0), (copies["number"][~same_id], 1), (out["number"][skewed[~absurd]], 2),
-        (out["number"][skewed[absurd]], 3), (out["number"][missing], 4), (out["number"][unknown], 5),
+        (copies["number"][same_id], 0),
+        (copies["number"][~same_id], 1),
+        (out["number"][skewed[~absurd]], 2),
+        (out["number"][skewed[absurd]], 3),
+        (out["number"][missing], 4),
+        (out["number"][unknown], 5),
         (out["number"][variant], 6),
     ]
     return Dirty(

@@ -112,8 +112,15 @@ def _candidates(
     near = (source.ravel() == NEAR_HISTORY) & (recent >= 0)
     everything = sampler.everything(n * width)
     ranges = np.select(
-        [c[:, None] for c in (np.isin(source.ravel(), (LEAF_POPULAR, LEAF_UNIFORM)), source.ravel() == TOP_POPULAR, near)],
-        [sampler.leaf_range[leaf], sampler.top_range[catalog.top_of_leaf[leaf]], sampler.leaf_range[catalog.leaf[recent]]],
+        [
+            c[:, None]
+            for c in (np.isin(source.ravel(), (LEAF_POPULAR, LEAF_UNIFORM)), source.ravel() == TOP_POPULAR, near)
+        ],
+        [
+            sampler.leaf_range[leaf],
+            sampler.top_range[catalog.top_of_leaf[leaf]],
+            sampler.leaf_range[catalog.leaf[recent]],
+        ],
         everything,
     )
     r = rng.random(n * width)
@@ -126,5 +133,7 @@ def _repeated(candidates: np.ndarray) -> np.ndarray:
     order = np.argsort(candidates, axis=1, kind="stable")
     ordered = np.take_along_axis(candidates, order, axis=1)
     repeated = np.zeros_like(candidates, dtype=bool)
-    np.put_along_axis(repeated, order, np.concatenate([np.zeros((len(ordered), 1), bool), ordered[:, 1:] == ordered[:, :-1]], 1), 1)
+    np.put_along_axis(
+        repeated, order, np.concatenate([np.zeros((len(ordered), 1), bool), ordered[:, 1:] == ordered[:, :-1]], 1), 1
+    )
     return repeated

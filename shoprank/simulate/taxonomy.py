@@ -275,7 +275,9 @@ def _sizes(text: str) -> tuple[str, ...]:
 @cache
 def leaves() -> tuple[Leaf, ...]:
     """Every leaf of ``TREE``, in tree order."""
-    return tuple(parse_leaf(top, sub, line) for top, subs in TREE.items() for sub, lines in subs.items() for line in lines)
+    return tuple(
+        parse_leaf(top, sub, line) for top, subs in TREE.items() for sub, lines in subs.items() for line in lines
+    )
 
 
 def tops() -> tuple[str, ...]:

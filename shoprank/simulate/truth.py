@@ -48,10 +48,12 @@ def score(users: Any, items: Any, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         uu, ii = u[lo : lo + BLOCK], i[lo : lo + BLOCK]
         n_tops = users.preference.shape[1]
         category = np.log(n_tops * users.preference[uu, items.top[ii]] + 0.1)
-        brand = ((users.favorite_brands[uu] == items.brand[ii, None]).any(axis=1) & (items.brand[ii] >= 0))
+        brand = (users.favorite_brands[uu] == items.brand[ii, None]).any(axis=1) & (items.brand[ii] >= 0)
         misfit = users.price_sensitivity[uu] * (items.price_ratio[ii] - users.price_level[uu]) ** 2
         latent = np.einsum("ij,ij->i", users.vec[uu], items.vec[ii]) / np.sqrt(users.vec.shape[1])
-        logit = BIAS + CATEGORY * category + BRAND * brand - PRICE * misfit + QUALITY * items.quality[ii] + LATENT * latent
+        logit = (
+            BIAS + CATEGORY * category + BRAND * brand - PRICE * misfit + QUALITY * items.quality[ii] + LATENT * latent
+        )
         out[lo : lo + BLOCK] = sigmoid(logit)
     return out
 
@@ -161,5 +163,10 @@ class ShownPairs:
                 u, i = np.divmod(codes[lo : lo + BLOCK], self.n_items)
                 values = score(population, catalog, u, i)
                 yield pl.DataFrame(
-                    {"user_id": user_ids.gather(u), "item_id": item_ids.gather(i), "relevance": values, "grade": grade(values)}
+                    {
+                        "user_id": user_ids.gather(u),
+                        "item_id": item_ids.gather(i),
+                        "relevance": values,
+                        "grade": grade(values),
+                    }
                 )

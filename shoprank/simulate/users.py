@@ -25,12 +25,55 @@ REGIONS = ("us-east", "us-west", "eu-west", "eu-central", "apac")
 REGION_WEIGHTS = (0.3, 0.2, 0.2, 0.2, 0.1)
 COUNTRY_CODES = ("+1", "+1", "+44", "+49", "+61")
 FIRST_NAMES = (
-    "james", "mary", "john", "linda", "robert", "susan", "michael", "karen", "david", "lisa", "daniel", "emma",
-    "lukas", "sofia", "mateo", "chloe", "noah", "mia", "liam", "hannah", "oliver", "amelia", "yuki", "priya",
+    "james",
+    "mary",
+    "john",
+    "linda",
+    "robert",
+    "susan",
+    "michael",
+    "karen",
+    "david",
+    "lisa",
+    "daniel",
+    "emma",
+    "lukas",
+    "sofia",
+    "mateo",
+    "chloe",
+    "noah",
+    "mia",
+    "liam",
+    "hannah",
+    "oliver",
+    "amelia",
+    "yuki",
+    "priya",
 )
 LAST_NAMES = (
-    "smith", "johnson", "brown", "garcia", "miller", "davis", "wilson", "taylor", "martin", "clark", "lewis",
-    "walker", "young", "king", "wright", "lopez", "hill", "green", "baker", "muller", "schmidt", "rossi", "tanaka",
+    "smith",
+    "johnson",
+    "brown",
+    "garcia",
+    "miller",
+    "davis",
+    "wilson",
+    "taylor",
+    "martin",
+    "clark",
+    "lewis",
+    "walker",
+    "young",
+    "king",
+    "wright",
+    "lopez",
+    "hill",
+    "green",
+    "baker",
+    "muller",
+    "schmidt",
+    "rossi",
+    "tanaka",
 )
 FAVORITE_BRANDS = 3
 BOT_CADENCE_DAYS = 3
@@ -113,8 +156,15 @@ def _users_table(signup_us: np.ndarray, rng: np.random.Generator) -> pl.DataFram
     last = pl.Series(LAST_NAMES).gather(rng.integers(0, len(LAST_NAMES), n))
     number = pl.Series(rng.integers(1, 1000, n)).cast(pl.String)
     digits = pl.Series(rng.integers(10**9, 10**10, n)).cast(pl.String)
-    frame = pl.DataFrame({"first": first, "last": last, "number": number, "digits": digits,
-                          "code": pl.Series(COUNTRY_CODES).gather(region)})
+    frame = pl.DataFrame(
+        {
+            "first": first,
+            "last": last,
+            "number": number,
+            "digits": digits,
+            "code": pl.Series(COUNTRY_CODES).gather(region),
+        }
+    )
     email = frame.select(pl.concat_str("first", pl.lit("."), "last", "number", pl.lit("@example.com"))).to_series()
     phone = frame.select(pl.concat_str("code", "digits")).to_series()
     return pl.DataFrame(

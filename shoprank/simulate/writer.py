@@ -81,7 +81,11 @@ def events_frame(events: dict[str, np.ndarray], user_ids: pl.Series, item_ids: p
 
 
 def requests_frame(
-    lists: Lists, shown: tuple[np.ndarray, np.ndarray, np.ndarray], query: pl.Series, user_ids: pl.Series, item_ids: pl.Series
+    lists: Lists,
+    shown: tuple[np.ndarray, np.ndarray, np.ndarray],
+    query: pl.Series,
+    user_ids: pl.Series,
+    item_ids: pl.Series,
 ) -> pl.DataFrame:
     """The raw ``requests`` rows: one per impression ``shown`` = (list, position, item).
 

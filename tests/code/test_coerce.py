@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
 
@@ -20,7 +20,7 @@ def test_timestamps_in_any_iso_form_or_zone_become_naive_utc():
 
 
 def test_zoned_datetimes_are_converted_to_utc():
-    aware = pl.Series("event_time", [datetime(2025, 1, 2, 12, tzinfo=timezone.utc)]).dt.convert_time_zone("Asia/Shanghai")
+    aware = pl.Series("event_time", [datetime(2025, 1, 2, 12, tzinfo=UTC)]).dt.convert_time_zone("Asia/Shanghai")
     typed, _ = coerce(pl.DataFrame([aware]), "events")
     assert typed["event_time"].to_list() == [datetime(2025, 1, 2, 12)]
 

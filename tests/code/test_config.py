@@ -23,7 +23,9 @@ def test_file_then_environment_then_cli_options_win(tmp_path):
         3,
         {"preset": "tiny", "days": 5},
     )
-    from_env = load_settings(config, environ={"SHOPRANK_HOME": "from-env", "SHOPRANK_SEED": "11", "SHOPRANK_PRESET": "small"})
+    from_env = load_settings(
+        config, environ={"SHOPRANK_HOME": "from-env", "SHOPRANK_SEED": "11", "SHOPRANK_PRESET": "small"}
+    )
     assert (from_env.workdir, from_env.seed, from_env.simulate["preset"]) == (Path("from-env"), 11, "small")
     from_cli = from_env.with_overrides(workdir="from-cli", seed=1, days=9)
     assert (from_cli.workdir, from_cli.seed, from_cli.simulate["days"], from_cli.simulate["preset"]) == (

@@ -33,7 +33,9 @@ def test_typos_are_one_slip_away_and_deterministic():
     assert all(s != "sneakers" and abs(len(s) - len("sneakers")) <= 1 for s in slips)
     assert {len(s) - len("sneakers") for s in slips} == {-1, 0, 1}
     swaps = [s for s in slips if len(s) == len("sneakers")]
-    assert all(sorted(s) == sorted("sneakers") and sum(a != b for a, b in zip(s, "sneakers")) == 2 for s in swaps)
+    assert all(
+        sorted(s) == sorted("sneakers") and sum(a != b for a, b in zip(s, "sneakers", strict=True)) == 2 for s in swaps
+    )
     assert make_typo("water bottle", np.random.default_rng(5)) == make_typo("water bottle", np.random.default_rng(5))
     assert " " in make_typo("water bottle", np.random.default_rng(5))
 

@@ -84,7 +84,12 @@ def test_taobao_maps_every_row_to_one_event_and_each_item_once(name):
     events, items = tables["events"], tables["items"]
     assert events.height == rows.height == TAOBAO[name]
     behaviors = dict(rows.group_by("behavior").len().iter_rows())
-    expected = {"view": behaviors["pv"], "add_to_cart": behaviors["cart"], "favorite": behaviors["fav"], "purchase": behaviors["buy"]}
+    expected = {
+        "view": behaviors["pv"],
+        "add_to_cart": behaviors["cart"],
+        "favorite": behaviors["fav"],
+        "purchase": behaviors["buy"],
+    }
     assert dict(events.group_by("event_type").len().iter_rows()) == expected
     assert items.height == rows["item"].n_unique() == items["item_id"].n_unique()
     assert set(items["updated_at"]) == {datetime(2017, 11, 24, 16)}
@@ -108,7 +113,9 @@ def test_taobao_hand_checked_row_and_window_note():
     # the one row outside the window (1505117799 = 2017-09-11) is kept and flagged
     assert events.filter(pl.col("event_time") == datetime(2017, 9, 11, 8, 16, 39)).height == 1
     assert any("1 of 4321" in note and "outside" in note for note in notes("taobao", path))
-    assert any("4 of 10000" in note for note in notes("taobao", shared("taobao_userbehavior/usercomplete_tail_114users.csv")))
+    assert any(
+        "4 of 10000" in note for note in notes("taobao", shared("taobao_userbehavior/usercomplete_tail_114users.csv"))
+    )
 
 
 def test_taobao_ids_are_stable_across_reads_and_chunkings(monkeypatch):
@@ -117,7 +124,9 @@ def test_taobao_ids_are_stable_across_reads_and_chunkings(monkeypatch):
     again = {batch.table: batch.frame for batch in ADAPTERS["taobao"](path)}
     monkeypatch.setattr(readers, "CHUNK_ROWS", 1_000)
     batches = list(ADAPTERS["taobao"](path))
-    chunked = {t: pl.concat([b.frame for b in batches if b.table == t], how="diagonal_relaxed") for t in ("events", "items")}
+    chunked = {
+        t: pl.concat([b.frame for b in batches if b.table == t], how="diagonal_relaxed") for t in ("events", "items")
+    }
     assert sum(b.table == "events" for b in batches) == 5
     assert again["events"]["event_id"].to_list() == whole["events"]["event_id"].to_list()
     assert chunked["events"].equals(whole["events"])
@@ -163,7 +172,10 @@ def test_taobao_rejects_other_files(tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "event_type", "session", "user"),
-    [("sample_train-item-views.csv", "view", "session_id", "user_id"), ("train-purchases.csv", "purchase", "sessionId", "userId")],
+    [
+        ("sample_train-item-views.csv", "view", "session_id", "user_id"),
+        ("train-purchases.csv", "purchase", "sessionId", "userId"),
+    ],
 )
 def test_diginetica_events(name, event_type, session, user):
     path = shared(f"diginetica/{name}")
@@ -201,7 +213,9 @@ def test_diginetica_categories_become_items():
     path = shared("diginetica/product-categories.csv")
     rows = source(path, ";")
     items = read("diginetica", path)["items"]
-    assert items.select("item_id", "category_path").equals(rows.rename({"itemId": "item_id", "categoryId": "category_path"}))
+    assert items.select("item_id", "category_path").equals(
+        rows.rename({"itemId": "item_id", "categoryId": "category_path"})
+    )
     assert set(items["updated_at"]) == {datetime(2016, 1, 1)}
     assert contract_failures(items, "items") == Counter()
 
@@ -247,7 +261,9 @@ def test_retailrocket_item_properties_give_category_and_price_versions():
 
 
 def test_retailrocket_rejects_other_files():
-    with pytest.raises(InputError, match=r'does not look like RetailRocket .*"timestamp,visitorid,event,itemid,transactionid"'):
+    with pytest.raises(
+        InputError, match=r'does not look like RetailRocket .*"timestamp,visitorid,event,itemid,transactionid"'
+    ):
         next(ADAPTERS["retailrocket"](FIXTURES / "taobao_dirty.csv"))
 
 
@@ -263,7 +279,9 @@ def test_homedepot_judgments_and_items():
     assert judgments.row(0) == ("angle bracket", "100001", "3")  # id 2
     assert judgments.equals(rows.select(query="search_term", item_id="product_uid", grade="relevance"))
     assert items.height == rows["product_uid"].n_unique() == 41_342
-    assert items.filter(pl.col("item_id") == "101549")["title"].to_list() == ["Easy Gardener 10 ft. Brown Lawn Edging Border"]
+    assert items.filter(pl.col("item_id") == "101549")["title"].to_list() == [
+        "Easy Gardener 10 ft. Brown Lawn Edging Border"
+    ]
     assert any(note.startswith("13 rows") and "another title" in note for note in notes("homedepot", path))
     assert contract_failures(judgments, "judgments") == Counter() and contract_failures(items, "items") == Counter()
 
@@ -273,6 +291,8 @@ def test_homedepot_rejects_other_files(tmp_path):
     with pytest.raises(InputError, match=expected):
         next(ADAPTERS["homedepot"](FIXTURES / "retailrocket_events.csv"))
     latin = tmp_path / "train.csv"
-    latin.write_bytes("id,product_uid,product_title,search_term,relevance\n2,100001,Caf\xe9 table,table,3\n".encode("latin-1"))
+    latin.write_bytes(
+        "id,product_uid,product_title,search_term,relevance\n2,100001,Caf\xe9 table,table,3\n".encode("latin-1")
+    )
     with pytest.raises(InputError, match=r"cannot be read as UTF-8 text .*; re-encode it as UTF-8"):
         list(ADAPTERS["homedepot"](latin))

@@ -33,14 +33,19 @@ def _mark_first_day(warehouse) -> dict[str, int]:
     marked = {}
     for model, day in INCREMENTAL.items():
         table = f"intermediate.{model}"
-        _query(warehouse, f"update {table} set source_session_id = 'untouched' where {day} = (select min({day}) from {table})")
+        _query(
+            warehouse,
+            f"update {table} set source_session_id = 'untouched' where {day} = (select min({day}) from {table})",
+        )
         marked[model] = _query(warehouse, f"select count(*) from {table} where source_session_id = 'untouched'")[0][0]
     return marked
 
 
 def _untouched(warehouse) -> dict[str, int]:
     return {
-        model: _query(warehouse, f"select count(*) from intermediate.{model} where source_session_id = 'untouched'")[0][0]
+        model: _query(warehouse, f"select count(*) from intermediate.{model} where source_session_id = 'untouched'")[0][
+            0
+        ]
         for model in INCREMENTAL
     }
 
@@ -83,8 +88,12 @@ def test_new_days_are_added_without_rewriting_old_days_and_match_a_full_rebuild(
     assert report.tables["events"].accepted > 0 and report.tables["requests"].accepted > 0
     dbt_build(settings)
     assert _untouched(warehouse) == marked
-    new_events = _query(warehouse, "select count(*) from intermediate.int_events_sessionized where event_id like 'next-%'")[0][0]
-    new_lists = _query(warehouse, "select count(*) from intermediate.int_impressions_labeled where request_id like 'next-%'")[0][0]
+    new_events = _query(
+        warehouse, "select count(*) from intermediate.int_events_sessionized where event_id like 'next-%'"
+    )[0][0]
+    new_lists = _query(
+        warehouse, "select count(*) from intermediate.int_impressions_labeled where request_id like 'next-%'"
+    )[0][0]
     assert new_events > 0 and new_lists == report.tables["requests"].accepted
     incremental = {
         model: _query(warehouse, f"select count(*), count(distinct {day}) from intermediate.{model}")[0]

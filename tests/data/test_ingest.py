@@ -65,11 +65,20 @@ def test_counts_add_up_and_rejected_rows_keep_their_text_and_reason(tmp_path, fi
     assert events.read == events.accepted + events.quarantined + events.duplicates
     assert report.tables["items"].accepted == 1
     con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
-    rows = con.execute("select event_id, event_type, item_id, _reason, _source from quarantine.events order by 1").fetchall()
-    assert rows[0][:4] == ("bad1", "share", "i9", "event_type: unknown_event_type (allowed: view, click, add_to_cart, favorite, purchase)")
+    rows = con.execute(
+        "select event_id, event_type, item_id, _reason, _source from quarantine.events order by 1"
+    ).fetchall()
+    assert rows[0][:4] == (
+        "bad1",
+        "share",
+        "i9",
+        "event_type: unknown_event_type (allowed: view, click, add_to_cart, favorite, purchase)",
+    )
     assert rows[1][:4] == ("bad2", "view", None, "item_id: not_nullable")
     assert rows[0][4].endswith("events.parquet")
-    assert con.execute("select typeof(event_time), typeof(position) from raw.events limit 1").fetchall() == [("TIMESTAMP", "INTEGER")]
+    assert con.execute("select typeof(event_time), typeof(position) from raw.events limit 1").fetchall() == [
+        ("TIMESTAMP", "INTEGER")
+    ]
 
 
 def test_ingesting_the_same_files_twice_adds_nothing(tmp_path, files):

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from test_adapters import contract_failures
 
 from shoprank.errors import MappingError
 from shoprank.ingest.batch import coerce
 from shoprank.ingest.mapping import Mapping, TimeHint, load_mapping, parse_time, read_mapped
-
-from test_adapters import contract_failures
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "adapters" / "mapping"
 
@@ -77,11 +76,17 @@ def test_headerless_csv_columns_are_numbered_from_one(tmp_path):
 
 def test_parse_time_units_and_zones():
     assert parse_time(pl.Series(["1511544070"]), TimeHint(unit="s"))[0] == datetime(2017, 11, 24, 17, 21, 10)
-    assert parse_time(pl.Series([1_511_544_070_000_001]), TimeHint(unit="us"))[0] == datetime(2017, 11, 24, 17, 21, 10, 1)
-    assert parse_time(pl.Series(["2017-11-25 01:21+0800"]), TimeHint(format="%Y-%m-%d %H:%M%z"))[0] == datetime(2017, 11, 24, 17, 21)
+    assert parse_time(pl.Series([1_511_544_070_000_001]), TimeHint(unit="us"))[0] == datetime(
+        2017, 11, 24, 17, 21, 10, 1
+    )
+    assert parse_time(pl.Series(["2017-11-25 01:21+0800"]), TimeHint(format="%Y-%m-%d %H:%M%z"))[0] == datetime(
+        2017, 11, 24, 17, 21
+    )
 
 
-EVENTS = "table: events\ncolumns: {user_id: visitor, item_id: sku, event_time: ts, event_type: action}\nevent_id: derive\n"
+EVENTS = (
+    "table: events\ncolumns: {user_id: visitor, item_id: sku, event_time: ts, event_type: action}\nevent_id: derive\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -89,14 +94,26 @@ EVENTS = "table: events\ncolumns: {user_id: visitor, item_id: sku, event_time: t
     [
         ("table: orders\n", r'table "orders" is not a raw table; use one of events, requests, items'),
         ("columns: {item_id: sku}\n", r"table is missing; use one of events"),
-        (EVENTS + "constants: {userid: u1}\n", r"constants.userid is not a contract column; use one of event_id, event_time"),
+        (
+            EVENTS + "constants: {userid: u1}\n",
+            r"constants.userid is not a contract column; use one of event_id, event_time",
+        ),
         (EVENTS.replace("user_id", "userid"), r"columns.userid is not a contract column"),
-        (EVENTS + "event_time: {unit: minutes}\n", r'event_time.unit "minutes" is not an epoch unit; use one of s, ms, us'),
+        (
+            EVENTS + "event_time: {unit: minutes}\n",
+            r'event_time.unit "minutes" is not an epoch unit; use one of s, ms, us',
+        ),
         (EVENTS + "event_time: {unit: s, format: '%Y'}\n", r"event_time must have exactly one of unit: or format:"),
         (EVENTS + "updated_at: {unit: s}\n", r"updated_at is not a mapping key for events; use table, format"),
-        (EVENTS.replace(", event_time: ts", "") + "event_time: {unit: s}\n", r"event_time gives parse hints, but event_time is not"),
+        (
+            EVENTS.replace(", event_time: ts", "") + "event_time: {unit: s}\n",
+            r"event_time gives parse hints, but event_time is not",
+        ),
         (EVENTS.replace("event_id: derive", "event_id: yes"), r'event_id must be "derive", not True; map a source id'),
-        (EVENTS.replace("event_id: derive\n", ""), r"columns.event_id is missing: events requires it; .* \(or set event_id: derive\)"),
+        (
+            EVENTS.replace("event_id: derive\n", ""),
+            r"columns.event_id is missing: events requires it; .* \(or set event_id: derive\)",
+        ),
         (EVENTS + "constants: {event_type: view}\n", r"event_type is set more than once"),
         (EVENTS + "values: {event_type: {source: action}}\n", r"values.event_type must have exactly source: and map:"),
         (EVENTS + "csv: {delimiter: ';;'}\n", r"csv.delimiter must be one character"),

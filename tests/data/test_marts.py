@@ -125,7 +125,10 @@ def test_bots_duplicates_and_skewed_clocks_are_cleaned(tiny_run, con):
     _, result = tiny_run
     bots = [u for (u,) in con.execute("select user_id from intermediate.int_users_classified where is_bot").fetchall()]
     assert len(bots) == result.simulation.dirt["bot_users"] >= 1
-    assert _scalar(con, f"select count(*) from intermediate.int_events_sessionized where user_id in {tuple(bots) + ('',)}") == 0
+    assert (
+        _scalar(con, f"select count(*) from intermediate.int_events_sessionized where user_id in {tuple(bots) + ('',)}")
+        == 0
+    )
     raw = _scalar(con, "select count(*) from raw.events")
     cleaned = _scalar(con, "select count(*) from intermediate.int_events_cleaned")
     assert raw - cleaned >= result.simulation.dirt["duplicate_new_id"]

@@ -60,8 +60,10 @@ def normalized(frames) -> pl.DataFrame:
     """Events with staging-style event types, skewed and bot events dropped."""
     skewed = frames["dirt"].filter(pl.col("kind").is_in(SKEW_KINDS))["event_id"].implode()
     bots = frames["user_latent"].filter("is_bot")["user_id"].implode()
-    return frames["events"].filter(~pl.col("event_id").is_in(skewed) & ~pl.col("user_id").is_in(bots)).with_columns(
-        pl.col("event_type").str.strip_chars().str.to_lowercase()
+    return (
+        frames["events"]
+        .filter(~pl.col("event_id").is_in(skewed) & ~pl.col("user_id").is_in(bots))
+        .with_columns(pl.col("event_type").str.strip_chars().str.to_lowercase())
     )
 
 
@@ -95,7 +97,12 @@ def test_tables_have_the_contract_columns_and_layout(shop):
     for table in TABLES:
         assert dict(frames[table].schema) == RAW_TABLES[table].columns
         assert summary.rows[table] == frames[table].height
-    assert sorted(p.name for p in (root / "landing").iterdir()) == ["events", "items.parquet", "requests", "users.parquet"]
+    assert sorted(p.name for p in (root / "landing").iterdir()) == [
+        "events",
+        "items.parquet",
+        "requests",
+        "users.parquet",
+    ]
     assert len(list((root / "landing" / "events").glob("part-*.parquet"))) == len(calls)
     assert calls[-1][:2] == (len(calls), len(calls)) and [c[0] for c in calls] == list(range(1, len(calls) + 1))
 
@@ -123,7 +130,9 @@ def test_only_injected_dirt_breaks_the_contract(shop):
 def test_dirt_counts_match_the_summary_and_the_data(shop):
     _, summary, _, frames = shop
     events, manifest = frames["events"], frames["dirt"]
-    assert dict(manifest.group_by("kind").len().iter_rows()) == {k: v for k, v in summary.dirt.items() if v and not k.startswith("bot")}
+    assert dict(manifest.group_by("kind").len().iter_rows()) == {
+        k: v for k, v in summary.dirt.items() if v and not k.startswith("bot")
+    }
     resent = events.group_by("event_id").len().filter(pl.col("len") > 1)
     assert resent.height == summary.dirt["duplicate_same_id"] > 0
     content = [c for c in events.columns if c != "event_id"]
@@ -189,7 +198,9 @@ def test_nobody_acts_before_signup_and_items_before_listing(frames, normalized):
     users = frames["users"].select("user_id", "signup_time")
     early = normalized.join(users, on="user_id").filter(pl.col("event_time") < pl.col("signup_time"))
     assert early.is_empty()
-    assert frames["requests"].join(users, on="user_id").filter(pl.col("request_time") < pl.col("signup_time")).is_empty()
+    assert (
+        frames["requests"].join(users, on="user_id").filter(pl.col("request_time") < pl.col("signup_time")).is_empty()
+    )
     listed = frames["items"].group_by("item_id").agg(pl.col("updated_at").min().alias("listed"))
     shown = frames["requests"].join(listed, on="item_id")
     assert shown.filter(pl.col("request_time") < pl.col("listed")).is_empty()

@@ -36,5 +36,7 @@ def test_a_mart_that_breaks_its_contract_is_named_with_the_failed_check(tiny_sho
     finally:
         shutil.copy(backup, mart)
     message = str(error.value)
-    assert message.startswith('Mart "user_features_daily" breaks its contract: views_1d: greater_than_or_equal_to(0) (1 rows, e.g. -5)')
+    assert message.startswith(
+        'Mart "user_features_daily" breaks its contract: views_1d: greater_than_or_equal_to(0) (1 rows, e.g. -5)'
+    )
     assert message.endswith('fix the dbt model (dbt_project/models/marts) and run "shoprank build"')

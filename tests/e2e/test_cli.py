@@ -34,12 +34,27 @@ def test_every_command_has_help_with_an_example():
     ("args", "message"),
     [
         (["ingest", "nowhere.csv"], 'Error: Input "nowhere.csv" does not exist; check the path'),
-        (["ingest", "--format", "excel", "x.csv"], 'Error: Unknown format "excel"; use one of contract, taobao, diginetica, retailrocket, homedepot, or --mapping FILE'),
-        (["simulate", "--preset", "huge"], 'Error: Unknown simulator preset "huge"; allowed: tiny, small, medium, large'),
+        (
+            ["ingest", "--format", "excel", "x.csv"],
+            'Error: Unknown format "excel"; use one of contract, taobao, diginetica, retailrocket, homedepot, or --mapping FILE',
+        ),
+        (
+            ["simulate", "--preset", "huge"],
+            'Error: Unknown simulator preset "huge"; allowed: tiny, small, medium, large',
+        ),
         (["build"], 'Error: Warehouse "{w}/warehouse.duckdb" does not exist; run "shoprank ingest" first'),
-        (["validate"], 'Error: Warehouse "{w}/warehouse.duckdb" does not exist; run "shoprank ingest" or "shoprank pipeline" first'),
-        (["status"], 'Error: Warehouse "{w}/warehouse.duckdb" does not exist; run "shoprank ingest" or "shoprank pipeline" first'),
-        (["--config", "missing.toml", "status"], 'Error: Config file "missing.toml" not found; create it or drop --config / SHOPRANK_CONFIG'),
+        (
+            ["validate"],
+            'Error: Warehouse "{w}/warehouse.duckdb" does not exist; run "shoprank ingest" or "shoprank pipeline" first',
+        ),
+        (
+            ["status"],
+            'Error: Warehouse "{w}/warehouse.duckdb" does not exist; run "shoprank ingest" or "shoprank pipeline" first',
+        ),
+        (
+            ["--config", "missing.toml", "status"],
+            'Error: Config file "missing.toml" not found; create it or drop --config / SHOPRANK_CONFIG',
+        ),
     ],
 )
 def test_user_mistakes_are_one_line_errors_without_traceback(tmp_path, args, message):
@@ -53,7 +68,7 @@ def test_simulate_prints_rows_per_table_and_the_dirt(tmp_path):
     result = invoke("--workdir", str(tmp_path), "simulate", "--preset", "tiny", "--days", "3")
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[0].startswith(f"Simulated preset tiny (seed 7) in ")
+    assert lines[0].startswith("Simulated preset tiny (seed 7) in ")
     assert lines[0].endswith(f" s into {tmp_path}/landing")
     assert lines[1].split() == ["table", "rows"]
     assert [line.split()[0] for line in lines[2:6]] == ["events", "items", "requests", "users"]
@@ -67,7 +82,7 @@ def test_ingest_a_real_taobao_sample_explains_what_it_kept(tmp_path):
     result = invoke("--workdir", str(tmp_path), "ingest", str(sample), "--format", "taobao")
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[0].startswith(f"Ingested 1 file(s) in ")
+    assert lines[0].startswith("Ingested 1 file(s) in ")
     assert lines[1].split() == ["table", "read", "accepted", "quarantined", "duplicates"]
     assert lines[2].split() == ["events", "4,321", "4,321", "0", "0"]
     assert lines[3].split()[0] == "items"

@@ -6,8 +6,8 @@ to quarantine. ``ADAPTERS`` is keyed by the ``--format`` name.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from shoprank.ingest.adapters import diginetica, homedepot, retailrocket, taobao
 from shoprank.ingest.batch import Batch

@@ -11,7 +11,9 @@ from shoprank.errors import InputError
 
 def wrong_format(path: Path, dataset: str, expected: str, found: str) -> InputError:
     """The error for a file that is not in the format its adapter reads."""
-    return InputError(f'File "{path}" does not look like {dataset} (expected {expected}, found {found}); pass the right --format')
+    return InputError(
+        f'File "{path}" does not look like {dataset} (expected {expected}, found {found}); pass the right --format'
+    )
 
 
 class FirstSeen:

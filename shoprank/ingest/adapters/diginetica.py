@@ -12,9 +12,9 @@ identity available, so those events get the per-session pseudo user ``dg-s<sessi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 
 import polars as pl
 
@@ -29,7 +29,12 @@ ANONYMOUS = "NA"
 # header -> (event type, session column, user column, item column)
 EVENT_FILES = {
     ("session_id", "user_id", "item_id", "timeframe", "eventdate"): ("view", "session_id", "user_id", "item_id"),
-    ("sessionId", "userId", "timeframe", "eventdate", "ordernumber", "itemId"): ("purchase", "sessionId", "userId", "itemId"),
+    ("sessionId", "userId", "timeframe", "eventdate", "ordernumber", "itemId"): (
+        "purchase",
+        "sessionId",
+        "userId",
+        "itemId",
+    ),
 }
 CATEGORIES_HEADER = ("itemId", "categoryId")
 ITEMS = Mapping(

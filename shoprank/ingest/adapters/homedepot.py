@@ -6,9 +6,9 @@ title, dated at the competition's start.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 
 from shoprank.ingest.adapters.common import FirstSeen, wrong_format
 from shoprank.ingest.batch import Batch
@@ -19,7 +19,9 @@ HEADER = ["id", "product_uid", "product_title", "search_term", "relevance"]
 START = datetime(2016, 1, 18)
 
 JUDGMENTS = Mapping(table="judgments", columns={"query": "search_term", "item_id": "product_uid", "grade": "relevance"})
-ITEMS = Mapping(table="items", columns={"item_id": "product_uid", "title": "product_title"}, constants={"updated_at": START})
+ITEMS = Mapping(
+    table="items", columns={"item_id": "product_uid", "title": "product_title"}, constants={"updated_at": START}
+)
 
 
 def read(path: Path) -> Iterator[Batch]:
@@ -30,7 +32,9 @@ def read(path: Path) -> Iterator[Batch]:
     """
     header = first_row(path)
     if header != HEADER:
-        raise wrong_format(path, "Home Depot search relevance", f'the header "{",".join(HEADER)}"', f'"{",".join(header)}"')
+        raise wrong_format(
+            path, "Home Depot search relevance", f'the header "{",".join(HEADER)}"', f'"{",".join(header)}"'
+        )
     items = FirstSeen(path, "item_id", "title")
     for chunk in chunks(scan(path), path):
         yield Batch("judgments", JUDGMENTS.apply(chunk), str(path))

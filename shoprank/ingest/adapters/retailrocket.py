@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import polars as pl
 
@@ -28,7 +28,9 @@ MAPPED = {
     ("timestamp", "visitorid", "event", "itemid", "transactionid"): Mapping(
         table="events",
         columns={"event_time": "timestamp", "user_id": "visitorid", "item_id": "itemid"},
-        values={"event_type": ValueMap("event", {"view": "view", "addtocart": "add_to_cart", "transaction": "purchase"})},
+        values={
+            "event_type": ValueMap("event", {"view": "view", "addtocart": "add_to_cart", "transaction": "purchase"})
+        },
         times={"event_time": TimeHint(unit="ms")},
         derive_id="rr",
         format="csv",
@@ -65,10 +67,14 @@ def _items(path: Path) -> Iterator[Batch]:
     wanted = pl.col("property").is_in([CATEGORY_PROPERTY, PRICE_PROPERTY])
     with reading(path, "csv"):
         rows = scan(path).filter(wanted).collect(engine="streaming")
-    categories = rows.filter(pl.col("property") == CATEGORY_PROPERTY).select("itemid", "timestamp", category_path="value")
+    categories = rows.filter(pl.col("property") == CATEGORY_PROPERTY).select(
+        "itemid", "timestamp", category_path="value"
+    )
     value = pl.col("value")
     prices = rows.filter(pl.col("property") == PRICE_PROPERTY).select(
-        "itemid", "timestamp", price=pl.when(value.str.contains(r"^n[-+]?[0-9.]")).then(value.str.slice(1)).otherwise(value)
+        "itemid",
+        "timestamp",
+        price=pl.when(value.str.contains(r"^n[-+]?[0-9.]")).then(value.str.slice(1)).otherwise(value),
     )
     versions = categories.join(prices, on=["itemid", "timestamp"], how="full", coalesce=True, nulls_equal=True)
     versions = versions.sort("itemid", "timestamp", maintain_order=True)

@@ -7,9 +7,9 @@ item's category is known, dated at the dataset's documented start.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 
 import polars as pl
 
@@ -30,7 +30,9 @@ EVENTS = Mapping(
     times={"event_time": TimeHint(unit="s")},
     derive_id="tb",
 )
-ITEMS = Mapping(table="items", columns={"item_id": "item_id", "category_path": "category_id"}, constants={"updated_at": START})
+ITEMS = Mapping(
+    table="items", columns={"item_id": "item_id", "category_path": "category_id"}, constants={"updated_at": START}
+)
 
 
 def read(path: Path) -> Iterator[Batch]:
