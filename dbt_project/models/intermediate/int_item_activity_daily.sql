@@ -11,11 +11,7 @@ event_counts as (
     select
         item_id,
         event_date as activity_date,
-        count(*) filter (where event_type = 'view') as views,
-        count(*) filter (where event_type = 'click') as clicks,
-        count(*) filter (where event_type = 'add_to_cart') as carts,
-        count(*) filter (where event_type = 'favorite') as favorites,
-        count(*) filter (where event_type = 'purchase') as purchases,
+        {{ event_type_counts() }},
         0 as impressions
     from events
     group by all
