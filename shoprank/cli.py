@@ -136,7 +136,9 @@ def validate(settings: Settings) -> None:
     """
     from shoprank.validate import validate_marts
 
-    click.echo(summary.validation(validate_marts(settings)))
+    with progress_bar("validating") as advance:
+        reports = validate_marts(settings, advance)
+    click.echo(summary.validation(reports))
 
 
 @cli.command(context_settings=CONTEXT)

@@ -66,7 +66,7 @@ def run_pipeline(settings: Settings, progress: ProgressFactory) -> PipelineResul
         lambda advance: ingest(settings.warehouse, [settings.landing], progress=lambda src, rows: advance(rows)),
     )
     build = timed("build", lambda advance: dbt_build(settings, progress=advance))
-    marts = timed("validate", lambda advance: validate_marts(settings))
+    marts = timed("validate", lambda advance: validate_marts(settings, advance))
     return PipelineResult(simulation, report, build, marts, seconds)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,8 +27,10 @@ class MartReport:
     seconds: float
 
 
-def validate_marts(settings: Settings) -> list[MartReport]:
+def validate_marts(settings: Settings, progress: Callable[..., None] | None = None) -> list[MartReport]:
     """Validate every mart of the warehouse (through the views dbt made over their Parquet files).
+
+    ``progress(1, mart, total)`` is called after each mart.
 
     Raises:
         WarehouseError: The marts have not been built.
@@ -37,7 +40,8 @@ def validate_marts(settings: Settings) -> list[MartReport]:
     try:
         horizon = _horizon(con)
         reports = []
-        for name, schema in mart_schemas(horizon).items():
+        schemas = mart_schemas(horizon)
+        for name, schema in schemas.items():
             started = time.perf_counter()
             frame = _read_mart(con, name)
             try:
@@ -48,6 +52,8 @@ def validate_marts(settings: Settings) -> list[MartReport]:
                     'fix the dbt model (dbt_project/models/marts) and run "shoprank build"'
                 ) from None
             reports.append(MartReport(name, frame.height, frame.width, time.perf_counter() - started))
+            if progress:
+                progress(1, name, len(schemas))
         return reports
     finally:
         con.close()

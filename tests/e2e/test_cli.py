@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,23 @@ def test_the_installed_script_runs_the_main_job(tmp_path):
     assert "All 6 marts meet their contracts" in done.stdout
     assert "Traceback" not in done.stderr
     assert (tmp_path / "shop" / "marts" / "user_features_daily.parquet").is_file()
+
+
+@pytest.mark.slow
+def test_plain_dbt_build_works_in_dbt_project_on_a_pipeline_warehouse(tiny_shop, tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(tiny_shop.workdir, workdir)
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dbt")), "build"],
+        cwd=Path(__file__).resolve().parents[2] / "dbt_project",
+        env={**os.environ, "SHOPRANK_HOME": str(workdir), "DBT_TARGET_PATH": str(tmp_path / "target"),
+             "DBT_LOG_PATH": str(tmp_path / "logs")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "Completed successfully" in done.stdout
+    assert (workdir / "marts" / "fct_labels.parquet").stat().st_mtime > (
+        tiny_shop.marts / "fct_labels.parquet"
+    ).stat().st_mtime
