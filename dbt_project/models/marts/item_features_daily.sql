@@ -1,4 +1,5 @@
--- One row per item and day boundary from its first activity on: interactions over 1/7/30 days,
+-- One row per item and day boundary while it is active (from its first activity until its last
+-- one leaves the 30-day window): interactions over 1/7/30 days,
 -- smoothed CTR and conversion, price and its change vs the 7-day mean, catalog attributes as
 -- known then, age, and popularity rank within its category (by 7-day views).
 {{ config(materialized='external') }}
@@ -21,11 +22,14 @@ priors as (
     select * from {{ ref('int_global_rates_daily') }}
 ),
 
-first_active as (
-    select item_id, min(activity_date) as first_day from activity group by item_id
+active_span as (
+    select item_id, min(activity_date) as first_day, max(activity_date) as last_day
+    from activity
+    group by item_id
 ),
 
--- every day from the item's first activity, so row windows are calendar windows
+-- every day from the item's first activity until its last activity has left the 30-day window
+-- (that boundary's row has zero counts and stays valid), so row windows are calendar windows
 dense as (
     select
         f.item_id,
@@ -34,8 +38,9 @@ dense as (
         {%- for m in measures %}
         coalesce(a.{{ m }}, 0) as {{ m }}{{ ',' if not loop.last }}
         {%- endfor %}
-    from first_active f
-    inner join calendar c on c.activity_date >= f.first_day
+    from active_span f
+    inner join calendar c
+        on c.activity_date >= f.first_day and c.activity_date <= {{ add_days(30, 'f.last_day') }}
     left join activity a on a.item_id = f.item_id and a.activity_date = c.activity_date
 ),
 
