@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 import duckdb
 import pandera.polars as pa
 import polars as pl
+import pyarrow as pa_lib
 
 from shoprank import warehouse
 from shoprank.config import Settings
-from shoprank.contracts.marts import mart_schemas
+from shoprank.contracts.marts import MartContract, mart_contracts
 from shoprank.errors import ContractError, WarehouseError
+
+_FIX = 'fix the dbt model (dbt_project/models/marts) and run "shoprank build"'
 
 
 @dataclass(frozen=True)
@@ -27,9 +30,13 @@ class MartReport:
     seconds: float
 
 
+CHUNK_ROWS = 1_000_000
+
+
 def validate_marts(settings: Settings, progress: Callable[..., None] | None = None) -> list[MartReport]:
     """Validate every mart of the warehouse (through the views dbt made over their Parquet files).
 
+    Rows are checked chunk by chunk and keys by DuckDB, so memory stays bounded at any scale.
     ``progress(1, mart, total)`` is called after each mart.
 
     Raises:
@@ -38,25 +45,45 @@ def validate_marts(settings: Settings, progress: Callable[..., None] | None = No
     """
     con = warehouse.connect(settings.warehouse, read_only=True)
     try:
-        horizon = _horizon(con)
+        contracts = mart_contracts(_horizon(con))
         reports = []
-        schemas = mart_schemas(horizon)
-        for name, schema in schemas.items():
+        for name, contract in contracts.items():
             started = time.perf_counter()
-            frame = _read_mart(con, name)
-            try:
-                schema.validate(frame, lazy=True)
-            except pa.errors.SchemaErrors as exc:
-                raise ContractError(
-                    f'Mart "{name}" breaks its contract: {describe_failures(exc.failure_cases)}; '
-                    'fix the dbt model (dbt_project/models/marts) and run "shoprank build"'
-                ) from None
-            reports.append(MartReport(name, frame.height, frame.width, time.perf_counter() - started))
+            rows, columns = _check_rows(con, name, contract)
+            _check_key(con, name, contract.key)
+            reports.append(MartReport(name, rows, columns, time.perf_counter() - started))
             if progress:
-                progress(1, name, len(schemas))
+                progress(1, name, len(contracts))
         return reports
     finally:
         con.close()
+
+
+def _check_rows(con: duckdb.DuckDBPyConnection, name: str, contract: MartContract) -> tuple[int, int]:
+    rows, columns = 0, len(contract.schema.columns)
+    for batch in _read_mart(con, name):
+        frame = pl.from_arrow(batch)
+        try:
+            contract.schema.validate(frame, lazy=True)
+        except pa.errors.SchemaErrors as exc:
+            raise ContractError(
+                f'Mart "{name}" breaks its contract: {describe_failures(exc.failure_cases)}; {_FIX}'
+            ) from None
+        rows, columns = rows + frame.height, frame.width
+    return rows, columns
+
+
+def _check_key(con: duckdb.DuckDBPyConnection, name: str, key: tuple[str, ...]) -> None:
+    columns = ", ".join(key)
+    repeated = con.execute(
+        f"select {columns}, count(*) from marts.{name} group by all having count(*) > 1 limit 1"
+    ).fetchall()
+    if repeated:
+        *values, count = repeated[0]
+        raise ContractError(
+            f'Mart "{name}" breaks its contract: key ({columns}) is not unique, e.g. {tuple(values)} '
+            f"appears {count} times; {_FIX}"
+        )
 
 
 def describe_failures(failures: pl.DataFrame, limit: int = 5) -> str:
@@ -81,9 +108,9 @@ def _horizon(con: duckdb.DuckDBPyConnection) -> datetime:
     return datetime.combine(horizon, datetime.min.time()) if horizon else datetime.max
 
 
-def _read_mart(con: duckdb.DuckDBPyConnection, name: str) -> pl.DataFrame:
+def _read_mart(con: duckdb.DuckDBPyConnection, name: str) -> Iterator[pa_lib.RecordBatch]:
     try:
-        return con.sql(f"select * from marts.{name}").pl()
+        return con.sql(f"select * from marts.{name}").to_arrow_reader(CHUNK_ROWS)
     except (duckdb.CatalogException, duckdb.IOException) as exc:
         raise WarehouseError(
             f'Mart "{name}" cannot be read ({str(exc).splitlines()[0]}); run "shoprank build" first'

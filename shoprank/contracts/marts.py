@@ -8,6 +8,7 @@ names and types must equal the declarations in ``dbt_project/models/marts/_marts
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import pandera.polars as pa
@@ -56,8 +57,52 @@ def _monotone(measures: tuple[str, ...], windows: tuple[int, ...] = WINDOWS) -> 
     ]
 
 
-def mart_schemas(horizon: datetime) -> dict[str, pa.DataFrameSchema]:
+@dataclass(frozen=True)
+class MartContract:
+    """A mart's row checks (a Pandera schema, applied chunk by chunk) and its key (unique over
+    the whole mart, checked where the mart lives, so memory stays bounded at any scale)."""
+
+    schema: pa.DataFrameSchema
+    key: tuple[str, ...]
+
+
+MART_KEYS = {
+    "user_features_daily": (
+        "user_id",
+        "event_timestamp",
+    ),
+    "item_features_daily": (
+        "item_id",
+        "event_timestamp",
+    ),
+    "user_category_features_daily": (
+        "user_id",
+        "category_path",
+        "event_timestamp",
+    ),
+    "item_pair_features_weekly": (
+        "item_id",
+        "neighbour_item_id",
+        "event_timestamp",
+    ),
+    "query_item_features_daily": (
+        "query_norm",
+        "item_id",
+        "event_timestamp",
+    ),
+    "fct_labels": (
+        "query_id",
+        "item_id",
+    ),
+}
+
+
+def mart_contracts(horizon: datetime) -> dict[str, MartContract]:
     """The contract of every mart, with ``horizon`` the end of the last day with events."""
+    return {name: MartContract(schema, MART_KEYS[name]) for name, schema in _schemas(horizon).items()}
+
+
+def _schemas(horizon: datetime) -> dict[str, pa.DataFrameSchema]:
     return {
         "user_features_daily": pa.DataFrameSchema(
             {
@@ -76,7 +121,6 @@ def mart_schemas(horizon: datetime) -> dict[str, pa.DataFrameSchema]:
                 "tenure_days": _number(),
             },
             checks=_monotone(INTERACTIONS),
-            unique=["user_id", "event_timestamp"],
             strict=True,
             ordered=True,
         ),
@@ -97,7 +141,6 @@ def mart_schemas(horizon: datetime) -> dict[str, pa.DataFrameSchema]:
                 "price_change_vs_7d": _number(),
             },
             checks=_monotone(INTERACTIONS + ("impressions",)),
-            unique=["item_id", "event_timestamp"],
             strict=True,
             ordered=True,
         ),
@@ -110,7 +153,6 @@ def mart_schemas(horizon: datetime) -> dict[str, pa.DataFrameSchema]:
                 "category_purchases_30d": _count(),
                 "category_affinity_30d": _rate(),
             },
-            unique=["user_id", "category_path", "event_timestamp"],
             strict=True,
             ordered=True,
         ),
@@ -129,7 +171,6 @@ def mart_schemas(horizon: datetime) -> dict[str, pa.DataFrameSchema]:
                     name="item_is_its_own_neighbour",
                 )
             ],
-            unique=["item_id", "neighbour_item_id", "event_timestamp"],
             strict=True,
             ordered=True,
         ),
@@ -144,7 +185,6 @@ def mart_schemas(horizon: datetime) -> dict[str, pa.DataFrameSchema]:
                 "query_item_ctr_30d": _rate(),
             },
             checks=_monotone(("impressions", "clicks"), (7, 30)),
-            unique=["query_norm", "item_id", "event_timestamp"],
             strict=True,
             ordered=True,
         ),
@@ -160,7 +200,6 @@ def mart_schemas(horizon: datetime) -> dict[str, pa.DataFrameSchema]:
                 "position": pa.Column(pl.Int32, pa.Check.ge(0)),
                 "label": pa.Column(pl.Int32, pa.Check.isin([0, 1, 2, 3])),
             },
-            unique=["query_id", "item_id"],
             strict=True,
             ordered=True,
         ),

@@ -40,3 +40,23 @@ def test_a_mart_that_breaks_its_contract_is_named_with_the_failed_check(tiny_sho
         'Mart "user_features_daily" breaks its contract: views_1d: greater_than_or_equal_to(0) (1 rows, e.g. -5)'
     )
     assert message.endswith('fix the dbt model (dbt_project/models/marts) and run "shoprank build"')
+
+
+def test_a_mart_with_a_repeated_key_is_named_with_an_example(tiny_shop, tmp_path):
+    mart = tiny_shop.marts / "fct_labels.parquet"
+    backup = tmp_path / "backup.parquet"
+    shutil.copy(mart, backup)
+    try:
+        con = duckdb.connect()
+        con.execute(
+            f"copy (select * from '{backup}' union all (select * from '{backup}' limit 1)) to '{mart}' (format parquet)"
+        )
+        con.close()
+        with pytest.raises(ContractError) as error:
+            validate_marts(tiny_shop)
+    finally:
+        shutil.copy(backup, mart)
+    assert str(error.value).startswith(
+        'Mart "fct_labels" breaks its contract: key (query_id, item_id) is not unique, e.g. ('
+    )
+    assert "appears 2 times" in str(error.value)
