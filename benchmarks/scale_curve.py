@@ -43,6 +43,7 @@ def run(preset: str) -> dict:
             arguments = ["ingest", str(workdir / "landing")]
         measured = measure([shoprank, *arguments], env)
         row[stage] = (measured.seconds, measured.peak_mb)
+        print(f"{preset} {stage}: {measured.seconds:.1f} s, {measured.peak_mb:.0f} MB", flush=True)
     con = duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True)
     row["events"] = con.execute("select count(*) from raw.events").fetchall()[0][0]
     row["impressions"] = con.execute("select count(*) from raw.requests").fetchall()[0][0]
