@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
-from shoprank.build import BuildResult
-from shoprank.config import Settings
-from shoprank.ingest.run import IngestReport
-from shoprank.pipeline import PipelineResult, WorkdirStatus
-from shoprank.simulate import SimulationSummary
-from shoprank.validate import MartReport
+if TYPE_CHECKING:  # only types: `shoprank --help` stays fast
+    from shoprank.build import BuildResult
+    from shoprank.config import Settings
+    from shoprank.ingest.run import IngestReport
+    from shoprank.pipeline import PipelineResult, WorkdirStatus
+    from shoprank.simulate import SimulationSummary
+    from shoprank.validate import MartReport
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], indent: int = 2) -> str:

@@ -7,6 +7,7 @@ ingest batch with its counts.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import duckdb
@@ -19,8 +20,16 @@ LINEAGE = {"_source": "VARCHAR", "_batch_id": "VARCHAR", "_loaded_at": "TIMESTAM
 _SQL_TYPES = {pl.Utf8: "VARCHAR", pl.Int32: "INTEGER", pl.Float64: "DOUBLE", pl.Datetime("us"): "TIMESTAMP"}
 
 
+MEMORY_VARIABLE = "SHOPRANK_DUCKDB_MEMORY"
+DEFAULT_MEMORY = "4GB"
+
+
 def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the warehouse file, creating its folder when writing.
+
+    DuckDB's memory is capped (``SHOPRANK_DUCKDB_MEMORY``, default 4GB, as for dbt in
+    ``profiles.yml``): beyond it, large loads and joins spill to disk instead of growing with
+    the data.
 
     Raises:
         WarehouseError: The file is missing (read-only) or locked by another process.
@@ -29,7 +38,9 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         raise WarehouseError(f'Warehouse "{path}" does not exist; run "shoprank ingest" or "shoprank pipeline" first')
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return duckdb.connect(str(path), read_only=read_only)
+        return duckdb.connect(
+            str(path), read_only=read_only, config={"memory_limit": os.environ.get(MEMORY_VARIABLE, DEFAULT_MEMORY)}
+        )
     except duckdb.IOException as exc:
         raise WarehouseError(
             f'Warehouse "{path}" cannot be opened ({str(exc).splitlines()[0]}); '

@@ -110,15 +110,21 @@ def write_rows(con: duckdb.DuckDBPyConnection, rows: Sorted, now: datetime, batc
     """Insert sorted rows inside the caller's transaction, skipping rows already in the warehouse."""
     table = RAW_TABLES[rows.table]
     lineage = [batch_id, now]
-    con.register("accepted_rows", rows.accepted.to_arrow())
-    on = " and ".join(f'a."{k}" is not distinct from r."{k}"' for k in table.key)
-    columns = ", ".join(f'a."{c}"' for c in table.columns)
-    con.execute(
-        f"""insert into raw.{table.name}
-            select {columns}, a._source, ?, ? from accepted_rows a anti join raw.{table.name} r on {on}""",
-        lineage,
-    ).fetchall()
-    con.unregister("accepted_rows")
+    if rows.accepted.height:
+        # probing only the stored rows within the batch's range of its first key column lets
+        # DuckDB skip most row groups when keys arrive roughly in order (sequential ids, times)
+        first = table.key[0]
+        low, high = rows.accepted.get_column(first).min(), rows.accepted.get_column(first).max()
+        on = " and ".join(f'a."{k}" is not distinct from r."{k}"' for k in table.key)
+        columns = ", ".join(f'a."{c}"' for c in table.columns)
+        con.register("accepted_rows", rows.accepted.to_arrow())
+        con.execute(
+            f"""insert into raw.{table.name}
+                select {columns}, a._source, ?, ? from accepted_rows a
+                anti join (select * from raw.{table.name} where "{first}" between ? and ?) r on {on}""",
+            [*lineage, low, high],
+        ).fetchall()
+        con.unregister("accepted_rows")
     if rows.rejected.height:
         con.register("rejected_rows", rows.rejected.to_arrow())
         con.execute(
