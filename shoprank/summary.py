@@ -58,6 +58,8 @@ def ingest(report: IngestReport, settings: Settings) -> str:
     if reasons:
         lines += ["Quarantined by reason:", table(["table", "rows", "reason"], reasons)]
     lines += [f"Note: {note}" for note in report.notes]
+    if report.recovered:
+        lines.append(f"Rolled back {len(report.recovered)} earlier run(s) cut off before they finished")
     return "\n".join(lines)
 
 

@@ -1,8 +1,8 @@
 """The DuckDB warehouse: connections and the layout of the ``raw`` and ``quarantine`` schemas.
 
 ``raw.<table>`` holds accepted rows in contract types plus lineage columns; ``quarantine.<table>``
-holds rejected rows as text, exactly as read, with the reason; ``raw.ingest_batches`` logs every
-ingest batch with its counts.
+holds rejected rows as text, exactly as read, with the reason; ``raw.ingest_runs`` journals every
+ingest run (see ``shoprank.ingest.journal``) and ``raw.ingest_batches`` its counts per source file.
 """
 
 from __future__ import annotations
@@ -59,6 +59,10 @@ def create_layout(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(
             f"create table if not exists quarantine.{table.name} ({text}, _reason VARCHAR, _row_hash UBIGINT, {lineage})"
         )
+    con.execute(
+        """create table if not exists raw.ingest_runs (
+            batch_id VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, status VARCHAR, files BIGINT)"""
+    )
     con.execute(
         """create table if not exists raw.ingest_batches (
             batch_id VARCHAR, "table" VARCHAR, _source VARCHAR, _loaded_at TIMESTAMP,

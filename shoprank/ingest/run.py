@@ -1,5 +1,6 @@
 """One ingest run: read files (raw contract, a real dataset's format, or a mapped CSV), enforce the
-contracts, and load the warehouse atomically: either every file of a run lands, or none does.
+contracts, and load the warehouse all-or-nothing: either every file of a run lands, or none does
+(``shoprank.ingest.journal``).
 """
 
 from __future__ import annotations
@@ -9,17 +10,20 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
 from shoprank import warehouse
 from shoprank.errors import InputError
+from shoprank.ingest import journal
 from shoprank.ingest.adapters import ADAPTERS
 from shoprank.ingest.batch import Batch
-from shoprank.ingest.load import TableCounts, record_counts, sort_rows, write_rows
+from shoprank.ingest.load import Sorted, TableCounts, record_counts, sort_rows, write_rows
 from shoprank.ingest.mapping import load_mapping, read_mapped
 from shoprank.ingest.readers import CHUNK_ROWS, files_under, read_contract
 
@@ -35,6 +39,7 @@ class IngestReport:
     notes: list[str] = field(default_factory=list)
     files: int = 0
     seconds: float = 0.0
+    recovered: list[str] = field(default_factory=list)
 
 
 def ingest(
@@ -73,7 +78,8 @@ def ingest(
     con = warehouse.connect(warehouse_path)
     try:
         warehouse.create_layout(con)
-        con.begin()
+        report.recovered = journal.recover(con)
+        journal.start(con, report.batch_id, now, len(files))
         # validation of a batch (Polars) overlaps the insert of the previous one (DuckDB)
         with ThreadPoolExecutor(max_workers=1) as writer:
             writing: Future | None = None
@@ -82,24 +88,38 @@ def ingest(
                     rows = sort_rows(batch, sources, now)
                     if writing:
                         writing.result()
-                    writing = writer.submit(write_rows, con, rows, now, report.batch_id)
+                    writing = writer.submit(_write_chunk, con, rows, now, report.batch_id)
                     read.update({(batch.table, source): n for source, n in sources.value_counts().iter_rows()})
                     report.notes.extend(n for n in batch.notes if n not in report.notes)
                     if progress:
                         progress(batch.source, batch.frame.height)
                 if writing:
                     writing.result()
+                con.begin()
                 report.tables.update(record_counts(con, report.batch_id, now, dict(read)))
+                journal.finish(con, report.batch_id)
                 con.commit()
             except BaseException:
                 if writing:
                     wait([writing])
-                con.rollback()
+                with suppress(duckdb.TransactionException):  # the final transaction, if it had begun
+                    con.rollback()
+                journal.roll_back(con, report.batch_id)
                 raise
     finally:
         con.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _write_chunk(con: duckdb.DuckDBPyConnection, rows: Sorted, now: datetime, batch_id: str) -> None:
+    con.begin()
+    try:
+        write_rows(con, rows, now, batch_id)
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
 
 
 def _gathered(files: Iterator[Iterator[Batch]]) -> Iterator[tuple[Batch, pl.Series]]:

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from shoprank.errors import InputError
-from shoprank.ingest import run
+from shoprank.ingest import journal, run
 from shoprank.ingest.run import ingest
 
 
@@ -148,3 +148,24 @@ def test_unusable_inputs_are_clear_errors(tmp_path, name, fmt, message):
         ingest(tmp_path / "w.duckdb", [path], fmt)
     with pytest.raises(InputError, match='Input ".*missing" does not exist'):
         ingest(tmp_path / "w.duckdb", [tmp_path / "missing"])
+
+
+def test_a_run_cut_off_by_a_crash_is_rolled_back_by_the_next_run(tmp_path, files):
+    warehouse_path = tmp_path / "w.duckdb"
+    ingest(warehouse_path, [files / "items.csv"])
+    before = _counts(warehouse_path)
+    con = duckdb.connect(str(warehouse_path))
+    journal.start(con, "crashed", datetime(2026, 1, 1), 1)  # a run whose process died mid-way:
+    con.execute(  # one chunk committed, never finished
+        "insert into raw.events (event_id, event_time, user_id, event_type, item_id, _batch_id) "
+        "values ('x1', '2025-06-01', 'u', 'view', 'i', 'crashed')"
+    )
+    con.close()
+
+    report = ingest(warehouse_path, [files / "items.csv"])
+    assert report.recovered == ["crashed"]
+    assert _counts(warehouse_path) == {**before, "raw.ingest_batches": before["raw.ingest_batches"] + 1}
+    con = duckdb.connect(str(warehouse_path), read_only=True)
+    runs = dict(con.execute("select batch_id, status from raw.ingest_runs").fetchall())
+    assert runs["crashed"] == "rolled back"
+    assert list(runs.values()).count("done") == 2

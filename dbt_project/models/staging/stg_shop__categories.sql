@@ -1,6 +1,6 @@
 -- One row per category of a category tree.
 with source as (
-    select * from {{ source('shop', 'categories') }}
+    {{ committed_rows('categories') }}
 ),
 
 renamed as (

@@ -1,6 +1,6 @@
 -- One row per reported event; event types normalized (case, blanks).
 with source as (
-    select * from {{ source('shop', 'events') }}
+    {{ committed_rows('events') }}
 ),
 
 renamed as (

@@ -1,6 +1,6 @@
 -- One row per item version; category path split into its top level.
 with source as (
-    select * from {{ source('shop', 'items') }}
+    {{ committed_rows('items') }}
 ),
 
 renamed as (

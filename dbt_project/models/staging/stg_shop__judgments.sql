@@ -1,6 +1,6 @@
 -- One row per (query, item) human grade, with the normalized query.
 with source as (
-    select * from {{ source('shop', 'judgments') }}
+    {{ committed_rows('judgments') }}
 ),
 
 renamed as (

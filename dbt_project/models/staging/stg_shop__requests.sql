@@ -1,6 +1,6 @@
 -- One row per item shown in a served list; surfaces and queries normalized.
 with source as (
-    select * from {{ source('shop', 'requests') }}
+    {{ committed_rows('requests') }}
 ),
 
 renamed as (

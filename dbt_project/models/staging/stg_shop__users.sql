@@ -1,6 +1,6 @@
 -- One row per user version. PII is pseudonymized here and never leaves staging in clear.
 with source as (
-    select * from {{ source('shop', 'users') }}
+    {{ committed_rows('users') }}
 ),
 
 pseudonymized as (
