@@ -115,11 +115,15 @@ def _failure_message(failed: list[dict], finished: subprocess.CompletedProcess, 
     logs = _log_file(settings)
     if not failed:
         return f"dbt build failed: {_last_error(finished.stdout)}; see {logs}"
-    shown = "; ".join(
-        f"{r['unique_id'].split('.')[0]} {r['unique_id'].split('.')[-1]}: {_first_line(r)}" for r in failed[:5]
-    )
+    shown = "; ".join(f"{_node(r)}: {_first_line(r)}" for r in failed[:5])
     more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
     return f"dbt build failed: {shown}{more}; see {logs}"
+
+
+def _node(result: dict) -> str:
+    """ "test unique_x" from "test.shoprank.unique_x.<hash>", "model y" from "model.shoprank.y"."""
+    kind, _, *names = result["unique_id"].split(".")
+    return f"{kind} {names[0] if kind == 'test' else names[-1]}"
 
 
 def _first_line(result: dict) -> str:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 from click.testing import CliRunner
 
@@ -142,3 +143,17 @@ def test_plain_dbt_build_works_in_dbt_project_on_a_pipeline_warehouse(tiny_shop,
     assert (workdir / "marts" / "fct_labels.parquet").stat().st_mtime > (
         tiny_shop.marts / "fct_labels.parquet"
     ).stat().st_mtime
+
+
+@pytest.mark.slow
+def test_a_failing_dbt_test_stops_the_build_with_its_name(tiny_shop, tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(tiny_shop.workdir, workdir)
+    con = duckdb.connect(str(workdir / "warehouse.duckdb"))
+    con.execute("insert into raw.events select * from raw.events limit 1")  # the same event_id twice
+    con.close()
+    result = invoke("--workdir", str(workdir), "build", "--select", "stg_shop__events")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: dbt build failed: test unique_stg_shop__events_event_id: Got 1 result")
+    assert result.output.rstrip().endswith(f"see {workdir}/dbt/logs/dbt.log")
+    assert len(result.output.splitlines()) == 1
