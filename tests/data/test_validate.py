@@ -20,22 +20,30 @@ def test_a_clean_build_meets_every_contract(tiny_shop):
     assert all(r.rows > 0 for r in reports.values())
 
 
-def test_a_mart_that_breaks_its_contract_is_named_with_the_failed_check(tiny_shop, tmp_path):
-    mart = tiny_shop.marts / "user_features_daily.parquet"
-    backup = tmp_path / "backup.parquet"
-    shutil.copy(mart, backup)
+def _validate_broken(settings, mart: str, select: str, tmp_path) -> str:
+    """Validate with ``mart``'s file replaced by ``select`` over the original (``{good}``);
+    restore it after; return the error message."""
+    path = settings.marts / f"{mart}.parquet"
+    good = tmp_path / "good.parquet"
+    shutil.copy(path, good)
     try:
         con = duckdb.connect()
-        con.execute(
-            f"""copy (select * replace (case when row_number() over () = 1 then -5 else views_1d end as views_1d)
-                      from '{backup}') to '{mart}' (format parquet)"""
-        )
+        con.execute(f"copy ({select.format(good=good)}) to '{path}' (format parquet)")
         con.close()
         with pytest.raises(ContractError) as error:
-            validate_marts(tiny_shop)
+            validate_marts(settings)
     finally:
-        shutil.copy(backup, mart)
-    message = str(error.value)
+        shutil.copy(good, path)
+    return str(error.value)
+
+
+def test_a_mart_that_breaks_its_contract_is_named_with_the_failed_check(tiny_shop, tmp_path):
+    message = _validate_broken(
+        tiny_shop,
+        "user_features_daily",
+        "select * replace (case when row_number() over () = 1 then -5 else views_1d end as views_1d) from '{good}'",
+        tmp_path,
+    )
     assert message.startswith(
         'Mart "user_features_daily" breaks its contract: views_1d: greater_than_or_equal_to(0) (1 rows, e.g. -5)'
     )
@@ -43,20 +51,8 @@ def test_a_mart_that_breaks_its_contract_is_named_with_the_failed_check(tiny_sho
 
 
 def test_a_mart_with_a_repeated_key_is_named_with_an_example(tiny_shop, tmp_path):
-    mart = tiny_shop.marts / "fct_labels.parquet"
-    backup = tmp_path / "backup.parquet"
-    shutil.copy(mart, backup)
-    try:
-        con = duckdb.connect()
-        con.execute(
-            f"copy (select * from '{backup}' union all (select * from '{backup}' limit 1)) to '{mart}' (format parquet)"
-        )
-        con.close()
-        with pytest.raises(ContractError) as error:
-            validate_marts(tiny_shop)
-    finally:
-        shutil.copy(backup, mart)
-    assert str(error.value).startswith(
-        'Mart "fct_labels" breaks its contract: key (query_id, item_id) is not unique, e.g. ('
+    message = _validate_broken(
+        tiny_shop, "fct_labels", "select * from '{good}' union all (select * from '{good}' limit 1)", tmp_path
     )
-    assert "appears 2 times" in str(error.value)
+    assert message.startswith('Mart "fct_labels" breaks its contract: key (query_id, item_id) is not unique, e.g. (')
+    assert "appears 2 times" in message
