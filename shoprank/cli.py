@@ -36,9 +36,22 @@ class _Group(click.Group):
 )
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML settings file.")
 @click.option("--seed", type=int, help="Seed of every random choice [env SHOPRANK_SEED; default 7].")
+@click.option(
+    "--profile",
+    type=click.Choice(["embedded", "production"]),
+    help="Feature store profile: embedded (SQLite) or production (Redis + PostgreSQL) [env SHOPRANK_PROFILE].",
+)
+@click.option("--project", help="Feast project name [env SHOPRANK_PROJECT; default shoprank].")
 @click.version_option(package_name="shoprank", message="shoprank %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, workdir: Path | None, config_file: Path | None, seed: int | None) -> None:
+def cli(
+    ctx: click.Context,
+    workdir: Path | None,
+    config_file: Path | None,
+    seed: int | None,
+    profile: str | None,
+    project: str | None,
+) -> None:
     """shoprank: raw shop behavior in, search and recommendation rankings out.
 
     \b
@@ -47,7 +60,7 @@ def cli(ctx: click.Context, workdir: Path | None, config_file: Path | None, seed
         shoprank --workdir /tmp/shop ingest events.parquet
     """
     settings = load_settings(config_file)
-    ctx.obj = settings.with_overrides(workdir=workdir, seed=seed)
+    ctx.obj = settings.with_overrides(workdir=workdir, seed=seed, profile=profile, project=project)
 
 
 _preset = click.option("--preset", help="Simulator preset: tiny, small, medium or large [default small].")

@@ -5,6 +5,8 @@ The config file is TOML (``shoprank.toml`` in the current directory, or ``--conf
 
     workdir = "data"
     seed = 7
+    profile = "embedded"      # or "production": Redis online store, PostgreSQL registry
+    project = "shoprank"      # the Feast project
 
     [simulate]
     preset = "small"
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,15 @@ DEFAULT_CONFIG_FILE = "shoprank.toml"
 ENV_PREFIX = "SHOPRANK_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+FEATURE_REPO_DIR = REPO_ROOT / "feature_repo"
+PROFILES = ("embedded", "production")
+FIELDS = {"workdir": Path, "seed": int, "profile": str, "project": str}
+ENVIRONMENT = {
+    "workdir": "SHOPRANK_HOME",
+    "seed": "SHOPRANK_SEED",
+    "profile": "SHOPRANK_PROFILE",
+    "project": "SHOPRANK_PROJECT",
+}
 
 
 @dataclass(frozen=True)
@@ -39,11 +50,16 @@ class Settings:
     Attributes:
         workdir: Folder that holds everything the run writes.
         seed: Seed of every random choice (simulator, splits, models).
+        profile: Feature store profile: ``embedded`` (SQLite, file registry) or ``production``
+            (Redis online store, PostgreSQL registry).
+        project: Feast project name: separates feature stores that share Redis and PostgreSQL.
         simulate: Simulator options: ``preset`` plus overrides of the preset's fields.
     """
 
     workdir: Path = Path("data")
     seed: int = 7
+    profile: str = "embedded"
+    project: str = "shoprank"
     simulate: Mapping[str, Any] = field(default_factory=lambda: {"preset": "small"})
 
     @property
@@ -71,26 +87,29 @@ class Settings:
         """dbt's target folder (manifest, run results) for this workdir."""
         return self.workdir / "dbt" / "target"
 
+    @property
+    def feature_store_yaml(self) -> Path:
+        """The Feast configuration of this workdir and profile (written by ``shoprank features``)."""
+        return self.workdir / "feature_store.yaml"
+
+    @property
+    def datasets(self) -> Path:
+        """Training frames built from the feature store."""
+        return self.workdir / "datasets"
+
     def env(self) -> dict[str, str]:
         """Environment variables that point dbt and Feast at this workdir."""
         return {"SHOPRANK_HOME": str(self.workdir.resolve())}
 
-    def with_overrides(
-        self,
-        workdir: str | Path | None = None,
-        seed: int | None = None,
-        preset: str | None = None,
-        days: int | None = None,
-    ) -> Settings:
-        """Return a copy with the given (non-None) CLI options applied."""
+    def with_overrides(self, **options: Any) -> Settings:
+        """Return a copy with the given CLI options applied (None means not given).
+
+        ``preset`` and ``days`` go to the simulator options; the rest are fields.
+        """
+        given = {k: v for k, v in options.items() if v is not None}
         simulate = dict(self.simulate)
-        simulate.update({k: v for k, v in (("preset", preset), ("days", days)) if v is not None})
-        return replace(
-            self,
-            workdir=self.workdir if workdir is None else Path(workdir),
-            seed=self.seed if seed is None else seed,
-            simulate=simulate,
-        )
+        simulate.update({k: given.pop(k) for k in ("preset", "days") if k in given})
+        return replace(self, simulate=simulate, **_typed(given, lambda name: f"--{name}"))
 
 
 def load_settings(config_file: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -114,19 +133,24 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
         path = DEFAULT_CONFIG_FILE
     if path is not None:
         values.update(_read_toml(Path(path)))
-    if ENV_PREFIX + "HOME" in environ:
-        values["workdir"] = environ[ENV_PREFIX + "HOME"]
-    if ENV_PREFIX + "SEED" in environ:
-        values["seed"] = _as_int(environ[ENV_PREFIX + "SEED"], ENV_PREFIX + "SEED")
     simulate = {"preset": "small", **values.pop("simulate", {})}
+    typed = _typed(values, lambda name: name)
+    from_environment = {name: environ[variable] for name, variable in ENVIRONMENT.items() if variable in environ}
+    typed.update(_typed(from_environment, ENVIRONMENT.get))
     if ENV_PREFIX + "PRESET" in environ:
         simulate["preset"] = environ[ENV_PREFIX + "PRESET"]
-    settings = Settings(simulate=simulate)
-    if "workdir" in values:
-        settings = replace(settings, workdir=Path(values["workdir"]))
-    if "seed" in values:
-        settings = replace(settings, seed=_as_int(values["seed"], "seed"))
-    return settings
+    return Settings(simulate=simulate, **typed)
+
+
+def _typed(values: dict[str, Any], label: Callable[[str], str]) -> dict[str, Any]:
+    """Cast setting values to their field types (``label`` names a value's origin in errors)."""
+    typed = {}
+    for name, value in values.items():
+        kind = FIELDS[name]
+        typed[name] = _as_int(value, label(name)) if kind is int else kind(value)
+    if typed.get("profile", "embedded") not in PROFILES:
+        raise ConfigError(f'Unknown profile "{typed["profile"]}"; use one of {", ".join(PROFILES)}')
+    return typed
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -136,10 +160,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         values = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f'Config file "{path}" is not valid TOML ({exc}); fix the line it names') from None
-    unknown = set(values) - {"workdir", "seed", "simulate"}
+    unknown = set(values) - {*FIELDS, "simulate"}
     if unknown:
         raise ConfigError(
-            f'Config file "{path}" has unknown key(s) {sorted(unknown)}; allowed: workdir, seed, [simulate]'
+            f'Config file "{path}" has unknown key(s) {sorted(unknown)}; allowed: {", ".join(FIELDS)}, [simulate]'
         )
     if not isinstance(values.get("simulate", {}), dict):
         raise ConfigError(f'Config file "{path}": "simulate" must be a table ([simulate])')

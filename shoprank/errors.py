@@ -31,3 +31,7 @@ class BuildError(ShoprankError):
 
 class ContractError(ShoprankError):
     """A mart broke its Pandera contract after the build."""
+
+
+class FeatureStoreError(ShoprankError):
+    """The Feast feature store is missing, unreachable or inconsistent with its definitions."""

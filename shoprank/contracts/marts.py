@@ -133,6 +133,7 @@ def _schemas(horizon: datetime) -> dict[str, pa.DataFrameSchema]:
                 "cvr_30d": _rate(),
                 "price": pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
                 "price_mean_7d": pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
+                "title": pa.Column(pl.Utf8, nullable=True),
                 "category_path": pa.Column(pl.Utf8, nullable=True),
                 "category_top": pa.Column(pl.Utf8, nullable=True),
                 "brand": pa.Column(pl.Utf8, nullable=True),

@@ -60,6 +60,7 @@ windowed as (
 attributed as (
     select
         w.*,
+        v.title,
         v.category_path,
         v.category_top,
         v.brand,
@@ -84,6 +85,7 @@ features as (
         a.price,
         avg(a.price) over (partition by a.item_id order by a.as_of_date rows between 6 preceding and current row)
             as price_mean_7d,
+        a.title,
         a.category_path,
         a.category_top,
         a.brand,

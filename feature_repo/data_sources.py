@@ -1,0 +1,30 @@
+"""Sources: the Parquet marts that `dbt build` exports, one per feature view.
+
+The mart folder follows SHOPRANK_HOME (the shoprank workdir), defaulting to ../data at the repo
+root, so a plain `feast apply` here reads the marts of `shoprank pipeline` without edits. Each
+source names its dbt model in `tags["dbt.model"]`.
+"""
+
+import os
+from pathlib import Path
+
+from feast import FileSource
+
+MARTS = Path(os.environ.get("SHOPRANK_HOME", Path(__file__).resolve().parent.parent / "data")).resolve() / "marts"
+
+
+def _mart(model: str, description: str) -> FileSource:
+    return FileSource(
+        name=model,
+        path=str(MARTS / f"{model}.parquet"),
+        timestamp_field="event_timestamp",
+        description=description,
+        tags={"dbt.model": model},
+    )
+
+
+user_daily = _mart("user_features_daily", "User activity windows as of each day boundary.")
+item_daily = _mart("item_features_daily", "Item activity, price and catalog attributes as of each day boundary.")
+user_category_daily = _mart("user_category_features_daily", "User x category activity share as of each boundary.")
+item_pair_weekly = _mart("item_pair_features_weekly", "Item x item co-visitation and cosine similarity snapshots.")
+query_item_daily = _mart("query_item_features_daily", "Query x item search outcomes as of each boundary.")

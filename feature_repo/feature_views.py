@@ -1,0 +1,107 @@
+"""Feature views over the dbt marts. Each mart emits a row whenever a value changes (including
+the day a window lets old activity go), so a view's TTL only has to cover its longest window:
+older rows come back missing rather than stale."""
+
+from datetime import timedelta
+
+from feast import FeatureView, Field
+from feast.types import Float64, Int64, String, UnixTimestamp
+
+import data_sources as sources
+from entities import category, item, neighbour, query, user
+
+WINDOWS = (1, 7, 30)
+INTERACTIONS = ("views", "clicks", "carts", "favorites", "purchases")
+
+
+def _counts(measures, windows=WINDOWS):
+    return [Field(name=f"{m}_{w}d", dtype=Int64) for m in measures for w in windows]
+
+
+user_features = FeatureView(
+    name="user_features",
+    entities=[user],
+    ttl=timedelta(days=31),
+    source=sources.user_daily,
+    schema=[
+        *_counts(INTERACTIONS),
+        Field(name="impressions_30d", dtype=Int64),
+        Field(name="ctr_30d", dtype=Float64),
+        Field(name="cvr_30d", dtype=Float64),
+        Field(name="categories_30d", dtype=Int64),
+        Field(name="purchase_price_mean_30d", dtype=Float64),
+        Field(name="purchase_price_std_30d", dtype=Float64),
+        Field(name="last_event_at", dtype=UnixTimestamp),
+        Field(name="signup_time", dtype=UnixTimestamp),
+        Field(name="recency_days", dtype=Float64),
+        Field(name="tenure_days", dtype=Float64),
+    ],
+    tags={"dbt.model": "user_features_daily"},
+    description="What a user did over the last 1, 7 and 30 days, and how they convert.",
+)
+
+item_features = FeatureView(
+    name="item_features",
+    entities=[item],
+    ttl=timedelta(days=31),
+    source=sources.item_daily,
+    schema=[
+        *_counts((*INTERACTIONS, "impressions")),
+        Field(name="ctr_30d", dtype=Float64),
+        Field(name="cvr_30d", dtype=Float64),
+        Field(name="price", dtype=Float64),
+        Field(name="price_mean_7d", dtype=Float64),
+        Field(name="price_change_vs_7d", dtype=Float64),
+        Field(name="title", dtype=String),
+        Field(name="category_path", dtype=String),
+        Field(name="category_top", dtype=String),
+        Field(name="brand", dtype=String),
+        Field(name="age_days", dtype=Float64),
+        Field(name="popularity_rank_in_category", dtype=Int64),
+    ],
+    tags={"dbt.model": "item_features_daily"},
+    description="How an item fared over the last 1, 7 and 30 days, its price and catalog attributes.",
+)
+
+user_category_features = FeatureView(
+    name="user_category_features",
+    entities=[user, category],
+    ttl=timedelta(days=31),
+    source=sources.user_category_daily,
+    schema=[
+        Field(name="category_interactions_30d", dtype=Int64),
+        Field(name="category_purchases_30d", dtype=Int64),
+        Field(name="category_affinity_30d", dtype=Float64),
+    ],
+    tags={"dbt.model": "user_category_features_daily"},
+    description="A user's interactions in a category over 30 days and their share of all (affinity).",
+)
+
+item_pair_features = FeatureView(
+    name="item_pair_features",
+    entities=[item, neighbour],
+    ttl=timedelta(days=8),  # snapshots every 7 days: a pair missing from the next one expires
+    source=sources.item_pair_weekly,
+    schema=[
+        Field(name="co_sessions_28d", dtype=Int64),
+        Field(name="cosine_28d", dtype=Float64),
+        Field(name="neighbour_rank", dtype=Int64),
+    ],
+    tags={"dbt.model": "item_pair_features_weekly"},
+    description="Sessions holding both items over 28 days and their cosine similarity (top neighbours).",
+)
+
+query_item_features = FeatureView(
+    name="query_item_features",
+    entities=[query, item],
+    ttl=timedelta(days=31),
+    source=sources.query_item_daily,
+    schema=[
+        *_counts(("impressions", "clicks"), (7, 30)),
+        Field(name="carts_30d", dtype=Int64),
+        Field(name="purchases_30d", dtype=Int64),
+        Field(name="query_item_ctr_30d", dtype=Float64),
+    ],
+    tags={"dbt.model": "query_item_features_daily"},
+    description="How an item fared when shown for a normalized query over 7 and 30 days.",
+)

@@ -1,0 +1,1 @@
+"""The Feast feature store over the dbt marts: profiles, apply, fast materialization, status."""

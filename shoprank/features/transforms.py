@@ -1,0 +1,66 @@
+"""Request-time transformations behind the on-demand feature views of ``feature_repo/``.
+
+Feast runs an on-demand view's function from its source text, without the module around it, so
+the views call into these functions: one implementation for training and serving, testable here.
+Each takes the view's inputs as a DataFrame and returns its features.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from shoprank.text import normalize_query
+
+
+def price_to_user_mean(inputs: pd.DataFrame) -> pd.DataFrame:
+    """The candidate's price over the mean price the user paid (missing without purchases)."""
+    mean = inputs["purchase_price_mean_30d"].where(inputs["purchase_price_mean_30d"] > 0)
+    return pd.DataFrame({"price_to_user_mean": (inputs["price"] / mean).astype("float64")})
+
+
+def request_context(inputs: pd.DataFrame) -> pd.DataFrame:
+    """Hour and weekday of the request (UTC), and the user's recency and tenure at that moment."""
+    at = _utc(inputs["request_time"])
+    return pd.DataFrame(
+        {
+            "hour_of_day": at.dt.hour.astype("int64"),
+            "day_of_week": at.dt.dayofweek.astype("int64"),
+            "hours_since_last_event": (at - _utc(inputs["last_event_at"])).dt.total_seconds() / 3600,
+            "days_since_signup": (at - _utc(inputs["signup_time"])).dt.total_seconds() / 86400,
+        }
+    )
+
+
+def candidate_category(inputs: pd.DataFrame) -> pd.DataFrame:
+    """The user's 30-day activity share in the candidate's category (0 when none)."""
+    affinity = pd.to_numeric(inputs["category_affinity_30d"], errors="coerce").fillna(0.0)
+    return pd.DataFrame({"candidate_category_affinity": affinity.astype("float64")})
+
+
+def query_title_match(inputs: pd.DataFrame) -> pd.DataFrame:
+    """Share of the query's words in the title, the whole query in the title, the brand in the query."""
+    queries, titles, brands = (_normalized(inputs[c]) for c in ("query", "title", "brand"))
+    overlap, phrase, brand = [], [], []
+    for query, title, brand_name in zip(queries, titles, brands, strict=True):
+        query_words, title_words = query.split(), set(title.split())
+        overlap.append(sum(w in title_words for w in query_words) / len(query_words) if query_words else 0.0)
+        phrase.append(int(bool(query) and f" {query} " in f" {title} "))
+        brand.append(int(bool(brand_name) and f" {brand_name} " in f" {query} "))
+    return pd.DataFrame(
+        {
+            "title_token_overlap": np.asarray(overlap, dtype="float64"),
+            "title_has_query": np.asarray(phrase, dtype="int64"),
+            "brand_in_query": np.asarray(brand, dtype="int64"),
+        }
+    )
+
+
+def _normalized(values: pd.Series) -> list[str]:
+    """Normalized text of each value ("" when missing)."""
+    return [normalize_query(v) or "" if isinstance(v, str) else "" for v in values]
+
+
+def _utc(values: pd.Series) -> pd.Series:
+    stamps = pd.to_datetime(values, utc=True, errors="coerce")
+    return stamps

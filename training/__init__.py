@@ -1,0 +1,1 @@
+"""Training: labels, point-in-time training frames from the feature store, rankers, evaluation."""
