@@ -173,6 +173,33 @@ def pipeline(settings: Settings, preset: str | None, days: int | None) -> None:
     click.echo(summary.pipeline(result, settings))
 
 
+@cli.group(context_settings=CONTEXT)
+def features() -> None:
+    """The Feast feature store over the marts: apply definitions, materialize, status.
+
+    \b
+    Example:
+        shoprank features apply
+        shoprank --profile production features materialize
+    """
+
+
+@features.command("apply", context_settings=CONTEXT)
+@click.pass_obj
+def features_apply(settings: Settings) -> None:
+    """Register feature_repo/ (entities, views, services) in the workdir's feature store.
+
+    \b
+    Example:
+        shoprank --workdir /tmp/shop features apply
+    """
+    from shoprank.features.definitions import apply
+
+    with progress_bar("feast apply"):
+        result = apply(settings)
+    click.echo(summary.definitions(result, settings))
+
+
 @cli.command(context_settings=CONTEXT)
 @click.pass_obj
 def status(settings: Settings) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # only types: `shoprank --help` stays fast
     from shoprank.build import BuildResult
     from shoprank.config import Settings
+    from shoprank.features.definitions import Definitions
     from shoprank.ingest.run import IngestReport
     from shoprank.pipeline import PipelineResult, WorkdirStatus
     from shoprank.simulate import SimulationSummary
@@ -102,3 +103,26 @@ def status(result: WorkdirStatus, settings: Settings) -> str:
     """Rows per table of the workdir's warehouse."""
     rows = [(schema, name, count) for schema, tables in result.schemas.items() for name, count in tables.items()]
     return "\n".join([f"Warehouse {settings.warehouse}", table(["schema", "table", "rows"], rows)])
+
+
+def definitions(result: Definitions, settings: Settings) -> str:
+    """Views and services registered by ``shoprank features apply``."""
+    rows = [
+        (
+            v.name,
+            v.kind,
+            ", ".join(v.entities) or "-",
+            v.features,
+            v.source,
+            "-" if v.ttl_days is None else f"{v.ttl_days:g} d",
+        )
+        for v in result.views
+    ]
+    services = ", ".join(f"{name} ({count} features)" for name, count in result.services.items())
+    return "\n".join(
+        [
+            f"Feature store of {settings.workdir} (profile {settings.profile}, project {settings.project})",
+            table(["view", "kind", "entities", "features", "source", "ttl"], rows),
+            f"Services: {services}",
+        ]
+    )
