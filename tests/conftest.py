@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,23 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Pipeli
 def tiny_shop(tiny_run: tuple[Settings, PipelineResult]) -> Settings:
     """The tiny shop's settings (read it only; copy the workdir to change it)."""
     return tiny_run[0]
+
+
+SERVERS = {"Redis": ("127.0.0.1", 6379), "PostgreSQL": ("127.0.0.1", 5432)}
+
+
+@pytest.fixture(scope="session")
+def production_servers() -> None:
+    """Redis and PostgreSQL of the production profile: skip when absent (a user's machine), fail
+    when SHOPRANK_REQUIRE_SERVERS is set (CI, where .ci/run starts them)."""
+    down = []
+    for name, address in SERVERS.items():
+        try:
+            socket.create_connection(address, timeout=2).close()
+        except OSError:
+            down.append(f"{name} at {address[0]}:{address[1]}")
+    if down:
+        reason = f"{' and '.join(down)} not reachable: the production-profile tests need them"
+        if os.environ.get("SHOPRANK_REQUIRE_SERVERS"):
+            pytest.fail(reason)
+        pytest.skip(reason)
