@@ -62,5 +62,5 @@ def _normalized(values: pd.Series) -> list[str]:
 
 
 def _utc(values: pd.Series) -> pd.Series:
-    stamps = pd.to_datetime(values, utc=True, errors="coerce")
-    return stamps
+    """Timestamps as UTC (naive ones are UTC already); missing stays missing."""
+    return pd.to_datetime(values, utc=True, errors="coerce")

@@ -1,0 +1,56 @@
+"""The request-time transformations behind the on-demand feature views."""
+
+import math
+
+import pandas as pd
+
+from shoprank.features import transforms
+from shoprank.text import normalize_query, tokens
+
+
+def test_price_is_compared_with_what_the_user_pays_and_missing_without_purchases():
+    out = transforms.price_to_user_mean(
+        pd.DataFrame({"price": [30.0, 30.0, 5.0], "purchase_price_mean_30d": [15.0, None, 0.0]})
+    )
+    assert out["price_to_user_mean"][0] == 2.0
+    assert math.isnan(out["price_to_user_mean"][1]) and math.isnan(out["price_to_user_mean"][2])
+
+
+def test_request_context_reads_the_clock_in_utc_and_measures_recency_and_tenure():
+    inputs = pd.DataFrame(
+        {
+            "request_time": pd.to_datetime(["2025-09-06 21:30:00+00:00"]),  # a Saturday
+            "last_event_at": pd.to_datetime(["2025-09-06 18:30:00"]),  # naive = UTC
+            "signup_time": [None],
+        }
+    )
+    out = transforms.request_context(inputs)
+    assert out.iloc[0][["hour_of_day", "day_of_week"]].tolist() == [21, 5]
+    assert out["hours_since_last_event"][0] == 3.0
+    assert math.isnan(out["days_since_signup"][0])
+
+
+def test_candidate_category_affinity_is_zero_when_the_user_never_touched_it():
+    out = transforms.candidate_category(pd.DataFrame({"category_affinity_30d": [0.25, None]}))
+    assert out["candidate_category_affinity"].tolist() == [0.25, 0.0]
+
+
+def test_query_title_match_on_normalized_words():
+    inputs = pd.DataFrame(
+        {
+            "query": ["Water-Bottle", "acme bottle", "tent", None],
+            "title": ["Acme Stainless Water Bottle 750 ml", "Acme Stainless Water Bottle", "Trail Tent", "Tent"],
+            "brand": ["Acme", "Acme", None, "Trail"],
+        }
+    )
+    out = transforms.query_title_match(inputs)
+    assert out["title_token_overlap"].tolist() == [1.0, 1.0, 1.0, 0.0]
+    assert out["title_has_query"].tolist() == [1, 0, 1, 0]
+    assert out["brand_in_query"].tolist() == [0, 1, 0, 0]
+
+
+def test_normalization_lowers_and_collapses_everything_but_letters_and_digits():
+    assert normalize_query("  Red-Shoes, size 42!  ") == "red shoes size 42"
+    assert normalize_query("Crème brûlée_pot") == "crème brûlée pot"
+    assert normalize_query(" ?! ") is None and normalize_query(None) is None
+    assert tokens("1/2 in. Pipe") == ["1", "2", "in", "pipe"]
