@@ -1,0 +1,230 @@
+"""Point-in-time training frames: the labels mart joined to a feature service.
+
+Entity rows ``(query_id, user_id, item_id, event_timestamp, label)`` come from ``fct_labels``
+(plus what the service joins on: the candidate's current ``category_path`` from
+``marts.dim_items``, ``query_norm``, and the request-time ``request_time`` and ``query``). They
+are sorted by time and group, cut into chunks that never split a group, joined chunk by chunk,
+checked against the frame's Pandera contract and written to Parquet, so memory stays bounded.
+Two engines give the same frame: ``duckdb`` (``training.pit``) and ``feast``, Feast's own
+``get_historical_features`` (the reference).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from feast import FeatureStore
+
+from shoprank.config import Settings
+from shoprank.errors import ConfigError, ContractError, WarehouseError
+from shoprank.features.store import open_store
+from shoprank.progress import Advance
+from shoprank.warehouse import connect as connect_warehouse
+from training.contracts import GROUP, training_frame_schema, validate_frame
+from training.pit import CHUNK, ROW, connect, join_chunk
+from training.plan import ServicePlan, resolve
+
+ENGINES = ("duckdb", "feast")
+ENTITIES = "entities"
+LABEL_COLUMNS = ("query_id", "user_id", "item_id", "event_timestamp", "label")
+SEARCH_SURFACES = ("search",)
+LIST_SURFACES = ("recommend", "browse")
+# Where each column a service may join on comes from: l = fct_labels, i = dim_items.
+_LABEL_SOURCES = {
+    "user_id": "l.user_id",
+    "item_id": "l.item_id",
+    "category_path": "i.category_path",
+    "query_norm": "l.query_norm",
+    "query": "l.query",
+    "request_time": "l.event_timestamp",
+}
+
+
+@dataclass(frozen=True)
+class DatasetResult:
+    """A training frame written as Parquet parts (``part-00000.parquet``, ... in row order).
+
+    Attributes:
+        path: The folder of the parts.
+        service: The feature service joined.
+        engine: ``duckdb`` or ``feast``.
+        rows: Rows written (one per entity row).
+        columns: Every column, in order: entity columns, then Feast's feature columns.
+        features: The service's feature columns (what a model trains on).
+        seconds: Wall time of the build.
+    """
+
+    path: Path
+    service: str
+    engine: str
+    rows: int
+    columns: tuple[str, ...]
+    features: tuple[str, ...]
+    seconds: float
+
+
+def build_dataset(
+    settings: Settings,
+    service: str,
+    engine: str = "duckdb",
+    surfaces: tuple[str, ...] | None = None,
+    chunk_rows: int = 1_000_000,
+    progress: Advance | None = None,
+) -> DatasetResult:
+    """Build the training frame of a feature service into ``settings.datasets/<service>/``.
+
+    Args:
+        settings: The workdir (its labels mart, warehouse and applied feature store).
+        service: Feature service name, e.g. ``ranker_v1``.
+        engine: ``duckdb`` (ASOF joins in DuckDB) or ``feast`` (``get_historical_features``).
+        surfaces: Served surfaces to take labels from; by default ``search`` when the service
+            reads the query, else ``recommend`` and ``browse``.
+        chunk_rows: Rows per chunk (a chunk holds whole groups, so it may be a little larger).
+        progress: Called as ``progress(rows, what, total=...)`` after each chunk.
+
+    Raises:
+        FeatureStoreError: The service or a source is missing from the registry or disk.
+        ContractError: The labels cannot feed the service, or a frame breaks its contract.
+        WarehouseError: The labels mart or the warehouse is missing.
+    """
+    started = time.perf_counter()
+    if engine not in ENGINES:
+        raise ConfigError(f'Unknown dataset engine "{engine}"; use one of {", ".join(ENGINES)}')
+    store = open_store(settings)
+    plan = resolve(store, service)
+    surfaces = surfaces or default_surfaces(plan)
+    con = connect(settings.datasets / ".spill")
+    try:
+        rows = _label_entities(con, settings, plan, surfaces, chunk_rows)
+        if rows == 0:
+            raise ContractError(
+                f"No labels with surface in {list(surfaces)} in {settings.marts / 'fct_labels.parquet'}; "
+                'pick surfaces the shop serves or run "shoprank pipeline"'
+            )
+        join = join_chunk if engine == "duckdb" else feast_join(store)
+        columns = write_frames(con, plan, ENTITIES, settings.datasets / service, join, progress)
+    finally:
+        con.close()
+    return DatasetResult(
+        settings.datasets / service, service, engine, rows, columns, plan.features, time.perf_counter() - started
+    )
+
+
+def default_surfaces(plan: ServicePlan) -> tuple[str, ...]:
+    """Search labels for a service that reads the query, served lists for the others."""
+    reads_query = {"query", "query_norm"} & set(plan.entity_columns)
+    return SEARCH_SURFACES if reads_query else LIST_SURFACES
+
+
+def entity_table(con: duckdb.DuckDBPyConnection, rows: str, chunk_rows: int) -> int:
+    """Create the table ``entities`` from a query of entity rows numbered ``__row``; return its size.
+
+    Adds ``__chunk``: the chunk of a group's first row, so a group (``query_id``) never spans
+    chunks; rows are stored in ``__row`` order.
+    """
+    con.execute(
+        f"create or replace temp table {ENTITIES} as select *, "
+        f"(min({ROW}) over (partition by {GROUP})) // {chunk_rows} as {CHUNK} from ({rows}) order by {ROW}"
+    )
+    return con.sql(f"select count(*) from {ENTITIES}").fetchall()[0][0]
+
+
+Join = Callable[[duckdb.DuckDBPyConnection, ServicePlan, str, int], pa.Table]
+
+
+def write_frames(
+    con: duckdb.DuckDBPyConnection,
+    plan: ServicePlan,
+    entities: str,
+    folder: Path,
+    join: Join,
+    progress: Advance | None = None,
+) -> tuple[str, ...]:
+    """Join every chunk of an entity table, validate it and write it as a Parquet part.
+
+    The parts go to a sibling folder first, which replaces ``folder`` once all are written.
+
+    Returns:
+        The frame's columns.
+    """
+    schema = training_frame_schema(plan)
+    chunks = [c for (c,) in con.sql(f"select distinct {CHUNK} from {entities} order by 1").fetchall()]
+    total = con.sql(f"select count(*) from {entities}").fetchall()[0][0]
+    partial = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    columns: tuple[str, ...] = ()
+    for part, chunk in enumerate(chunks):
+        frame = join(con, plan, entities, chunk)
+        validate_frame(schema, pl.from_arrow(frame), f"chunk {part + 1} of {len(chunks)}")
+        pq.write_table(frame, partial / f"part-{part:05d}.parquet")
+        columns = tuple(frame.column_names)
+        if progress is not None:
+            progress(frame.num_rows, what=f"chunk {part + 1}/{len(chunks)}", total=total)
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    return columns
+
+
+def feast_join(store: FeatureStore) -> Join:
+    """The reference engine: Feast's ``get_historical_features`` on a chunk, in row order."""
+
+    def join(con: duckdb.DuckDBPyConnection, plan: ServicePlan, entities: str, chunk: int) -> pa.Table:
+        rows = con.sql(f"select * exclude ({CHUNK}) from {entities} where {CHUNK} = {chunk} order by {ROW}").df()
+        service = store.get_feature_service(plan.service)
+        table = store.get_historical_features(rows, features=service, full_feature_names=True).to_arrow()
+        table = table.sort_by(ROW).drop([ROW])
+        expected = [c for c in rows.columns if c != ROW] + list(plan.feature_columns)
+        names = table.column_names
+        return table.select([c for c in expected if c in names] + [c for c in names if c not in expected])
+
+    return join
+
+
+def _label_entities(
+    con: duckdb.DuckDBPyConnection, settings: Settings, plan: ServicePlan, surfaces: tuple[str, ...], chunk_rows: int
+) -> int:
+    """Create the entity table from the labels mart; return its number of rows."""
+    labels = settings.marts / "fct_labels.parquet"
+    if not labels.is_file():
+        raise WarehouseError(f'Labels mart "{labels}" does not exist; run "shoprank build" (or "shoprank pipeline")')
+    missing = [c for c in plan.entity_columns if c not in _LABEL_SOURCES]
+    if missing:
+        raise ContractError(
+            f'Feature service "{plan.service}" needs entity column(s) {missing}, which the labels mart '
+            f"does not provide; add them to training.dataset._LABEL_SOURCES or use another service"
+        )
+    extra = [c for c in plan.entity_columns if c not in LABEL_COLUMNS]
+    if "category_path" in extra:
+        _register_items(con, settings)
+    select = [f"l.{c}" for c in LABEL_COLUMNS] + [f"{_LABEL_SOURCES[c]} as {c}" for c in extra]
+    items = "left join items i using (item_id)" if "category_path" in extra else ""
+    rows = (
+        f"select {', '.join(select)}, row_number() over (order by l.event_timestamp, l.query_id, l.position) - 1 as {ROW} "
+        f"from read_parquet('{labels}') l {items} where l.surface in ({_quoted(surfaces)})"
+    )
+    return entity_table(con, rows, chunk_rows)
+
+
+def _register_items(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """Copy each item's current category from the warehouse's ``marts.dim_items``."""
+    with connect_warehouse(settings.warehouse, read_only=True) as warehouse:
+        try:
+            items = warehouse.sql("select item_id, category_path from marts.dim_items").to_arrow_table()
+        except duckdb.CatalogException:
+            raise WarehouseError(
+                f'Warehouse "{settings.warehouse}" has no marts.dim_items; run "shoprank build"'
+            ) from None
+    con.register("items", items)
+
+
+def _quoted(values: tuple[str, ...]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
