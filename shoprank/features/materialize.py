@@ -1,0 +1,331 @@
+"""Fast online materialization: the latest row of each entity, from the marts into the online store.
+
+``feast materialize`` converts and writes one row at a time in Python (a few thousand entities per
+second here). This takes the latest row per entity key in the interval with DuckDB over the view's
+Parquet source, and writes Feast's own online layout (``online_writers``), so Feast's readers
+(``get_online_features``, hence serving) read exactly what ``feast materialize`` would have written.
+Everything about a view (source file, join keys, timestamp field, features and their types) comes
+from the registry.
+
+Intervals follow ``feast materialize-incremental`` and are recorded in the registry the same way
+(``apply_materialization``), so the two take turns: a view's first run covers ``[end - ttl, end]``,
+later runs ``(previous end, end]``. As with Feast, online values are not expired afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+from feast import FeatureStore, FeatureView, FileSource
+from feast.value_type import ValueType
+
+from shoprank.config import Settings
+from shoprank.errors import FeatureStoreError
+from shoprank.features import online_rows
+from shoprank.features.online_writers import LatestRows, write_redis, write_sqlite
+from shoprank.features.store import open_store
+from shoprank.warehouse import DEFAULT_MEMORY, MEMORY_VARIABLE
+
+Progress = Callable[[int, str, int], None]
+WRITERS = {"sqlite": write_sqlite, "redis": write_redis}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TS = "__shoprank_event_timestamp"
+# DuckDB column types each Feast type accepts, and the type it is read as.
+_READ_AS = {
+    ValueType.INT64: ("BIGINT", {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"}),
+    ValueType.DOUBLE: ("DOUBLE", {"FLOAT", "DOUBLE"}),
+    ValueType.STRING: ("VARCHAR", {"VARCHAR"}),
+    ValueType.UNIX_TIMESTAMP: (
+        "TIMESTAMP",
+        {"TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMESTAMP WITH TIME ZONE"},
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ViewMaterialized:
+    """One view's run: the interval it covered and the entity rows it wrote."""
+
+    view: str
+    start: datetime
+    end: datetime
+    rows: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class MaterializeResult:
+    """What ``materialize`` wrote, per view, into which online store."""
+
+    online_store: str
+    end: datetime
+    views: list[ViewMaterialized]
+    seconds: float
+
+    @property
+    def rows(self) -> int:
+        """Entity rows written over all views."""
+        return sum(view.rows for view in self.views)
+
+
+@dataclass(frozen=True)
+class ViewStatus:
+    """What a view holds online, from the registry's intervals and the view's mart.
+
+    Attributes:
+        view: Feature view name.
+        materialized_until: End of the last materialized interval (None: never materialized).
+        newest_value_at: Event time of the newest value materialized (None: nothing online).
+        entities: Entity keys materialized (rows within the materialized intervals).
+        pending_rows: Mart rows newer than ``materialized_until``, which the next run considers.
+    """
+
+    view: str
+    materialized_until: datetime | None
+    newest_value_at: datetime | None
+    entities: int
+    pending_rows: int
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where and how a view's rows are read: its Parquet mart, keys, timestamp and features."""
+
+    view: str
+    path: Path
+    keys: list[tuple[str, ValueType]]
+    timestamp: str
+    features: list[tuple[str, ValueType]]
+
+    def columns(self, con: duckdb.DuckDBPyConnection) -> str:
+        """SELECT list of the keys, features and event timestamp, in their Feast types."""
+        found = {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {self.relation}").fetchall()}
+        selected = []
+        for name, kind in [*self.keys, *self.features, (self.timestamp, ValueType.UNIX_TIMESTAMP)]:
+            read_as, accepted = _READ_AS[kind]
+            if name not in found:
+                raise FeatureStoreError(
+                    f'View "{self.view}": column "{name}" is missing in {self.path}; '
+                    'rebuild the marts ("shoprank build") or fix the view in feature_repo/'
+                )
+            if found[name] not in accepted:
+                raise FeatureStoreError(
+                    f'View "{self.view}": column "{name}" of {self.path} is {found[name]}, but the view declares '
+                    f"{kind.name}; cast it in the dbt model or change the field's dtype in feature_repo/"
+                )
+            selected.append(f'CAST("{name}" AS {read_as}) AS "{_TS if name == self.timestamp else name}"')
+        return ", ".join(dict.fromkeys(selected))
+
+    @property
+    def relation(self) -> str:
+        return "read_parquet('{}')".format(str(self.path).replace("'", "''"))
+
+    @property
+    def partition(self) -> str:
+        return ", ".join(f'"{name}"' for name, _ in self.keys)
+
+
+def materialize(
+    settings: Settings,
+    end: datetime | None = None,
+    views: list[str] | None = None,
+    progress: Progress | None = None,
+) -> MaterializeResult:
+    """Write the latest feature values of each view into the workdir's online store.
+
+    Args:
+        settings: Workdir, profile (SQLite or Redis online store) and Feast project.
+        end: Materialize up to this time (naive means UTC); None: the newest event time in the
+            views' marts, so a replayed or simulated shop materializes all it holds.
+        views: Feature views to materialize; None: every online view.
+        progress: Called as ``progress(done, view, total)`` with entity rows just processed, the
+            view's name and the total entity rows of this run.
+
+    Returns:
+        Per view: the interval covered, entity rows written and seconds.
+
+    Raises:
+        FeatureStoreError: A view is unknown, its mart is missing or mistyped, or the online
+            store is unsupported or unreachable.
+    """
+    started = time.perf_counter()
+    store = open_store(settings)
+    kind = store.config.online_store.type
+    if kind not in WRITERS or store.config.entity_key_serialization_version != 3:
+        raise FeatureStoreError(
+            f'Online store "{kind}" (entity key serialization v{store.config.entity_key_serialization_version}) '
+            'is not supported by fast materialization; use sqlite or redis with version 3, or "feast materialize"'
+        )
+    selected = _views(store, views)
+    with _connect() as con:
+        sources = {view.name: _source(store, view) for view in selected}
+        end = _utc(end) if end is not None else _newest(con, sources.values())
+        staged = [_stage(con, index, view, sources[view.name], end) for index, view in enumerate(selected)]
+        total = sum(count for *_, count, _ in staged)
+        done = []
+        for view, start, table, _, seconds in staged:
+            began = time.perf_counter()
+            written = 0
+            if table is not None:
+                rows = _latest_rows(con, table, sources[view.name])
+                written = WRITERS[kind](store.config, view, rows, _advance(progress, view.name, total))
+                store.registry.apply_materialization(view, store.project, start, end)
+            done.append(ViewMaterialized(view.name, start, end, written, seconds + time.perf_counter() - began))
+    _precompute_services(store, [view.name for view in selected])
+    return MaterializeResult(kind, end, done, time.perf_counter() - started)
+
+
+def online_status(settings: Settings) -> list[ViewStatus]:
+    """What each online view holds: how far it is materialized, its newest value, its entities.
+
+    Derived from the registry's materialization intervals and the view's mart, so it reads the
+    same for SQLite and Redis and costs one DuckDB scan per view.
+
+    Raises:
+        FeatureStoreError: A view's mart is missing or mistyped.
+    """
+    store = open_store(settings)
+    statuses = []
+    with _connect() as con:
+        for view in _views(store, None):
+            source = _source(store, view)
+            source.columns(con)
+            ts = f'CAST("{source.timestamp}" AS TIMESTAMP)'
+            intervals = _merged(view.materialization_intervals)
+            online = " OR ".join(f"{ts} BETWEEN ? AND ?" for _ in intervals) or "false"
+            until = max((stop for _, stop in intervals), default=None)
+            bounds = [_naive(moment) for interval in intervals for moment in interval]
+            [(newest, entities, pending)] = con.execute(
+                f"SELECT max({ts}) FILTER ({online}), count(DISTINCT ({source.partition})) FILTER ({online}), "
+                f"count(*) FILTER ({ts} > ?) FROM {source.relation}",
+                [*bounds, *bounds, _naive(until or EPOCH)],
+            ).fetchall()
+            statuses.append(ViewStatus(view.name, until, newest and newest.replace(tzinfo=UTC), entities, pending))
+    return statuses
+
+
+def _views(store: FeatureStore, names: list[str] | None) -> list[FeatureView]:
+    """The online views to materialize, fresh from the registry (their intervals included)."""
+    online = {view.name: view for view in store.registry.list_feature_views(store.project, allow_cache=False)}
+    online = {name: view for name, view in sorted(online.items()) if view.online and view.enabled}
+    if names is None:
+        return list(online.values())
+    unknown = [name for name in names if name not in online]
+    if unknown:
+        raise FeatureStoreError(
+            f'Feature view(s) {", ".join(unknown)} not found online in project "{store.project}"; '
+            f"use one of {', '.join(online) or 'none (run shoprank features apply)'}"
+        )
+    return [online[name] for name in dict.fromkeys(names)]
+
+
+def _source(store: FeatureStore, view: FeatureView) -> _Source:
+    source = view.batch_source
+    if not isinstance(source, FileSource) or source.created_timestamp_column or source.field_mapping:
+        raise FeatureStoreError(
+            f'View "{view.name}": fast materialization reads plain Parquet file sources (no created timestamp, '
+            'no field mapping); use "feast materialize" for this view'
+        )
+    path = Path(source.path)
+    path = path if path.is_absolute() else Path(store.repo_path) / path
+    if not path.is_file():
+        raise FeatureStoreError(f'View "{view.name}": mart {path} does not exist; run "shoprank build" first')
+    keys = [(column.name, column.dtype.to_value_type()) for column in view.entity_columns]
+    features = [(field.name, field.dtype.to_value_type()) for field in view.features]
+    for name, kind in keys + features:
+        if kind not in (online_rows.KEY_TYPES if (name, kind) in keys else online_rows.VALUE_TYPES):
+            raise FeatureStoreError(
+                f'View "{view.name}": "{name}" has type {kind.name}, which fast materialization does not write; '
+                'use Int64, Float64, String or UnixTimestamp (keys: String, Int64), or "feast materialize"'
+            )
+    return _Source(view.name, path, keys, source.timestamp_field, features)
+
+
+def _stage(
+    con: duckdb.DuckDBPyConnection, index: int, view: FeatureView, source: _Source, end: datetime
+) -> tuple[FeatureView, datetime, str | None, int, float]:
+    """Put the view's latest rows in the interval into a temporary table; None if nothing to do."""
+    began = time.perf_counter()
+    previous = view.most_recent_end_time
+    if previous is None:
+        start, after = (end - view.ttl if view.ttl else EPOCH), ">="
+    else:
+        start, after = _utc(previous), ">"
+    if previous is not None and start >= end:
+        return view, start, None, 0, time.perf_counter() - began
+    table = f"latest_{index}"
+    con.execute(
+        f"CREATE TEMP TABLE {table} AS SELECT {source.columns(con)} FROM {source.relation} "
+        f'WHERE CAST("{source.timestamp}" AS TIMESTAMP) {after} ? AND CAST("{source.timestamp}" AS TIMESTAMP) <= ? '
+        f"QUALIFY row_number() OVER (PARTITION BY {source.partition} ORDER BY {_TS} DESC) = 1",
+        [_naive(start), _naive(end)],
+    )
+    [(count,)] = con.execute(f"SELECT count(*) FROM {table}").fetchall()
+    return view, start, table, count, time.perf_counter() - began
+
+
+def _latest_rows(con: duckdb.DuckDBPyConnection, table: str, source: _Source) -> LatestRows:
+    data = con.sql(f"SELECT * FROM {table}").to_arrow_table()
+    con.execute(f"DROP TABLE {table}")
+    columns = {name: data.column(name).combine_chunks() for name in data.column_names}
+    for name, _ in source.keys:
+        if columns[name].null_count:
+            raise FeatureStoreError(
+                f'View "{source.view}": {columns[name].null_count} latest row(s) of {source.path} have no '
+                f'"{name}"; fix the mart (a key must not be null)'
+            )
+    keys = online_rows.entity_keys([(name, kind, columns[name]) for name, kind in source.keys])
+    return LatestRows(keys, columns[_TS], [(name, kind, columns[name]) for name, kind in source.features])
+
+
+def _newest(con: duckdb.DuckDBPyConnection, sources) -> datetime:
+    newest = [
+        con.execute(f'SELECT max(CAST("{s.timestamp}" AS TIMESTAMP)) FROM {s.relation}').fetchall()[0][0]
+        for s in sources
+    ]
+    newest = [moment for moment in newest if moment is not None]
+    if not newest:
+        raise FeatureStoreError('The marts of the views hold no rows; run "shoprank pipeline" or "shoprank build"')
+    return max(newest).replace(tzinfo=UTC)
+
+
+def _precompute_services(store: FeatureStore, views: list[str]) -> None:
+    """Refresh the services that precompute online vectors, as ``feast materialize`` does."""
+    for service in store.registry.list_feature_services(store.project):
+        if service.precompute_online and {p.name for p in service.feature_view_projections} & set(views):
+            store.precompute_feature_service(service.name)
+
+
+def _advance(progress: Progress | None, view: str, total: int) -> Callable[[int], None]:
+    return (lambda done: progress(done, view, total)) if progress else (lambda done: None)
+
+
+def _merged(intervals: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Materialized intervals, overlapping or touching ones merged."""
+    merged: list[tuple[datetime, datetime]] = []
+    for start, stop in sorted((_utc(start), _utc(stop)) for start, stop in intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(stop, merged[-1][1]))
+        else:
+            merged.append((start, stop))
+    return merged
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config={"memory_limit": os.environ.get(MEMORY_VARIABLE, DEFAULT_MEMORY)})
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _naive(moment: datetime) -> datetime:
+    return _utc(moment).replace(tzinfo=None)
