@@ -120,7 +120,7 @@ class _Source:
                     f"{kind.name}; cast it in the dbt model or change the field's dtype in feature_repo/"
                 )
             selected.append(f'CAST("{name}" AS {read_as}) AS "{_TS if name == self.timestamp else name}"')
-        return ", ".join(dict.fromkeys(selected))
+        return ", ".join(selected)
 
     @property
     def relation(self) -> str:

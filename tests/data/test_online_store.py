@@ -1,0 +1,226 @@
+"""Online materialization on both profiles (SQLite; Redis + PostgreSQL registry): Feast's readers
+read back the latest offline values as of the materialization time, runs are incremental like
+``feast materialize-incremental``, and the rows written are the ones Feast's own ``materialize``
+writes, byte for byte."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import duckdb
+import pandas as pd
+import pytest
+from feast import FeatureStore, FeatureView
+
+from shoprank.errors import FeatureStoreError
+from shoprank.features.materialize import materialize, online_status
+from shoprank.features.store import feast, open_store
+
+SAMPLE = 150  # entities read back per view
+
+
+@pytest.fixture(scope="module")
+def definitions(tiny_shop, tmp_path_factory) -> list:
+    """The entities and feature views of feature_repo/ over the tiny shop's marts (one ``feast apply``)."""
+    settings = dataclasses.replace(tiny_shop, workdir=tmp_path_factory.mktemp("applied"))
+    shutil.copytree(tiny_shop.marts, settings.marts)
+    feast(settings, "apply")
+    store = open_store(settings)
+    return [*store.list_entities(), *store.list_feature_views()]
+
+
+@pytest.fixture(params=["embedded", "production"])
+def new_store(request, definitions, tiny_shop, tmp_path):
+    """Makes feature stores of the profile, each a new project with the definitions applied;
+    drops their online rows and registry entries afterwards."""
+    if request.param == "production":
+        request.getfixturevalue("production_servers")
+    made = []
+
+    def make():
+        project = f"t_{uuid4().hex[:8]}"
+        settings = dataclasses.replace(tiny_shop, workdir=tmp_path, profile=request.param, project=project)
+        store = open_store(settings)
+        store.apply(definitions)
+        made.append(store)
+        return settings, store
+
+    yield make
+    for store in made:
+        if request.param == "production":
+            for key in _redis_keys(store):
+                _redis(store).delete(key)
+            store.registry.delete_project(store.project)
+
+
+def _views(store: FeatureStore) -> dict[str, FeatureView]:
+    return {view.name: view for view in store.registry.list_feature_views(store.project, allow_cache=False)}
+
+
+def _data_end(store: FeatureStore) -> datetime:
+    paths = [view.batch_source.path for view in _views(store).values()]
+    newest = duckdb.sql(f"select max(event_timestamp) from read_parquet({paths})").fetchall()[0][0]
+    return newest.replace(tzinfo=UTC)
+
+
+def _mart(view: FeatureView) -> pd.DataFrame:
+    return pd.read_parquet(view.batch_source.path)
+
+
+def _keys(view: FeatureView) -> list[str]:
+    return [column.name for column in view.entity_columns]
+
+
+def _latest(view: FeatureView, start: datetime, end: datetime) -> pd.DataFrame:
+    """The latest mart row of each entity with an event time in [start, end], by pandas."""
+    frame = _mart(view)
+    times = frame["event_timestamp"]
+    window = frame[(times >= start.replace(tzinfo=None)) & (times <= end.replace(tzinfo=None))]
+    return window.sort_values("event_timestamp").groupby(_keys(view)).tail(1).set_index(_keys(view))
+
+
+def _sample(view: FeatureView) -> list[dict]:
+    """Entity keys spread over the whole mart: some have online values, some (expired, future) not."""
+    keys = _mart(view)[_keys(view)].drop_duplicates().sort_values(_keys(view))
+    return keys.iloc[:: max(1, len(keys) // SAMPLE)].to_dict("records")
+
+
+def _plain(value):
+    """One comparable form for values from the online store and from pandas: a missing value is None,
+    a timestamp its whole seconds since the epoch (what Feast stores)."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.value // 10**9
+    if isinstance(value, datetime):
+        return int(value.timestamp())
+    return value.item() if hasattr(value, "item") else value
+
+
+def _read_back(store: FeatureStore, view: FeatureView, rows: list[dict]) -> list[dict]:
+    features = [f"{view.name}:{field.name}" for field in view.features]
+    online = store.get_online_features(features=features, entity_rows=rows).to_dict()
+    return [{field.name: _plain(online[field.name][i]) for field in view.features} for i in range(len(rows))]
+
+
+def _expected(view: FeatureView, latest: pd.DataFrame, rows: list[dict]) -> list[dict]:
+    expected = []
+    for row in rows:
+        key = tuple(row[k] for k in _keys(view))
+        key = key[0] if len(key) == 1 else key
+        found = latest.loc[key] if key in latest.index else None
+        expected.append({f.name: None if found is None else _plain(found[f.name]) for f in view.features})
+    return expected
+
+
+def test_online_values_are_the_latest_offline_values_within_the_ttl(new_store):
+    settings, store = new_store()
+    end = _data_end(store) - timedelta(days=2)  # later rows exist and must stay offline
+    calls = []
+    result = materialize(settings, end=end, progress=lambda done, view, total: calls.append((done, view, total)))
+    assert result.end == end and result.online_store == {"embedded": "sqlite", "production": "redis"}[settings.profile]
+    assert sum(done for done, _, _ in calls) == result.rows == calls[-1][2] > 0
+    for run in result.views:
+        view = _views(store)[run.view]
+        assert run.start == end - view.ttl
+        latest = _latest(view, run.start, end)
+        assert run.rows == len(latest)
+        rows = _sample(view)
+        expected = _expected(view, latest, rows)
+        assert any(all(v is None for v in e.values()) for e in expected), "the sample should hold absent entities"
+        assert _read_back(store, view, rows) == expected, view.name
+
+
+def test_runs_are_incremental_and_a_run_without_new_data_writes_nothing(new_store):
+    settings, store = new_store()
+    data_end = _data_end(store)
+    before = {status.view: status for status in online_status(settings)}
+    assert all(s.materialized_until is None and s.entities == 0 and s.pending_rows > 0 for s in before.values())
+    first = materialize(settings, end=data_end - timedelta(days=3))
+    second = materialize(settings, end=data_end)
+    assert all(run.start == first.end for run in second.views)
+    assert sum(run.rows for run in second.views) > 0
+    again = materialize(settings, end=data_end)
+    later = materialize(settings, end=data_end + timedelta(days=1), views=["user_features", "item_features"])
+    assert (
+        again.rows == 0 and later.rows == 0 and [run.view for run in later.views] == ["user_features", "item_features"]
+    )
+    # Feast reads our intervals: its materialize-incremental starts where we ended and adds nothing
+    views = _views(store)
+    assert views["user_features"].most_recent_end_time == data_end + timedelta(days=1)
+    assert views["user_category_features"].most_recent_end_time == data_end
+    store.materialize_incremental(end_date=data_end + timedelta(days=1), feature_views=["user_category_features"])
+    statuses = {status.view: status for status in online_status(settings)}
+    for run in first.views:
+        view = views[run.view]
+        latest = _latest(view, run.start, data_end)
+        rows = _sample(view)
+        assert _read_back(store, view, rows) == _expected(view, latest, rows), view.name
+        status = statuses[run.view]
+        assert status.entities == len(latest) and status.pending_rows == 0
+        assert status.newest_value_at == latest["event_timestamp"].max().replace(tzinfo=UTC)
+
+
+def test_rows_equal_feasts_own_materialization(new_store):
+    settings, ours = new_store()
+    _, theirs = new_store()
+    result = materialize(settings, end=_data_end(ours) - timedelta(days=1))
+    for run in result.views:
+        theirs.materialize(run.start, run.end, feature_views=[run.view])
+    for run in result.views:
+        view = _views(ours)[run.view]
+        rows = _sample(view)
+        assert _read_back(ours, view, rows) == _read_back(theirs, view, rows), view.name
+    if settings.profile == "embedded":
+        with sqlite3.connect(settings.workdir / "online_store.db") as conn:
+            for run in result.views:
+                query = "select * from {}_{} order by entity_key, feature_name"
+                mine = conn.execute(query.format(ours.project, run.view)).fetchall()
+                assert len(mine) == run.rows * len(_views(ours)[run.view].features)
+                assert mine == conn.execute(query.format(theirs.project, run.view)).fetchall(), run.view
+    else:
+        client, suffix = _redis(ours), len(ours.project)
+        keys = _redis_keys(ours)
+        assert len(keys) == result.rows == len(_redis_keys(theirs))
+        for key in keys:
+            assert client.hgetall(key) == client.hgetall(key[:-suffix] + theirs.project.encode())
+
+
+@pytest.mark.parametrize("new_store", ["embedded"], indirect=True)  # checked before any store is touched
+def test_errors_name_the_view_and_the_fix(new_store, tmp_path):
+    settings, store = new_store()
+    with pytest.raises(FeatureStoreError, match=r"Feature view\(s\) no_such_view not found online .* use one of"):
+        materialize(settings, views=["no_such_view"])
+    view = _views(store)["user_category_features"]
+    mistyped = tmp_path / "mistyped.parquet"
+    duckdb.sql(
+        f"copy (select * replace (category_interactions_30d::double as category_interactions_30d) "
+        f"from '{view.batch_source.path}') to '{mistyped}' (format parquet)"
+    )
+    view.batch_source.file_options.uri = str(mistyped)
+    store.apply([view])
+    with pytest.raises(FeatureStoreError) as error:
+        materialize(settings, views=["user_category_features"])
+    assert str(error.value) == (
+        f'View "user_category_features": column "category_interactions_30d" of {mistyped} is DOUBLE, but the view '
+        "declares INT64; cast it in the dbt model or change the field's dtype in feature_repo/"
+    )
+    mistyped.unlink()
+    with pytest.raises(FeatureStoreError, match=f'View "user_category_features": mart {mistyped} does not exist; run'):
+        materialize(settings)
+
+
+def _redis(store: FeatureStore):
+    from redis import Redis
+
+    host, port = store.config.online_store.connection_string.split(":")
+    return Redis(host, int(port))
+
+
+def _redis_keys(store: FeatureStore) -> list[bytes]:
+    return list(_redis(store).scan_iter(match=b"*" + store.project.encode(), count=10_000))
