@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 from feast import FeatureStore
+from pandera.polars import DataFrameSchema
 
 from shoprank.config import Settings
 from shoprank.errors import ConfigError, ContractError, WarehouseError
@@ -128,10 +130,10 @@ def entity_table(con: duckdb.DuckDBPyConnection, rows: str, chunk_rows: int) -> 
     """Create the table ``entities`` from a query of entity rows numbered ``__row``; return its size.
 
     Adds ``__chunk``: the chunk of a group's first row, so a group (``query_id``) never spans
-    chunks; rows are stored in ``__row`` order.
+    chunks; stores ``event_timestamp`` as a naive UTC timestamp and rows in ``__row`` order.
     """
     con.execute(
-        f"create or replace temp table {ENTITIES} as select *, "
+        f"create or replace temp table {ENTITIES} as select * replace (event_timestamp::timestamp as event_timestamp), "
         f"(min({ROW}) over (partition by {GROUP})) // {chunk_rows} as {CHUNK} from ({rows}) order by {ROW}"
     )
     return con.sql(f"select count(*) from {ENTITIES}").fetchall()[0][0]
@@ -150,7 +152,8 @@ def write_frames(
 ) -> tuple[str, ...]:
     """Join every chunk of an entity table, validate it and write it as a Parquet part.
 
-    The parts go to a sibling folder first, which replaces ``folder`` once all are written.
+    A chunk is validated and written in a worker thread while the next one is joined. The parts
+    go to a sibling folder first, which replaces ``folder`` once all are written.
 
     Returns:
         The frame's columns.
@@ -161,17 +164,30 @@ def write_frames(
     partial = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    columns: tuple[str, ...] = ()
-    for part, chunk in enumerate(chunks):
-        frame = join(con, plan, entities, chunk)
-        validate_frame(schema, pl.from_arrow(frame), f"chunk {part + 1} of {len(chunks)}")
-        pq.write_table(frame, partial / f"part-{part:05d}.parquet")
-        columns = tuple(frame.column_names)
-        if progress is not None:
-            progress(frame.num_rows, what=f"chunk {part + 1}/{len(chunks)}", total=total)
+    try:
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            written: Future[None] | None = None
+            for part, chunk in enumerate(chunks):
+                frame = join(con, plan, entities, chunk)
+                if written is not None:
+                    written.result()
+                where = f"chunk {part + 1} of {len(chunks)}"
+                written = writer.submit(_write, schema, frame, partial / f"part-{part:05d}.parquet", where)
+                if progress is not None:
+                    progress(frame.num_rows, what=f"chunk {part + 1}/{len(chunks)}", total=total)
+            if written is not None:
+                written.result()
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
-    return columns
+    return tuple(frame.column_names)
+
+
+def _write(schema: DataFrameSchema, frame: pa.Table, path: Path, where: str) -> None:
+    validate_frame(schema, pl.from_arrow(frame), where)
+    pq.write_table(frame, path)
 
 
 def feast_join(store: FeatureStore) -> Join:

@@ -1,22 +1,28 @@
 """Point-in-time joins in DuckDB: Feast's historical retrieval, chunk by chunk.
 
-Each feature view is an ``ASOF LEFT JOIN`` over its Parquet source: the latest row of the
-entity's keys with ``feature_ts <= event_timestamp``, kept only when
-``feature_ts >= event_timestamp - ttl`` (Feast's rule), else missing. The on-demand views then
-run through Feast's own objects, so request-time features come from exactly Feast's code.
+Each feature view is an ``ASOF LEFT JOIN`` of the chunk's keys to its Parquet source: the latest
+row of the entity's keys with ``feature_ts <= event_timestamp``, kept only when
+``feature_ts >= event_timestamp - ttl`` (Feast's rule), else missing. Views are joined one at a
+time on narrow rows (row number, keys, timestamp) and their columns laid side by side in row
+order. The on-demand views then run through Feast's own objects (``transform_arrow``), so
+request-time features come from exactly Feast's code; each runs once per distinct input row,
+which equals running it on every row because request-time features depend on their own row
+only (serving computes them one request at a time).
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 
 from shoprank.warehouse import DEFAULT_MEMORY, MEMORY_VARIABLE
-from training.plan import ServicePlan, ViewPlan
+from training.plan import OnDemandPlan, ServicePlan, ViewPlan
 
 ROW = "__row"
 CHUNK = "__chunk"
@@ -38,73 +44,80 @@ def join_chunk(con: duckdb.DuckDBPyConnection, plan: ServicePlan, entities: str,
     Args:
         con: A connection from ``connect``.
         plan: The feature service's plan.
-        entities: Table of entity rows with ``event_timestamp``, the plan's entity columns, a row
-            number ``__row`` and a chunk number ``__chunk``.
+        entities: Table of entity rows with ``event_timestamp`` (naive UTC), the plan's entity
+            columns, a row number ``__row`` and a chunk number ``__chunk``.
         chunk: The chunk to join.
 
     Returns:
         The entity columns (timestamps in UTC, as Feast returns them), then the plan's feature
         columns; one row per entity row, ordered by ``__row`` (dropped).
     """
-    low, high = con.sql(
-        f"select min(event_timestamp), max(event_timestamp) from {entities} where {CHUNK} = ?", params=[chunk]
-    ).fetchall()[0]
-    names = [c for c in con.sql(f"select * from {entities} limit 0").columns if c not in (ROW, CHUNK)]
-    kinds = dict(
-        zip(
-            con.sql(f"select * from {entities} limit 0").columns,
-            con.sql(f"select * from {entities} limit 0").types,
-            strict=True,
-        )
-    )
-    outputs = [f'e."{c}"::timestamptz as "{c}"' if "TIMESTAMP" in str(kinds[c]) else f'e."{c}"' for c in names]
-    joins = []
-    for i, view in enumerate(plan.views):
-        joins.append(_asof(view, f"v{i}", low, high))
-        outputs += [
-            _expiring(view, f"v{i}", feature, column)
-            for feature, column in zip(view.features, view.columns, strict=True)
-        ]
-    sql = (
-        f"select {', '.join(outputs)} from (select * from {entities} where {CHUNK} = {chunk}) e "
-        + " ".join(joins)
-        + f" order by e.{ROW}"
-    )
-    return apply_on_demand(con.sql(sql).to_arrow_table(), plan)
-
-
-def apply_on_demand(table: pa.Table, plan: ServicePlan) -> pa.Table:
-    """Append the on-demand views' requested outputs, computed by Feast's ``transform_arrow``."""
-    for odfv in plan.on_demand:
-        done = odfv.view.transform_arrow(table.select([*odfv.sources, *odfv.requests]), full_feature_names=True)
-        for column in odfv.columns:
-            table = table.append_column(column, done[column])
+    rows = f"(select * from {entities} where {CHUNK} = {int(chunk)})"
+    low, high = con.sql(f"select min(event_timestamp), max(event_timestamp) from {rows}").fetchall()[0]
+    described = con.sql(f"select * exclude ({ROW}, {CHUNK}) from {entities} limit 0")
+    names = [
+        f"{_q(name)}::timestamptz as {_q(name)}" if str(kind).startswith("TIMESTAMP") else _q(name)
+        for name, kind in zip(described.columns, described.types, strict=True)
+    ]
+    table = con.sql(f"select {', '.join(names)} from {rows} order by {ROW}").to_arrow_table()
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        transforms: dict[str, Future[pa.Table]] = {}
+        _start_ready(worker, transforms, table, plan)
+        for view in plan.views:
+            keys = ", ".join(_q(column) for column in dict.fromkeys(view.join_keys.values()))
+            narrow = f"(select {ROW}, event_timestamp, {keys} from {rows})"
+            table = _beside(table, con.sql(f"{_asof(view, narrow, low, high)} order by e.{ROW}").to_arrow_table())
+            _start_ready(worker, transforms, table, plan)
+        for odfv in plan.on_demand:
+            table = _beside(table, transforms[odfv.view.name].result())
     return table
 
 
-def _asof(view: ViewPlan, alias: str, low: datetime, high: datetime) -> str:
-    """The view's ``ASOF LEFT JOIN``, reading only source rows that can match the chunk."""
-    earliest = f" and {_q(view.timestamp_field)} >= '{low}'::timestamp - {_interval(view)}" if view.ttl else ""
-    columns = ", ".join([*map(_q, view.join_keys), f"{_q(view.timestamp_field)} as __ts", *map(_q, view.features)])
-    source = (
-        f"select {columns} from read_parquet('{view.path}') "
-        f"where {_q(view.timestamp_field)} <= '{high}'::timestamp{earliest}"
+def _start_ready(worker: ThreadPoolExecutor, transforms: dict, table: pa.Table, plan: ServicePlan) -> None:
+    """Start each on-demand view whose inputs are joined: it runs while DuckDB joins the rest."""
+    for odfv in plan.on_demand:
+        if odfv.view.name not in transforms and set(odfv.sources) <= set(table.column_names):
+            transforms[odfv.view.name] = worker.submit(_on_demand, table, odfv)
+
+
+def _beside(table: pa.Table, columns: pa.Table) -> pa.Table:
+    for name in columns.column_names:
+        table = table.append_column(name, columns[name])
+    return table
+
+
+def _on_demand(table: pa.Table, odfv: OnDemandPlan) -> pa.Table:
+    """One on-demand view's outputs for every row, computed once per distinct input row."""
+    inputs = pl.from_arrow(table.select([*odfv.sources, *odfv.requests]))
+    distinct = inputs.unique(maintain_order=True)
+    done = odfv.view.transform_arrow(distinct.to_arrow(), full_feature_names=True).select(odfv.columns)
+    outputs = pl.concat([distinct, pl.from_arrow(done)], how="horizontal")
+    spread = inputs.join(outputs, on=inputs.columns, how="left", nulls_equal=True, maintain_order="left")
+    return spread.select(odfv.columns).to_arrow().cast(done.schema)
+
+
+def _asof(view: ViewPlan, rows: str, low: datetime, high: datetime) -> str:
+    """The view's features for ``rows``, reading only source rows that can match them."""
+    ts = _q(view.timestamp_field)
+    earliest = f" and {ts} >= '{low}'::timestamp - {_interval(view)}" if view.ttl else ""
+    columns = ", ".join([*map(_q, view.join_keys), f"{ts} as __ts", *map(_q, view.features)])
+    source = f"select {columns} from read_parquet('{view.path}') where {ts} <= '{high}'::timestamp{earliest}"
+    keys = " and ".join(f"e.{_q(entity)} = v.{_q(key)}" for key, entity in view.join_keys.items())
+    features = ", ".join(
+        _expiring(view, feature, column) for feature, column in zip(view.features, view.columns, strict=True)
     )
-    keys = " and ".join(f"e.{_q(entity)} = {alias}.{_q(key)}" for key, entity in view.join_keys.items())
-    return f"asof left join ({source}) {alias} on {keys} and e.event_timestamp >= {alias}.__ts"
+    return f"select {features} from {rows} e asof left join ({source}) v on {keys} and e.event_timestamp >= v.__ts"
 
 
-def _expiring(view: ViewPlan, alias: str, feature: str, column: str) -> str:
+def _expiring(view: ViewPlan, feature: str, column: str) -> str:
     """A joined feature, missing when its value is older than the view's TTL."""
     if not view.ttl:
-        return f"{alias}.{_q(feature)} as {_q(column)}"
-    fresh = f"{alias}.__ts >= e.event_timestamp - {_interval(view)}"
-    return f"case when {fresh} then {alias}.{_q(feature)} end as {_q(column)}"
+        return f"v.{_q(feature)} as {_q(column)}"
+    return f"case when v.__ts >= e.event_timestamp - {_interval(view)} then v.{_q(feature)} end as {_q(column)}"
 
 
 def _interval(view: ViewPlan) -> str:
-    micros = view.ttl // view.ttl.resolution
-    return f"to_microseconds({micros})"
+    return f"to_microseconds({view.ttl // view.ttl.resolution})"
 
 
 def _q(name: str) -> str:
