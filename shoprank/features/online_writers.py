@@ -12,7 +12,8 @@ Both write many entities per round trip from bytes built column-wise (``online_r
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,8 @@ from shoprank.errors import FeatureStoreError
 from shoprank.features import online_rows
 
 Advance = Callable[[int], None]  # called with the entities just processed
-CHUNK = 10_000  # entities per SQLite statement batch / Redis round trip
+CHUNK = 5_000  # entities per progress step, SQLite chunk and Redis round trip
+ROWS_PER_STATEMENT = 64  # SQLite rows per INSERT: many entities per statement when views are narrow
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,11 @@ class LatestRows:
         features = [(name, kind, values.take(indices)) for name, kind, values in self.features]
         return LatestRows(self.keys.take(indices), self.times.take(indices), features)
 
+    def slice(self, start: int, stop: int) -> LatestRows:
+        """Rows ``start`` to ``stop`` (exclusive), without copying."""
+        features = [(name, kind, values[start:stop]) for name, kind, values in self.features]
+        return LatestRows(self.keys[start:stop], self.times[start:stop], features)
+
     def filter(self, mask: pa.Array) -> LatestRows:
         """The rows where ``mask`` is true."""
         return self.take(pc.indices_nonzero(mask))
@@ -75,29 +82,25 @@ def write_sqlite(config: RepoConfig, view: FeatureView, rows: LatestRows, advanc
     path = SqliteOnlineStore._get_db_path(config)
     table = compute_table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
     rows = rows.take(pc.sort_indices(rows.keys))  # key order: inserts append to the table's indexes
-    features = sorted(rows.features)
-    columns: list[list[Any]] = [rows.keys.to_pylist(), online_rows.sqlite_event_ts(rows.times).to_pylist()]
-    for _, kind, values in features:
-        columns += [online_rows.value_protos(values, kind).to_pylist(), online_rows.value_texts(values, kind)]
-    tuples = ", ".join(
-        f"(?1, '{name.replace(chr(39), chr(39) * 2)}', ?{3 + 2 * i}, ?{4 + 2 * i}, ?2, NULL)"
-        for i, (name, _, _) in enumerate(features)
-    )
-    upsert = (
-        f'INSERT INTO "{table}" (entity_key, feature_name, value, value_text, event_ts, created_ts) VALUES {tuples} '
-        "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
-        "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts"
-    )
+    rows = LatestRows(rows.keys, rows.times, sorted(rows.features))
+    names = [name for name, _, _ in rows.features]
+    batch = max(1, ROWS_PER_STATEMENT // len(names))  # entities per statement
+    upsert_batch, upsert_one = _upsert(table, names, batch), _upsert(table, names, 1)
     conn = sqlite3.connect(path, timeout=60)
     try:
         if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [table]).fetchone():
             raise FeatureStoreError(
                 f'Online table "{table}" of view "{view.name}" is missing in {path}; run "shoprank features apply"'
             )
-        with conn:
-            for start, stop in _chunks(len(rows)):
-                conn.executemany(upsert, zip(*(column[start:stop] for column in columns), strict=True))
-                advance(stop - start)
+        # SQLite writes a chunk (without the GIL) while a thread serializes the next one
+        with conn, ThreadPoolExecutor(1) as pool:
+            for columns in _ahead(pool, _sqlite_parameters, (rows.slice(*span) for span in _chunks(len(rows)))):
+                whole = len(columns[0]) // batch * batch
+                conn.executemany(
+                    upsert_batch, zip(*(c[i:whole:batch] for i in range(batch) for c in columns), strict=True)
+                )
+                conn.executemany(upsert_one, zip(*(c[whole:] for c in columns), strict=True))
+                advance(len(columns[0]))
     finally:
         conn.close()
     return len(rows)
@@ -136,6 +139,42 @@ def write_redis(config: RepoConfig, view: FeatureView, rows: LatestRows, advance
         parts += [_command_header("EXPIRE", 3), keys, _bulk(str(online.key_ttl_seconds).encode())]
     _run(client, _commands(*parts), 2 if online.key_ttl_seconds else 1, view, advance)
     return len(rows)
+
+
+def _ahead(pool: ThreadPoolExecutor, function: Callable, items: Iterable) -> Iterator:
+    """``function(item)`` of each item in order, the next one computed while the caller uses this one."""
+    pending = None
+    for item in items:
+        future = pool.submit(function, item)
+        if pending is not None:
+            yield pending.result()
+        pending = future
+    if pending is not None:
+        yield pending.result()
+
+
+def _sqlite_parameters(rows: LatestRows) -> list[list[Any]]:
+    """Columns of the upsert's parameters: entity key, event_ts, then the value and text of each feature."""
+    columns = [rows.keys.to_pylist(), online_rows.sqlite_event_ts(rows.times).to_pylist()]
+    for _, kind, values in rows.features:
+        columns += [online_rows.value_protos(values, kind).to_pylist(), online_rows.value_texts(values, kind)]
+    return columns
+
+
+def _upsert(table: str, features: list[str], entities: int) -> str:
+    """Feast's SQLite upsert, for ``entities`` entities of (key, event_ts, value and text of each feature)."""
+    width = 2 + 2 * len(features)
+    rows = ", ".join(
+        f"(?{e * width + 1}, '{name.replace(chr(39), chr(39) * 2)}', ?{e * width + 3 + 2 * i}, "
+        f"?{e * width + 4 + 2 * i}, ?{e * width + 2}, NULL)"
+        for e in range(entities)
+        for i, name in enumerate(features)
+    )
+    return (
+        f'INSERT INTO "{table}" (entity_key, feature_name, value, value_text, event_ts, created_ts) VALUES {rows} '
+        "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
+        "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts"
+    )
 
 
 def _chunks(n: int) -> Iterator[tuple[int, int]]:
