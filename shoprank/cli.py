@@ -200,6 +200,77 @@ def features_apply(settings: Settings) -> None:
     click.echo(summary.definitions(result, settings))
 
 
+@features.command("materialize", context_settings=CONTEXT)
+@click.option(
+    "--end",
+    type=click.DateTime(),
+    help="Materialize up to this time (UTC) [default: the newest event time in the marts].",
+)
+@click.option("--view", "views", multiple=True, help="Only this feature view (repeatable).")
+@click.pass_obj
+def features_materialize(settings: Settings, end, views: tuple[str, ...]) -> None:
+    """Write the latest feature values into the online store, from where the last run stopped.
+
+    \b
+    Example:
+        shoprank features materialize
+        shoprank --profile production features materialize --view user_features
+    """
+    from shoprank.features.materialize import materialize
+
+    with progress_bar("materializing") as advance:
+        result = materialize(settings, end, list(views) or None, advance)
+    click.echo(summary.materialized(result))
+
+
+@features.command("status", context_settings=CONTEXT)
+@click.pass_obj
+def features_status(settings: Settings) -> None:
+    """Show each online view: materialized until, newest value, entities, rows still pending.
+
+    \b
+    Example:
+        shoprank features status
+    """
+    from shoprank.features.materialize import online_status
+
+    click.echo(summary.online(online_status(settings), settings))
+
+
+@cli.group(context_settings=CONTEXT)
+def dataset() -> None:
+    """Point-in-time training frames from the feature store.
+
+    \b
+    Example:
+        shoprank dataset build --service ranker_v1
+    """
+
+
+@dataset.command("build", context_settings=CONTEXT)
+@click.option("--service", required=True, help="Feature service, e.g. ranker_v1 or search_ranker_v1.")
+@click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "feast"]),
+    default="duckdb",
+    show_default=True,
+    help="duckdb: our point-in-time joins; feast: Feast's get_historical_features (the reference).",
+)
+@click.pass_obj
+def dataset_build(settings: Settings, service: str, engine: str) -> None:
+    """Join the labels mart to a feature service, point in time, into WORKDIR/datasets/SERVICE.
+
+    \b
+    Example:
+        shoprank dataset build --service search_ranker_v1
+    """
+    from training.dataset import build_dataset
+
+    with progress_bar(f"dataset {service}") as advance:
+        result = build_dataset(settings, service, engine, progress=advance)
+    click.echo(summary.dataset(result))
+
+
 @cli.command(context_settings=CONTEXT)
 @click.pass_obj
 def status(settings: Settings) -> None:

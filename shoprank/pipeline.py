@@ -1,4 +1,5 @@
-"""The main job and its steps, as library calls the CLI wraps: simulate -> ingest -> build -> validate."""
+"""The main job and its steps, as library calls the CLI wraps: simulate -> ingest -> build ->
+validate -> features apply -> materialize -> training frames."""
 
 from __future__ import annotations
 
@@ -10,12 +11,18 @@ from dataclasses import dataclass, field
 from shoprank import warehouse
 from shoprank.build import BuildResult, dbt_build
 from shoprank.config import Settings
+from shoprank.features.definitions import Definitions, apply
+from shoprank.features.materialize import MaterializeResult, materialize
 from shoprank.ingest.run import IngestReport, ingest
 from shoprank.progress import Advance
 from shoprank.simulate import SimulationSummary, simulate, spec_for
 from shoprank.validate import MartReport, validate_marts
+from training.dataset import DatasetResult, build_dataset
 
 ProgressFactory = Callable[[str], AbstractContextManager[Advance]]
+
+
+SERVICES = ("ranker_v1", "search_ranker_v1")
 
 
 @dataclass
@@ -26,6 +33,9 @@ class PipelineResult:
     ingest: IngestReport
     build: BuildResult
     marts: list[MartReport]
+    definitions: Definitions
+    materialized: MaterializeResult
+    datasets: list[DatasetResult]
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -42,7 +52,8 @@ def run_simulation(settings: Settings, advance: Advance | None = None) -> Simula
 
 
 def run_pipeline(settings: Settings, progress: ProgressFactory) -> PipelineResult:
-    """Run simulate -> ingest -> dbt build -> validate on the workdir.
+    """Run simulate -> ingest -> dbt build -> validate -> features apply -> materialize ->
+    training frames (one per feature service) on the workdir.
 
     Args:
         settings: Resolved settings (workdir, seed, simulator preset and options).
@@ -67,7 +78,12 @@ def run_pipeline(settings: Settings, progress: ProgressFactory) -> PipelineResul
     )
     build = timed("build", lambda advance: dbt_build(settings, progress=advance))
     marts = timed("validate", lambda advance: validate_marts(settings, advance))
-    return PipelineResult(simulation, report, build, marts, seconds)
+    definitions = timed("features apply", lambda advance: apply(settings))
+    materialized = timed("materialize", lambda advance: materialize(settings, progress=advance))
+    datasets = timed(
+        "datasets", lambda advance: [build_dataset(settings, service, progress=advance) for service in SERVICES]
+    )
+    return PipelineResult(simulation, report, build, marts, definitions, materialized, datasets, seconds)
 
 
 @dataclass(frozen=True)

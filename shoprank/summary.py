@@ -9,10 +9,12 @@ if TYPE_CHECKING:  # only types: `shoprank --help` stays fast
     from shoprank.build import BuildResult
     from shoprank.config import Settings
     from shoprank.features.definitions import Definitions
+    from shoprank.features.materialize import MaterializeResult, ViewStatus
     from shoprank.ingest.run import IngestReport
     from shoprank.pipeline import PipelineResult, WorkdirStatus
     from shoprank.simulate import SimulationSummary
     from shoprank.validate import MartReport
+    from training.dataset import DatasetResult
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], indent: int = 2) -> str:
@@ -94,6 +96,9 @@ def pipeline(result: PipelineResult, settings: Settings) -> str:
             ingest(result.ingest, settings),
             build(result.build),
             validation(result.marts),
+            definitions(result.definitions, settings),
+            materialized(result.materialized),
+            "\n".join(dataset(d) for d in result.datasets),
             f"Pipeline finished in {sum(result.seconds.values()):.1f} s ({timings}); workdir {settings.workdir}",
         ]
     )
@@ -125,4 +130,42 @@ def definitions(result: Definitions, settings: Settings) -> str:
             table(["view", "kind", "entities", "features", "source", "ttl"], rows),
             f"Services: {services}",
         ]
+    )
+
+
+def materialized(result: MaterializeResult) -> str:
+    """Entity rows written per view by ``shoprank features materialize``."""
+    rows = [
+        (v.view, f"{v.start:%Y-%m-%d %H:%M}", f"{v.end:%Y-%m-%d %H:%M}", v.rows, f"{v.seconds:.1f}")
+        for v in result.views
+    ]
+    return "\n".join(
+        [
+            f"Materialized {sum(v.rows for v in result.views):,} entity rows into {result.online_store} "
+            f"up to {result.end:%Y-%m-%d %H:%M} UTC in {result.seconds:.1f} s",
+            table(["view", "from", "to", "rows", "seconds"], rows),
+        ]
+    )
+
+
+def online(statuses: list[ViewStatus], settings: Settings) -> str:
+    """Per view: how far it is materialized, its newest value and what is still pending."""
+
+    def when(moment):
+        return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M}"
+
+    rows = [(s.view, when(s.materialized_until), when(s.newest_value_at), s.entities, s.pending_rows) for s in statuses]
+    return "\n".join(
+        [
+            f"Online store of {settings.workdir} (profile {settings.profile}, project {settings.project})",
+            table(["view", "materialized until", "newest value", "entities", "pending rows"], rows),
+        ]
+    )
+
+
+def dataset(result: DatasetResult) -> str:
+    """Where a training frame went and its size."""
+    return (
+        f"Training frame of {result.service} ({result.engine}): {result.rows:,} rows x {len(result.columns)} columns "
+        f"({len(result.features)} features) in {result.seconds:.1f} s -> {result.path}"
     )
