@@ -66,10 +66,13 @@ def validate_frame(schema: pa.DataFrameSchema, frame: pl.DataFrame, where: str) 
 
 
 def _failure(failure: dict) -> str:
-    """A failed check with an example: a column's value, or a row's group and item."""
+    """A failed check with an example: a column's value, a missing column, or a row's group and item."""
+    case = str(failure["failure_case"])
     if failure["schema_context"] != "DataFrameSchema":
-        return f"{failure['column']}: {failure['check']} (e.g. {failure['failure_case']})"
-    row = json.loads(failure["failure_case"])
+        return f"{failure['column']}: {failure['check']} (e.g. {case})"
+    if not case.startswith("{"):
+        return f"{failure['check']} ({case})"
+    row = json.loads(case)
     return f"rows: {failure['check']} (e.g. {GROUP}={row.get(GROUP)}, item_id={row.get('item_id')})"
 
 

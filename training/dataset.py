@@ -105,7 +105,7 @@ def build_dataset(
     surfaces = surfaces or default_surfaces(plan)
     con = connect(settings.datasets / ".spill")
     try:
-        rows = _label_entities(con, settings, plan, surfaces, chunk_rows)
+        rows = label_entities(con, settings, plan, surfaces, chunk_rows)
         if rows == 0:
             raise ContractError(
                 f"No labels with surface in {list(surfaces)} in {settings.marts / 'fct_labels.parquet'}; "
@@ -205,7 +205,7 @@ def feast_join(store: FeatureStore) -> Join:
     return join
 
 
-def _label_entities(
+def label_entities(
     con: duckdb.DuckDBPyConnection, settings: Settings, plan: ServicePlan, surfaces: tuple[str, ...], chunk_rows: int
 ) -> int:
     """Create the entity table from the labels mart; return its number of rows."""
