@@ -93,6 +93,16 @@ class Settings:
         return self.workdir / "feature_store.yaml"
 
     @property
+    def registry(self) -> Path:
+        """The Feast registry file of the embedded profile."""
+        return self.workdir / "registry.db"
+
+    @property
+    def online_store(self) -> Path:
+        """The SQLite online store of the embedded profile."""
+        return self.workdir / "online_store.db"
+
+    @property
     def datasets(self) -> Path:
         """Training frames built from the feature store."""
         return self.workdir / "datasets"

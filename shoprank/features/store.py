@@ -28,9 +28,8 @@ def write_config(settings: Settings) -> Path:
     config = yaml.safe_load((FEATURE_REPO_DIR / PROFILE_FILES[settings.profile]).read_text())
     config["project"] = settings.project
     if settings.profile == "embedded":
-        workdir = settings.workdir.resolve()
-        config["registry"] = str(workdir / "registry.db")
-        config["online_store"]["path"] = str(workdir / "online_store.db")
+        config["registry"] = str(settings.registry.resolve())
+        config["online_store"]["path"] = str(settings.online_store.resolve())
     settings.feature_store_yaml.parent.mkdir(parents=True, exist_ok=True)
     settings.feature_store_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
     return settings.feature_store_yaml
@@ -53,5 +52,17 @@ def feast(settings: Settings, *args: str) -> str:
 
 
 def open_store(settings: Settings) -> FeatureStore:
-    """The workdir's feature store for its profile (its definitions come from ``apply``)."""
-    return FeatureStore(repo_path=str(FEATURE_REPO_DIR), fs_yaml_file=write_config(settings))
+    """The workdir's feature store for its profile, once ``shoprank features apply`` ran.
+
+    Raises:
+        FeatureStoreError: Nothing is registered for this workdir, profile and project.
+    """
+    if settings.profile == "embedded" and not settings.registry.is_file():
+        raise FeatureStoreError(f'No feature store in "{settings.workdir}" yet; run "shoprank features apply"')
+    store = FeatureStore(repo_path=str(FEATURE_REPO_DIR), fs_yaml_file=write_config(settings))
+    if not store.list_feature_views():
+        raise FeatureStoreError(
+            f'No feature views registered for project "{settings.project}" ({settings.profile} profile); '
+            'run "shoprank features apply"'
+        )
+    return store

@@ -15,7 +15,10 @@ from click.testing import CliRunner
 from shoprank.cli import cli
 from tests.conftest import shared_dataset
 
-COMMANDS = ["simulate", "ingest", "build", "validate", "pipeline", "status"]
+COMMANDS = [
+    ["simulate"], ["ingest"], ["build"], ["validate"], ["pipeline"], ["status"],
+    ["features", "apply"], ["features", "materialize"], ["features", "status"], ["dataset", "build"],
+]  # fmt: skip
 
 
 def invoke(*args: str, env: dict[str, str] | None = None):
@@ -26,8 +29,8 @@ def test_every_command_has_help_with_an_example():
     top = invoke("-h")
     assert top.exit_code == 0
     for command in COMMANDS:
-        assert command in top.output
-        result = invoke(command, "--help")
+        assert command[0] in top.output
+        result = invoke(*command, "--help")
         assert result.exit_code == 0, command
         assert "Example:" in result.output, command
 
@@ -91,6 +94,24 @@ def test_ingest_a_real_taobao_sample_explains_what_it_kept(tmp_path):
     assert lines[4].startswith("Note: 1 of 4321 Taobao events")
     again = invoke("--workdir", str(tmp_path), "ingest", str(sample), "--format", "taobao")
     assert again.output.splitlines()[2].split() == ["events", "4,321", "0", "0", "4,321"]
+
+
+def test_feature_store_commands_on_a_built_shop(tiny_shop):
+    status = invoke("--workdir", str(tiny_shop.workdir), "features", "status")
+    assert status.exit_code == 0
+    lines = status.output.splitlines()
+    assert lines[0] == f"Online store of {tiny_shop.workdir} (profile embedded, project shoprank)"
+    assert lines[1].split() == ["view", "materialized", "until", "newest", "value", "entities", "pending", "rows"]
+    assert [line.split()[0] for line in lines[2:]] == [
+        "item_features", "item_pair_features", "query_item_features", "user_category_features", "user_features",
+    ]  # fmt: skip
+    assert all(line.split()[-1] == "0" for line in lines[2:])  # the pipeline materialized everything
+    unknown = invoke("--workdir", str(tiny_shop.workdir), "dataset", "build", "--service", "ranker_v9")
+    assert unknown.exit_code == 1
+    assert (
+        unknown.output
+        == f'Error: Feature service "ranker_v9" not found in {tiny_shop.registry.resolve()}; run "shoprank features apply"\n'
+    )
 
 
 def test_status_build_and_validate_on_a_built_shop(tiny_shop):
