@@ -126,18 +126,25 @@ def write_redis(config: RepoConfig, view: FeatureView, rows: LatestRows, advance
     times = online_rows.timestamp_protos(rows.times)
     client = RedisOnlineStore()._get_client(online)  # Feast's own connection settings
     if not online.skip_dedup and len(rows):
-        stored = _run(client, _commands(_command_header("HMGET", 3), keys, _bulk(ts_field)), 1, view)
+        hmget = _commands(_command_header("HMGET", 3), keys, _bulk(ts_field))
+        stored = _run(client, (hmget.slice(start, stop - start) for start, stop in _chunks(len(rows))), 1, view)
         newer = pa.array(_nanos(times) > _nanos(pa.array([reply[0] for reply in stored], online_rows.BINARY)))
         rows, keys, times = rows.filter(newer), keys.filter(newer), times.filter(newer)
         advance(len(newer) - len(rows))
     fields = [_bulk(_mmh3(f"{name}:{feature}")) for feature, _, _ in rows.features]
-    parts: list[bytes | pa.Array] = [_command_header("HSET", 2 + 2 * len(fields) + 2), keys]
-    for field, (_, kind, values) in zip(fields, rows.features, strict=True):
-        parts += [field, online_rows.value_protos(values, kind)]
-    parts += [_bulk(ts_field), times]
-    if online.key_ttl_seconds:
-        parts += [_command_header("EXPIRE", 3), keys, _bulk(str(online.key_ttl_seconds).encode())]
-    _run(client, _commands(*parts), 2 if online.key_ttl_seconds else 1, view, advance)
+
+    def hset(span: tuple[int, int]) -> pa.Array:
+        start, stop = span
+        chunk = [_command_header("HSET", 2 + 2 * len(fields) + 2), keys[start:stop]]
+        for field, (_, kind, values) in zip(fields, rows.features, strict=True):
+            chunk += [field, online_rows.value_protos(values[start:stop], kind)]
+        chunk += [_bulk(ts_field), times[start:stop]]
+        if online.key_ttl_seconds:
+            chunk += [_command_header("EXPIRE", 3), keys[start:stop], _bulk(str(online.key_ttl_seconds).encode())]
+        return _commands(*chunk)
+
+    with ThreadPoolExecutor(1) as pool:  # the next chunk is built while Redis takes this one
+        _run(client, _ahead(pool, hset, _chunks(len(rows))), 2 if online.key_ttl_seconds else 1, view, advance)
     return len(rows)
 
 
@@ -209,20 +216,25 @@ def _commands(*parts: bytes | pa.Array) -> pa.Array:
     return online_rows.join(pieces)
 
 
-def _run(client: Any, commands: pa.Array, per_row: int, view: FeatureView, advance: Advance | None = None) -> list[Any]:
-    """Send the ``per_row`` commands of each row, many rows per round trip; return the replies in order."""
+def _run(
+    client: Any, chunks: Iterable[pa.Array], per_row: int, view: FeatureView, advance: Advance | None = None
+) -> list[Any]:
+    """Send chunks of rows of ``per_row`` commands, the next chunk on its way while this one's replies
+    are read; return the replies in order."""
     from redis.exceptions import RedisError
 
-    offsets = np.frombuffer(commands.buffers()[1], np.int64)[commands.offset : commands.offset + len(commands) + 1]
-    data = memoryview(commands.buffers()[2])
     connection = client.connection_pool.get_connection()
     replies: list[Any] = []
+    in_flight: list[int] = []
     try:
-        for start, stop in _chunks(len(commands)):
-            connection.send_packed_command([data[offsets[start] : offsets[stop]]])
-            replies += [connection.read_response() for _ in range((stop - start) * per_row)]
-            if advance:
-                advance(stop - start)
+        for chunk in chunks:
+            offsets = np.frombuffer(chunk.buffers()[1], np.int64)[chunk.offset : chunk.offset + len(chunk) + 1]
+            connection.send_packed_command([memoryview(chunk.buffers()[2])[offsets[0] : offsets[-1]]])
+            in_flight.append(len(chunk))
+            if len(in_flight) > 1:
+                replies += _replies(connection, in_flight.pop(0), per_row, advance)
+        for rows in in_flight:
+            replies += _replies(connection, rows, per_row, advance)
     except RedisError as exc:
         connection.disconnect()  # replies may be left unread
         raise FeatureStoreError(
@@ -231,6 +243,13 @@ def _run(client: Any, commands: pa.Array, per_row: int, view: FeatureView, advan
         ) from None
     finally:
         client.connection_pool.release(connection)
+    return replies
+
+
+def _replies(connection: Any, rows: int, per_row: int, advance: Advance | None) -> list[Any]:
+    replies = [connection.read_response() for _ in range(rows * per_row)]
+    if advance:
+        advance(rows)
     return replies
 
 

@@ -17,9 +17,10 @@ import pandas as pd
 import pytest
 from feast import FeatureStore, FeatureView
 
+from shoprank.config import FEATURE_REPO_DIR
 from shoprank.errors import FeatureStoreError
 from shoprank.features.materialize import materialize, online_status
-from shoprank.features.store import feast, open_store
+from shoprank.features.store import feast, open_store, write_config
 
 SAMPLE = 150  # entities read back per view
 
@@ -45,7 +46,7 @@ def new_store(request, definitions, tiny_shop, tmp_path):
     def make():
         project = f"t_{uuid4().hex[:8]}"
         settings = dataclasses.replace(tiny_shop, workdir=tmp_path, profile=request.param, project=project)
-        store = open_store(settings)
+        store = FeatureStore(repo_path=str(FEATURE_REPO_DIR), fs_yaml_file=write_config(settings))
         store.apply(definitions)
         made.append(store)
         return settings, store
