@@ -164,6 +164,7 @@ def write_frames(
     partial = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
+    columns: tuple[str, ...] = ()
     try:
         with ThreadPoolExecutor(max_workers=1) as writer:
             written: Future[None] | None = None
@@ -173,6 +174,7 @@ def write_frames(
                     written.result()
                 where = f"chunk {part + 1} of {len(chunks)}"
                 written = writer.submit(_write, schema, frame, partial / f"part-{part:05d}.parquet", where)
+                columns = tuple(frame.column_names)
                 if progress is not None:
                     progress(frame.num_rows, what=f"chunk {part + 1}/{len(chunks)}", total=total)
             if written is not None:
@@ -182,7 +184,7 @@ def write_frames(
         raise
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
-    return tuple(frame.column_names)
+    return columns
 
 
 def _write(schema: DataFrameSchema, frame: pa.Table, path: Path, where: str) -> None:
@@ -224,7 +226,7 @@ def label_entities(
     select = [f"l.{c}" for c in LABEL_COLUMNS] + [f"{_LABEL_SOURCES[c]} as {c}" for c in extra]
     items = "left join items i using (item_id)" if "category_path" in extra else ""
     rows = (
-        f"select {', '.join(select)}, row_number() over (order by l.event_timestamp, l.query_id, l.position) - 1 as {ROW} "
+        f"select {', '.join(select)}, row_number() over (order by l.event_timestamp, l.query_id, l.position, l.item_id) - 1 as {ROW} "
         f"from read_parquet('{labels}') l {items} where l.surface in ({_quoted(surfaces)})"
     )
     return entity_table(con, rows, chunk_rows)

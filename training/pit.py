@@ -4,10 +4,11 @@ Each feature view is an ``ASOF LEFT JOIN`` of the chunk's keys to its Parquet so
 row of the entity's keys with ``feature_ts <= event_timestamp``, kept only when
 ``feature_ts >= event_timestamp - ttl`` (Feast's rule), else missing. Views are joined one at a
 time on narrow rows (row number, keys, timestamp) and their columns laid side by side in row
-order. The on-demand views then run through Feast's own objects (``transform_arrow``), so
-request-time features come from exactly Feast's code; each runs once per distinct input row,
-which equals running it on every row because request-time features depend on their own row
-only (serving computes them one request at a time).
+order. Each on-demand view runs through Feast's own object (``transform_arrow``), so
+request-time features come from exactly Feast's code, in a worker thread as soon as the views
+it reads are joined (DuckDB joins the rest meanwhile). It runs once per distinct input row,
+which equals running it on every row because a request-time feature depends on its own row
+only (serving computes it one request at a time).
 """
 
 from __future__ import annotations
