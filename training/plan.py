@@ -148,10 +148,16 @@ def _views(store: FeatureStore, service: FeatureService) -> tuple[list[str], lis
 
 def _view_plan(view: FeatureView, features: list[str]) -> ViewPlan:
     source = view.batch_source
-    if not isinstance(source, FileSource) or source.created_timestamp_column or source.field_mapping:
+    if not isinstance(source, FileSource):
+        unsupported = f"a {type(source).__name__}, not a Parquet file"
+    elif source.created_timestamp_column or source.field_mapping:
+        unsupported = "a source with a created timestamp or a field mapping"
+    else:
+        unsupported = ""
+    if unsupported:
         raise FeatureStoreError(
-            f'Feature view "{view.name}" reads {type(source).__name__} "{source.name}" with a created timestamp '
-            'or field mapping, which the DuckDB engine does not join; use engine="feast" or a plain Parquet source'
+            f'Feature view "{view.name}" reads "{source.name}", {unsupported}, which the DuckDB engine does not '
+            'join; use engine="feast" or a plain Parquet source'
         )
     if not Path(source.path).is_file():
         raise FeatureStoreError(
