@@ -28,7 +28,9 @@ from feast.value_type import ValueType
 from shoprank.config import Settings
 from shoprank.errors import FeatureStoreError
 from shoprank.features import online_rows
-from shoprank.features.online_writers import LatestRows, write_redis, write_sqlite
+from shoprank.features.latest_rows import LatestRows
+from shoprank.features.online_redis import write_redis
+from shoprank.features.online_sqlite import write_sqlite
 from shoprank.features.store import open_store
 from shoprank.warehouse import DEFAULT_MEMORY, MEMORY_VARIABLE
 

@@ -1,0 +1,166 @@
+"""Write a view's latest rows into Feast's Redis online store, as Feast's ``online_write_batch``.
+
+One hash per entity key (serialized entity key + project), a field per feature (murmur3 of
+``view:feature``) holding ``ValueProto`` bytes, and ``_ts:<view>`` holding the event time. As in
+Feast, an entity is skipped when Redis already holds a value of the view at least as new (unless
+``skip_dedup``), and keys expire after ``key_ttl_seconds`` when set.
+
+Each round trip is one small Lua script over a chunk of entities (one reply per chunk rather than
+one per entity), its arguments cut out of Arrow buffers built column-wise; the next chunk is built
+while Redis runs this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from feast import FeatureView, RepoConfig
+from feast.infra.online_stores.helpers import _mmh3, compute_versioned_name
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from shoprank.errors import FeatureStoreError
+from shoprank.features import online_rows
+from shoprank.features.latest_rows import Advance, LatestRows, ahead, spans
+
+CHUNK = 1_000  # entities per script call: Redis serves other clients between calls
+# KEYS: entity keys; ARGV[1]: a field. Returns each key's value of the field (nil if none).
+GET = """
+local values = {}
+for i, key in ipairs(KEYS) do values[i] = redis.call('HGET', key, ARGV[1]) end
+return values
+"""
+# KEYS: entity keys; ARGV: field count n, expiry seconds (0: none), the n fields, then n values per key.
+SET = """
+local n, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local hash = {}
+for j = 1, n do hash[2 * j - 1] = ARGV[2 + j] end
+for i, key in ipairs(KEYS) do
+  for j = 1, n do hash[2 * j] = ARGV[2 + n * i + j] end
+  redis.call('HSET', key, unpack(hash))
+  if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+end
+return #KEYS
+"""
+
+
+def write_redis(config: RepoConfig, view: FeatureView, rows: LatestRows, advance: Advance) -> int:
+    """Write ``rows`` into Redis hashes; return the entities written (those newer than what Redis holds).
+
+    Raises:
+        FeatureStoreError: Redis is unreachable, answers with an error, or runs as a cluster.
+    """
+    from feast.infra.online_stores.redis import RedisOnlineStore, RedisType
+
+    online = config.online_store
+    if online.redis_type == RedisType.redis_cluster:
+        raise FeatureStoreError(
+            f'View "{view.name}": fast materialization does not support redis_type "redis_cluster"; '
+            'use "feast materialize" for a Redis cluster'
+        )
+    name = compute_versioned_name(view, config.registry.enable_online_feature_view_versioning)
+    ts_field = f"_ts:{name}".encode()
+    client = RedisOnlineStore()._get_client(online)  # Feast's own connection settings
+    keys = _bulks(online_rows.join([rows.keys, pa.scalar(config.project.encode(), online_rows.BINARY)]))
+    times = online_rows.timestamp_protos(rows.times)
+    if not online.skip_dedup and len(rows):
+        get = client.script_load(GET)
+        calls = (_call(get, keys[a:b], [ts_field]) for a, b in spans(len(rows), CHUNK))
+        stored = [value for reply in _run(client, calls, view) for value in reply]
+        held = _nanos(pa.array(stored, online_rows.BINARY))
+        newer = pa.array((held == 0) | (_nanos(times) > held))  # Feast's test: none held, or newer
+        rows, keys, times = rows.filter(newer), keys.filter(newer), times.filter(newer)
+        advance(len(newer) - len(rows))
+    fields = [_mmh3(f"{name}:{feature}") for feature, _, _ in rows.features] + [ts_field]
+    arguments = [str(len(fields)).encode(), str(online.key_ttl_seconds or 0).encode(), *fields]
+    put = client.script_load(SET)
+
+    def call(span: tuple[int, int]) -> tuple[list[Any], int]:
+        start, stop = span
+        values = [online_rows.value_protos(values[start:stop], kind) for _, kind, values in rows.features]
+        return _call(put, keys[start:stop], arguments, _bulks(*values, times[start:stop]), len(fields))
+
+    with ThreadPoolExecutor(1) as pool:
+        _run(client, ahead(pool, call, spans(len(rows), CHUNK)), view, advance)
+    return len(rows)
+
+
+def _bulks(*columns: pa.Array) -> pa.Array:
+    """Per row, each column's value as a Redis protocol bulk string (``$<length>\\r\\n<bytes>\\r\\n``)."""
+    pieces: list[Any] = []
+    for column in columns:
+        length = pc.binary_length(column).cast(pa.string()).cast(online_rows.BINARY)
+        pieces += [_scalar(b"$"), length, _scalar(b"\r\n"), column, _scalar(b"\r\n")]
+    return online_rows.join(pieces)
+
+
+def _call(sha: str, keys: pa.Array, arguments: list[bytes], values: pa.Array | None = None, per_key: int = 0):
+    """An EVALSHA of a script over ``keys``, with constant ``arguments`` then ``per_key`` values of each
+    key (``keys`` and ``values`` hold bulk strings); returns its protocol bytes and entity count."""
+    count = 3 + len(keys) + len(arguments) + per_key * len(keys)
+    head = b"*%d\r\n" % count + b"".join(_bulk(part) for part in (b"EVALSHA", sha.encode(), b"%d" % len(keys)))
+    parts = [head, _data(keys), b"".join(_bulk(argument) for argument in arguments)]
+    return parts + ([_data(values)] if values is not None else []), len(keys)
+
+
+def _run(client: Any, calls: Iterable[tuple[list[Any], int]], view: FeatureView, advance: Advance | None = None):
+    """Send each call, the next one on its way while this one's reply is read; return the replies."""
+    from redis.exceptions import RedisError
+
+    connection = client.connection_pool.get_connection()
+    replies: list[Any] = []
+    in_flight: list[int] = []
+    try:
+        for parts, entities in calls:
+            connection.send_packed_command(parts)
+            in_flight.append(entities)
+            if len(in_flight) > 1:
+                replies.append(_reply(connection, in_flight.pop(0), advance))
+        replies += [_reply(connection, entities, advance) for entities in in_flight]
+    except RedisError as exc:
+        connection.disconnect()  # replies may be left unread
+        raise FeatureStoreError(
+            f'View "{view.name}": Redis failed while materializing ({exc}); check that Redis at '
+            f"{client.connection_pool.connection_kwargs.get('host')} is up and writable, then run again"
+        ) from None
+    finally:
+        client.connection_pool.release(connection)
+    return replies
+
+
+def _reply(connection: Any, entities: int, advance: Advance | None) -> Any:
+    reply = connection.read_response()
+    if advance:
+        advance(entities)
+    return reply
+
+
+def _nanos(protos: pa.Array) -> np.ndarray:
+    """Nanoseconds since the epoch of serialized Timestamps (0 where missing, as Feast reads them)."""
+
+    def decode(data: bytes | None) -> int:
+        proto = Timestamp()
+        proto.ParseFromString(data or b"")
+        return proto.seconds * 1_000_000_000 + proto.nanos
+
+    unique = pc.unique(protos)
+    decoded = np.array([decode(data) for data in unique.to_pylist()], np.int64)
+    return decoded[pc.index_in(protos, unique).to_numpy(zero_copy_only=False)]
+
+
+def _data(column: pa.Array) -> memoryview:
+    """The bytes of a binary array's values, back to back, without copying."""
+    offsets = np.frombuffer(column.buffers()[1], np.int64)[column.offset : column.offset + len(column) + 1]
+    return memoryview(column.buffers()[2])[offsets[0] : offsets[-1]]
+
+
+def _bulk(data: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def _scalar(data: bytes) -> pa.Scalar:
+    return pa.scalar(data, online_rows.BINARY)

@@ -1,0 +1,103 @@
+"""Write a view's latest rows into Feast's SQLite online store, as Feast's ``online_write_batch``.
+
+One row per entity and feature in table ``<project>_<view>``: serialized entity key, feature name,
+``ValueProto`` bytes, ``value_text``, ``event_ts``; upserted, so a later write replaces a row
+whatever its event time. Rows go in key order (appends to the table's indexes), many entities per
+statement, one transaction per view.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import pyarrow.compute as pc
+from feast import FeatureView, RepoConfig
+from feast.infra.online_stores.helpers import compute_table_id
+from feast.value_type import ValueType
+
+from shoprank.errors import FeatureStoreError
+from shoprank.features import online_rows
+from shoprank.features.latest_rows import Advance, LatestRows, spans
+
+ROWS_PER_STATEMENT = 64  # SQLite rows per INSERT: many entities per statement when views are narrow
+NUMBERS = (ValueType.INT64, ValueType.DOUBLE)
+
+
+def write_sqlite(config: RepoConfig, view: FeatureView, rows: LatestRows, advance: Advance) -> int:
+    """Upsert ``rows`` into the view's SQLite table in one transaction; return the entities written.
+
+    Raises:
+        FeatureStoreError: The table is missing, or the store uses options this writer lacks.
+    """
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+    online = config.online_store
+    if online.vector_enabled or online.enable_openai_compatible_store:
+        raise FeatureStoreError(
+            f'View "{view.name}": the SQLite options vector_enabled / enable_openai_compatible_store are not '
+            'supported by fast materialization; turn them off or use "feast materialize"'
+        )
+    path = SqliteOnlineStore._get_db_path(config)
+    table = compute_table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
+    rows = rows.take(pc.sort_indices(rows.keys))
+    rows = LatestRows(rows.keys, rows.times, sorted(rows.features))
+    features = [(name, kind) for name, kind, _ in rows.features]
+    batch = max(1, ROWS_PER_STATEMENT // len(features))  # entities per statement
+    upsert_batch, upsert_one = _upsert(table, features, batch), _upsert(table, features, 1)
+    conn = sqlite3.connect(path, timeout=60)
+    try:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [table]).fetchone():
+            raise FeatureStoreError(
+                f'Online table "{table}" of view "{view.name}" is missing in {path}; run "shoprank features apply"'
+            )
+        with conn:
+            for columns in (_parameters(rows.slice(*span)) for span in spans(len(rows))):
+                whole = len(columns[0]) // batch * batch
+                strided = (column[i:whole:batch] for i in range(batch) for column in columns)
+                conn.executemany(upsert_batch, zip(*strided, strict=True))
+                conn.executemany(upsert_one, zip(*(column[whole:] for column in columns), strict=True))
+                advance(len(columns[0]))
+    finally:
+        conn.close()
+    return len(rows)
+
+
+def _parameters(rows: LatestRows) -> list[list[Any]]:
+    """Columns of the upsert's parameters: entity key, event_ts, then each feature's value and text.
+
+    Blobs go as bytearrays and missing numbers' texts as "" (NULLIF makes them NULL): the sqlite3
+    module binds those without looking for adapters, three times faster than bytes or None.
+    """
+    columns = [list(map(bytearray, rows.keys.to_pylist())), online_rows.sqlite_event_ts(rows.times).to_pylist()]
+    for _, kind, values in rows.features:
+        columns.append(list(map(bytearray, online_rows.value_protos(values, kind).to_pylist())))
+        if kind in NUMBERS:
+            columns.append([text or "" for text in online_rows.value_texts(values, kind)])
+        elif kind != ValueType.UNIX_TIMESTAMP:  # a timestamp's text is always NULL
+            columns.append(online_rows.value_texts(values, kind))
+    return columns
+
+
+def _upsert(table: str, features: list[tuple[str, ValueType]], entities: int) -> str:
+    """Feast's SQLite upsert of ``entities`` entities, each bound as ``_parameters`` lays them out."""
+    rows, slot = [], 0
+    for _ in range(entities):
+        key, event_ts = slot + 1, slot + 2
+        slot += 2
+        for name, kind in features:
+            value = slot = slot + 1
+            if kind in NUMBERS:
+                slot += 1
+                text = f"NULLIF(?{slot}, '')"
+            elif kind == ValueType.UNIX_TIMESTAMP:
+                text = "NULL"
+            else:
+                slot += 1
+                text = f"?{slot}"
+            rows.append(f"(?{key}, '{name.replace(chr(39), chr(39) * 2)}', ?{value}, {text}, ?{event_ts}, NULL)")
+    return (
+        f'INSERT INTO "{table}" (entity_key, feature_name, value, value_text, event_ts, created_ts) '
+        f"VALUES {', '.join(rows)} ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
+        "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts"
+    )
