@@ -21,30 +21,49 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from feast import FeatureView, RepoConfig
 from feast.infra.online_stores.helpers import _mmh3, compute_versioned_name
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from shoprank.errors import FeatureStoreError
 from shoprank.features import online_rows
 from shoprank.features.latest_rows import Advance, LatestRows, ahead, spans
 
 CHUNK = 1_000  # entities per script call: Redis serves other clients between calls
-# KEYS: entity keys; ARGV[1]: a field. Returns each key's value of the field (nil if none).
-GET = """
-local values = {}
-for i, key in ipairs(KEYS) do values[i] = redis.call('HGET', key, ARGV[1]) end
-return values
-"""
-# KEYS: entity keys; ARGV: field count n, expiry seconds (0: none), the n fields, then n values per key.
+# KEYS: entity keys. ARGV: field count n, expiry seconds (0: none), 1 to skip an entity whose stored
+# event time is at least as new (Feast's check, which ignores stored times up to the epoch), the n
+# fields (the last is _ts:<view>), then for each key its n values, its event time's seconds and
+# nanos. Returns the entities written.
 SET = """
-local n, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
-local hash = {}
-for j = 1, n do hash[2 * j - 1] = ARGV[2 + j] end
-for i, key in ipairs(KEYS) do
-  for j = 1, n do hash[2 * j] = ARGV[2 + n * i + j] end
-  redis.call('HSET', key, unpack(hash))
-  if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+local n, ttl, dedup = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1'
+local function stored(data)  -- seconds and nanos of a serialized Timestamp if after the epoch, else nil
+  if not data then return nil end
+  local parts, i = {0, 0}, 1
+  while i <= #data do
+    local field, value, scale = math.floor(data:byte(i) / 8), 0, 1
+    repeat
+      i = i + 1
+      local byte = data:byte(i)
+      value, scale = value + byte % 128 * scale, scale * 128
+    until byte < 128
+    if scale > 2 ^ 63 then return nil end  -- a ten-byte varint: negative, before the epoch
+    parts[field], i = value, i + 1
+  end
+  if parts[1] == 0 and parts[2] == 0 then return nil end
+  return parts[1], parts[2]
 end
-return #KEYS
+local hash, written = {}, 0
+for j = 1, n do hash[2 * j - 1] = ARGV[3 + j] end
+for i, key in ipairs(KEYS) do
+  local base = 3 + n + (i - 1) * (n + 2)
+  local seconds, nanos = tonumber(ARGV[base + n + 1]), tonumber(ARGV[base + n + 2])
+  local held_seconds, held_nanos
+  if dedup then held_seconds, held_nanos = stored(redis.call('HGET', key, ARGV[3 + n])) end
+  if not held_seconds or seconds > held_seconds or (seconds == held_seconds and nanos > held_nanos) then
+    for j = 1, n do hash[2 * j] = ARGV[base + j] end
+    redis.call('HSET', key, unpack(hash))
+    if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+    written = written + 1
+  end
+end
+return written
 """
 
 
@@ -63,30 +82,24 @@ def write_redis(config: RepoConfig, view: FeatureView, rows: LatestRows, advance
             'use "feast materialize" for a Redis cluster'
         )
     name = compute_versioned_name(view, config.registry.enable_online_feature_view_versioning)
-    ts_field = f"_ts:{name}".encode()
+    fields = [_mmh3(f"{name}:{feature}") for feature, _, _ in rows.features] + [f"_ts:{name}".encode()]
+    settings = [len(fields), online.key_ttl_seconds or 0, int(not online.skip_dedup)]
+    arguments = [str(setting).encode() for setting in settings] + fields
     client = RedisOnlineStore()._get_client(online)  # Feast's own connection settings
+    script = client.script_load(SET)
     keys = _bulks(online_rows.join([rows.keys, pa.scalar(config.project.encode(), online_rows.BINARY)]))
-    times = online_rows.timestamp_protos(rows.times)
-    if not online.skip_dedup and len(rows):
-        get = client.script_load(GET)
-        calls = (_call(get, keys[a:b], [ts_field]) for a, b in spans(len(rows), CHUNK))
-        stored = [value for reply in _run(client, calls, view) for value in reply]
-        held = _nanos(pa.array(stored, online_rows.BINARY))
-        newer = pa.array((held == 0) | (_nanos(times) > held))  # Feast's test: none held, or newer
-        rows, keys, times = rows.filter(newer), keys.filter(newer), times.filter(newer)
-        advance(len(newer) - len(rows))
-    fields = [_mmh3(f"{name}:{feature}") for feature, _, _ in rows.features] + [ts_field]
-    arguments = [str(len(fields)).encode(), str(online.key_ttl_seconds or 0).encode(), *fields]
-    put = client.script_load(SET)
 
     def call(span: tuple[int, int]) -> tuple[list[Any], int]:
-        start, stop = span
-        values = [online_rows.value_protos(values[start:stop], kind) for _, kind, values in rows.features]
-        return _call(put, keys[start:stop], arguments, _bulks(*values, times[start:stop]), len(fields))
+        part = rows.slice(*span)
+        values = [online_rows.value_protos(values, kind) for _, kind, values in part.features]
+        seconds, micros = np.divmod(part.times.cast(pa.timestamp("us")).cast(pa.int64()).to_numpy(), 1_000_000)
+        decimals = [pa.array(number).cast(pa.string()).cast(online_rows.BINARY) for number in (seconds, micros * 1000)]
+        times = [online_rows.timestamp_protos(part.times), *decimals]
+        return _call(script, keys[span[0] : span[1]], arguments, _bulks(*values, *times), len(fields) + 2)
 
     with ThreadPoolExecutor(1) as pool:
-        _run(client, ahead(pool, call, spans(len(rows), CHUNK)), view, advance)
-    return len(rows)
+        replies = _run(client, ahead(pool, call, spans(len(rows), CHUNK)), view, advance)
+    return sum(replies)
 
 
 def _bulks(*columns: pa.Array) -> pa.Array:
@@ -137,19 +150,6 @@ def _reply(connection: Any, entities: int, advance: Advance | None) -> Any:
     if advance:
         advance(entities)
     return reply
-
-
-def _nanos(protos: pa.Array) -> np.ndarray:
-    """Nanoseconds since the epoch of serialized Timestamps (0 where missing, as Feast reads them)."""
-
-    def decode(data: bytes | None) -> int:
-        proto = Timestamp()
-        proto.ParseFromString(data or b"")
-        return proto.seconds * 1_000_000_000 + proto.nanos
-
-    unique = pc.unique(protos)
-    decoded = np.array([decode(data) for data in unique.to_pylist()], np.int64)
-    return decoded[pc.index_in(protos, unique).to_numpy(zero_copy_only=False)]
 
 
 def _data(column: pa.Array) -> memoryview:

@@ -14,8 +14,10 @@ from uuid import uuid4
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pytest
 from feast import FeatureStore, FeatureView
+from feast.value_type import ValueType
 
 from shoprank.config import FEATURE_REPO_DIR
 from shoprank.errors import FeatureStoreError
@@ -190,6 +192,80 @@ def test_rows_equal_feasts_own_materialization(new_store):
         assert len(keys) == result.rows == len(_redis_keys(theirs))
         for key in keys:
             assert client.hgetall(key) == client.hgetall(key[:-suffix] + theirs.project.encode())
+
+
+# (event time Redis holds, event time written): Feast writes when the new one is later, to the
+# microsecond, or when the held one is missing or not after the epoch (it compares max(held, 0)).
+HELD_AND_NEW = [
+    (None, datetime(2025, 10, 2)),
+    (datetime(2025, 10, 1), datetime(2025, 10, 2)),
+    (datetime(2025, 10, 2), datetime(2025, 10, 2)),
+    (datetime(2025, 10, 2, 0, 0, 0, 1), datetime(2025, 10, 2)),
+    (datetime(2025, 10, 1, 23, 59, 59, 999_999), datetime(2025, 10, 2)),
+    (datetime(1960, 1, 1, 0, 0, 0, 500_000), datetime(1960, 1, 1, 0, 0, 0, 250_000)),
+    (datetime(1960, 1, 1, 0, 0, 0, 250_000), datetime(1960, 1, 1, 0, 0, 0, 500_000)),
+    (datetime(1969, 12, 31, 23, 59, 59, 999_999), datetime(1970, 1, 1)),
+    (datetime(1970, 1, 1), datetime(1950, 1, 1)),
+    (datetime(2262, 1, 1), datetime(2025, 10, 2)),
+]
+
+
+@pytest.mark.parametrize("new_store", ["production"], indirect=True)
+def test_redis_keeps_values_at_least_as_new_exactly_as_feast_does(new_store):
+    from feast.infra.online_stores.redis import RedisOnlineStore
+
+    from shoprank.features import online_rows
+    from shoprank.features.latest_rows import LatestRows
+    from shoprank.features.online_redis import write_redis
+
+    _, feasts = new_store()
+    _, ours = new_store()
+    view = _views(ours)["user_features"]
+    users = [f"held_{i}" for i in range(len(HELD_AND_NEW))]
+    redis_store = RedisOnlineStore()
+    for store in (feasts, ours):
+        held = [
+            (_key(user), {"views_1d": _int(-1)}, moment, None)
+            for user, (moment, _) in zip(users, HELD_AND_NEW, strict=True)
+            if moment
+        ]
+        redis_store.online_write_batch(store.config, view, held, None)
+    new = [
+        (_key(user), {"views_1d": _int(i)}, moment, None)
+        for i, (user, (_, moment)) in enumerate(zip(users, HELD_AND_NEW, strict=True))
+    ]
+    redis_store.online_write_batch(feasts.config, view, new, None)
+    rows = LatestRows(
+        online_rows.entity_keys([("user_id", ValueType.STRING, pa.array(users))]),
+        pa.array([moment for _, moment in HELD_AND_NEW], pa.timestamp("us")),
+        [("views_1d", ValueType.INT64, pa.array(range(len(users)), pa.int64()))],
+    )
+    written = write_redis(ours.config, view, rows, lambda done: None)
+    client = _redis(ours)
+    hashes = {
+        store.project: [client.hgetall(key + store.project.encode()) for key in rows.keys.to_pylist()]
+        for store in (feasts, ours)
+    }
+    assert hashes[ours.project] == hashes[feasts.project]
+    assert written == 7  # all but the equal and the two later ones held
+
+
+def _key(user: str):
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+
+    return EntityKey(join_keys=["user_id"], entity_values=[_string(user)])
+
+
+def _string(text: str):
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    return Value(string_val=text)
+
+
+def _int(number: int):
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    return Value(int64_val=number)
 
 
 @pytest.mark.parametrize("new_store", ["embedded"], indirect=True)  # checked before any store is touched
