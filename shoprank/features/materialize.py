@@ -2,21 +2,23 @@
 
 ``feast materialize`` converts and writes one row at a time in Python (a few thousand entities per
 second here). This takes the latest row per entity key in the interval with DuckDB over the view's
-Parquet source, and writes Feast's own online layout (``online_writers``), so Feast's readers
-(``get_online_features``, hence serving) read exactly what ``feast materialize`` would have written.
+Parquet source, and writes Feast's own online layout (``online_sqlite``, ``online_redis``), so
+Feast's readers (``get_online_features``, hence serving) read exactly what ``feast materialize``
+would have written.
 Everything about a view (source file, join keys, timestamp field, features and their types) comes
 from the registry.
 
 Intervals follow ``feast materialize-incremental`` and are recorded in the registry the same way
 (``apply_materialization``), so the two take turns: a view's first run covers ``[end - ttl, end]``,
-later runs ``(previous end, end]``. As with Feast, online values are not expired afterwards.
+later runs ``(previous end, end]`` (nothing when ``end`` is not later). As with Feast, values
+already online are not expired afterwards.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,11 +128,25 @@ class _Source:
 
     @property
     def relation(self) -> str:
+        """The mart, for a FROM clause."""
         return "read_parquet('{}')".format(str(self.path).replace("'", "''"))
 
     @property
     def partition(self) -> str:
+        """The join keys, comma-separated."""
         return ", ".join(f'"{name}"' for name, _ in self.keys)
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """A view's interval and its latest rows in it, in a DuckDB temporary table (None: nothing to do)."""
+
+    view: FeatureView
+    start: datetime
+    end: datetime
+    table: str | None
+    rows: int
+    seconds: float
 
 
 def materialize(
@@ -169,16 +185,16 @@ def materialize(
         sources = {view.name: _source(store, view) for view in selected}
         end = _utc(end) if end is not None else _newest(con, sources.values())
         staged = [_stage(con, index, view, sources[view.name], end) for index, view in enumerate(selected)]
-        total = sum(count for *_, count, _ in staged)
+        total = sum(stage.rows for stage in staged)
         done = []
-        for view, start, table, _, seconds in staged:
-            began = time.perf_counter()
-            written = 0
-            if table is not None:
-                rows = _latest_rows(con, table, sources[view.name])
+        for stage in staged:
+            began, view, written = time.perf_counter(), stage.view, 0
+            if stage.table is not None:
+                rows = _latest_rows(con, stage.table, sources[view.name])
                 written = WRITERS[kind](store.config, view, rows, _advance(progress, view.name, total))
-                store.registry.apply_materialization(view, store.project, start, end)
-            done.append(ViewMaterialized(view.name, start, end, written, seconds + time.perf_counter() - began))
+                store.registry.apply_materialization(view, store.project, stage.start, stage.end)
+            seconds = stage.seconds + time.perf_counter() - began
+            done.append(ViewMaterialized(view.name, stage.start, stage.end, written, seconds))
     _precompute_services(store, [view.name for view in selected])
     return MaterializeResult(kind, end, done, time.perf_counter() - started)
 
@@ -197,7 +213,7 @@ def online_status(settings: Settings) -> list[ViewStatus]:
     with _connect() as con:
         for view in _views(store, None):
             source = _source(store, view)
-            source.columns(con)
+            source.columns(con)  # checks the mart's columns and types
             ts = f'CAST("{source.timestamp}" AS TIMESTAMP)'
             intervals = _merged(view.materialization_intervals)
             online = " OR ".join(f"{ts} BETWEEN ? AND ?" for _ in intervals) or "false"
@@ -228,6 +244,7 @@ def _views(store: FeatureStore, names: list[str] | None) -> list[FeatureView]:
 
 
 def _source(store: FeatureStore, view: FeatureView) -> _Source:
+    """The view's source as registered, checked for what fast materialization supports."""
     source = view.batch_source
     if not isinstance(source, FileSource) or source.created_timestamp_column or source.field_mapping:
         raise FeatureStoreError(
@@ -249,30 +266,30 @@ def _source(store: FeatureStore, view: FeatureView) -> _Source:
     return _Source(view.name, path, keys, source.timestamp_field, features)
 
 
-def _stage(
-    con: duckdb.DuckDBPyConnection, index: int, view: FeatureView, source: _Source, end: datetime
-) -> tuple[FeatureView, datetime, str | None, int, float]:
-    """Put the view's latest rows in the interval into a temporary table; None if nothing to do."""
+def _stage(con: duckdb.DuckDBPyConnection, index: int, view: FeatureView, source: _Source, end: datetime) -> _Staged:
+    """The view's interval up to ``end``, its latest rows in it put into a temporary table."""
     began = time.perf_counter()
     previous = view.most_recent_end_time
     if previous is None:
         start, after = (end - view.ttl if view.ttl else EPOCH), ">="
     else:
         start, after = _utc(previous), ">"
-    if previous is not None and start >= end:
-        return view, start, None, 0, time.perf_counter() - began
+        if start >= end:  # already materialized that far
+            return _Staged(view, start, start, None, 0, time.perf_counter() - began)
     table = f"latest_{index}"
+    ts = f'CAST("{source.timestamp}" AS TIMESTAMP)'
     con.execute(
         f"CREATE TEMP TABLE {table} AS SELECT {source.columns(con)} FROM {source.relation} "
-        f'WHERE CAST("{source.timestamp}" AS TIMESTAMP) {after} ? AND CAST("{source.timestamp}" AS TIMESTAMP) <= ? '
+        f"WHERE {ts} {after} ? AND {ts} <= ? "
         f"QUALIFY row_number() OVER (PARTITION BY {source.partition} ORDER BY {_TS} DESC) = 1",
         [_naive(start), _naive(end)],
     )
     [(count,)] = con.execute(f"SELECT count(*) FROM {table}").fetchall()
-    return view, start, table, count, time.perf_counter() - began
+    return _Staged(view, start, end, table, count, time.perf_counter() - began)
 
 
 def _latest_rows(con: duckdb.DuckDBPyConnection, table: str, source: _Source) -> LatestRows:
+    """The staged rows as Arrow columns, with their serialized entity keys (the table is dropped)."""
     data = con.sql(f"SELECT * FROM {table}").to_arrow_table()
     con.execute(f"DROP TABLE {table}")
     columns = {name: data.column(name).combine_chunks() for name in data.column_names}
@@ -286,7 +303,8 @@ def _latest_rows(con: duckdb.DuckDBPyConnection, table: str, source: _Source) ->
     return LatestRows(keys, columns[_TS], [(name, kind, columns[name]) for name, kind in source.features])
 
 
-def _newest(con: duckdb.DuckDBPyConnection, sources) -> datetime:
+def _newest(con: duckdb.DuckDBPyConnection, sources: Iterable[_Source]) -> datetime:
+    """The newest event time in the sources' marts."""
     newest = [
         con.execute(f'SELECT max(CAST("{s.timestamp}" AS TIMESTAMP)) FROM {s.relation}').fetchall()[0][0]
         for s in sources
