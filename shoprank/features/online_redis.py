@@ -74,6 +74,7 @@ def write_redis(config: RepoConfig, view: FeatureView, rows: LatestRows, advance
         FeatureStoreError: Redis is unreachable, answers with an error, or runs as a cluster.
     """
     from feast.infra.online_stores.redis import RedisOnlineStore, RedisType
+    from redis.exceptions import RedisError
 
     online = config.online_store
     if online.redis_type == RedisType.redis_cluster:
@@ -84,22 +85,31 @@ def write_redis(config: RepoConfig, view: FeatureView, rows: LatestRows, advance
     name = compute_versioned_name(view, config.registry.enable_online_feature_view_versioning)
     fields = [_mmh3(f"{name}:{feature}") for feature, _, _ in rows.features] + [f"_ts:{name}".encode()]
     settings = [len(fields), online.key_ttl_seconds or 0, int(not online.skip_dedup)]
-    arguments = [str(setting).encode() for setting in settings] + fields
-    client = RedisOnlineStore()._get_client(online)  # Feast's own connection settings
-    script = client.script_load(SET)
+    arguments = b"".join(_bulk(argument) for argument in [str(setting).encode() for setting in settings] + fields)
     keys = _bulks(online_rows.join([rows.keys, pa.scalar(config.project.encode(), online_rows.BINARY)]))
+    client = RedisOnlineStore()._get_client(online)  # Feast's own connection settings
 
-    def call(span: tuple[int, int]) -> tuple[list[Any], int]:
+    def call(span: tuple[int, int], script: bytes) -> tuple[list[Any], int]:
+        """The EVALSHA of the write script on a chunk of entities, and their count."""
         part = rows.slice(*span)
         values = [online_rows.value_protos(values, kind) for _, kind, values in part.features]
         seconds, micros = np.divmod(part.times.cast(pa.timestamp("us")).cast(pa.int64()).to_numpy(), 1_000_000)
         decimals = [pa.array(number).cast(pa.string()).cast(online_rows.BINARY) for number in (seconds, micros * 1000)]
-        times = [online_rows.timestamp_protos(part.times), *decimals]
-        return _call(script, keys[span[0] : span[1]], arguments, _bulks(*values, *times), len(fields) + 2)
+        values = _bulks(*values, online_rows.timestamp_protos(part.times), *decimals)
+        count = 3 + len(part) * (len(fields) + 3) + len(settings) + len(fields)
+        head = b"*%d\r\n" % count + _bulk(b"EVALSHA") + _bulk(script) + _bulk(b"%d" % len(part))
+        return [head, _data(keys[span[0] : span[1]]), arguments, _data(values)], len(part)
 
-    with ThreadPoolExecutor(1) as pool:
-        replies = _run(client, ahead(pool, call, spans(len(rows), CHUNK)), view, advance)
-    return sum(replies)
+    try:
+        script = client.script_load(SET).encode()
+        with ThreadPoolExecutor(1) as pool:  # the next chunk is built while Redis runs this one
+            chunks = ahead(pool, lambda span: call(span, script), spans(len(rows), CHUNK))
+            return sum(_run(client, chunks, advance))
+    except RedisError as exc:
+        raise FeatureStoreError(
+            f'View "{view.name}": Redis failed while materializing ({exc}); check that Redis at '
+            f"{online.connection_string} is up and writable, then run again"
+        ) from None
 
 
 def _bulks(*columns: pa.Array) -> pa.Array:
@@ -111,19 +121,8 @@ def _bulks(*columns: pa.Array) -> pa.Array:
     return online_rows.join(pieces)
 
 
-def _call(sha: str, keys: pa.Array, arguments: list[bytes], values: pa.Array | None = None, per_key: int = 0):
-    """An EVALSHA of a script over ``keys``, with constant ``arguments`` then ``per_key`` values of each
-    key (``keys`` and ``values`` hold bulk strings); returns its protocol bytes and entity count."""
-    count = 3 + len(keys) + len(arguments) + per_key * len(keys)
-    head = b"*%d\r\n" % count + b"".join(_bulk(part) for part in (b"EVALSHA", sha.encode(), b"%d" % len(keys)))
-    parts = [head, _data(keys), b"".join(_bulk(argument) for argument in arguments)]
-    return parts + ([_data(values)] if values is not None else []), len(keys)
-
-
-def _run(client: Any, calls: Iterable[tuple[list[Any], int]], view: FeatureView, advance: Advance | None = None):
+def _run(client: Any, calls: Iterable[tuple[list[Any], int]], advance: Advance) -> list[Any]:
     """Send each call, the next one on its way while this one's reply is read; return the replies."""
-    from redis.exceptions import RedisError
-
     connection = client.connection_pool.get_connection()
     replies: list[Any] = []
     in_flight: list[int] = []
@@ -132,24 +131,17 @@ def _run(client: Any, calls: Iterable[tuple[list[Any], int]], view: FeatureView,
             connection.send_packed_command(parts)
             in_flight.append(entities)
             if len(in_flight) > 1:
-                replies.append(_reply(connection, in_flight.pop(0), advance))
-        replies += [_reply(connection, entities, advance) for entities in in_flight]
-    except RedisError as exc:
+                replies.append(connection.read_response())
+                advance(in_flight.pop(0))
+        for entities in in_flight:
+            replies.append(connection.read_response())
+            advance(entities)
+    except Exception:
         connection.disconnect()  # replies may be left unread
-        raise FeatureStoreError(
-            f'View "{view.name}": Redis failed while materializing ({exc}); check that Redis at '
-            f"{client.connection_pool.connection_kwargs.get('host')} is up and writable, then run again"
-        ) from None
+        raise
     finally:
         client.connection_pool.release(connection)
     return replies
-
-
-def _reply(connection: Any, entities: int, advance: Advance | None) -> Any:
-    reply = connection.read_response()
-    if advance:
-        advance(entities)
-    return reply
 
 
 def _data(column: pa.Array) -> memoryview:

@@ -250,6 +250,33 @@ def test_redis_keeps_values_at_least_as_new_exactly_as_feast_does(new_store):
     assert written == 7  # all but the equal and the two later ones held
 
 
+def test_an_unreachable_redis_is_named_with_the_fix(definitions):
+    from feast import RepoConfig
+    from feast.infra.online_stores.redis import RedisOnlineStoreConfig
+
+    from shoprank.features import online_rows
+    from shoprank.features.latest_rows import LatestRows
+    from shoprank.features.online_redis import write_redis
+
+    config = RepoConfig(
+        project="unreachable",
+        provider="local",
+        registry="unused.db",
+        online_store=RedisOnlineStoreConfig(connection_string="127.0.0.1:9"),
+        entity_key_serialization_version=3,
+    )
+    view = next(d for d in definitions if isinstance(d, FeatureView) and d.name == "user_features")
+    rows = LatestRows(
+        online_rows.entity_keys([("user_id", ValueType.STRING, pa.array(["u1"]))]),
+        pa.array([datetime(2025, 10, 2)], pa.timestamp("us")),
+        [("views_1d", ValueType.INT64, pa.array([1]))],
+    )
+    with pytest.raises(
+        FeatureStoreError, match=r'View "user_features": Redis failed while materializing \(.*\); check '
+    ):
+        write_redis(config, view, rows, lambda done: None)
+
+
 def _key(user: str):
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 
