@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 from feast.value_type import ValueType
 
 Advance = Callable[[int], None]  # called with the entities just processed
-CHUNK = 5_000  # entities per progress step, SQLite chunk and Redis round trip
+CHUNK = 5_000  # entities per chunk (and progress step) of a writer
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def write_sqlite(config: RepoConfig, view: FeatureView, rows: LatestRows, advanc
     path = SqliteOnlineStore._get_db_path(config)
     table = compute_table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
     rows = rows.take(pc.sort_indices(rows.keys))
-    rows = LatestRows(rows.keys, rows.times, sorted(rows.features))
+    rows = LatestRows(rows.keys, rows.times, sorted(rows.features, key=lambda feature: feature[0]))
     features = [(name, kind) for name, kind, _ in rows.features]
     batch = max(1, ROWS_PER_STATEMENT // len(features))  # entities per statement
     upsert_batch, upsert_one = _upsert(table, features, batch), _upsert(table, features, 1)
