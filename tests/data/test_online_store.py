@@ -56,8 +56,9 @@ def new_store(request, definitions, tiny_shop, tmp_path):
     yield make
     for store in made:
         if request.param == "production":
-            for key in _redis_keys(store):
-                _redis(store).delete(key)
+            keys = _redis_keys(store)
+            for start in range(0, len(keys), 10_000):
+                _redis(store).unlink(*keys[start : start + 10_000])
             store.registry.delete_project(store.project)
 
 
@@ -250,31 +251,24 @@ def test_redis_keeps_values_at_least_as_new_exactly_as_feast_does(new_store):
     assert written == 7  # all but the equal and the two later ones held
 
 
-def test_an_unreachable_redis_is_named_with_the_fix(definitions):
-    from feast import RepoConfig
-    from feast.infra.online_stores.redis import RedisOnlineStoreConfig
-
+@pytest.mark.parametrize("new_store", ["production"], indirect=True)
+def test_a_redis_error_is_named_with_the_view_and_the_fix(new_store):
     from shoprank.features import online_rows
     from shoprank.features.latest_rows import LatestRows
     from shoprank.features.online_redis import write_redis
 
-    config = RepoConfig(
-        project="unreachable",
-        provider="local",
-        registry="unused.db",
-        online_store=RedisOnlineStoreConfig(connection_string="127.0.0.1:9"),
-        entity_key_serialization_version=3,
-    )
-    view = next(d for d in definitions if isinstance(d, FeatureView) and d.name == "user_features")
+    _, store = new_store()
+    keys = online_rows.entity_keys([("user_id", ValueType.STRING, pa.array(["u1", "u2"]))])
+    _redis(store).set(keys.to_pylist()[1] + store.project.encode(), "not a hash")
     rows = LatestRows(
-        online_rows.entity_keys([("user_id", ValueType.STRING, pa.array(["u1"]))]),
-        pa.array([datetime(2025, 10, 2)], pa.timestamp("us")),
-        [("views_1d", ValueType.INT64, pa.array([1]))],
+        keys,
+        pa.array([datetime(2025, 10, 2)] * 2, pa.timestamp("us")),
+        [("views_1d", ValueType.INT64, pa.array([1, 2]))],
     )
     with pytest.raises(
-        FeatureStoreError, match=r'View "user_features": Redis failed while materializing \(.*\); check '
+        FeatureStoreError, match=r'View "user_features": Redis failed while materializing \(.*WRONGTYPE.*\); check '
     ):
-        write_redis(config, view, rows, lambda done: None)
+        write_redis(store.config, _views(store)["user_features"], rows, lambda done: None)
 
 
 def _key(user: str):
