@@ -17,11 +17,18 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from feast import FeatureStore, FeatureView
+from feast.infra.online_stores.redis import RedisOnlineStore
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+from feast.protos.feast.types.Value_pb2 import Value
 from feast.value_type import ValueType
+from redis import Redis
 
 from shoprank.config import FEATURE_REPO_DIR
 from shoprank.errors import FeatureStoreError
+from shoprank.features import online_rows
+from shoprank.features.latest_rows import LatestRows
 from shoprank.features.materialize import materialize, online_status
+from shoprank.features.online_redis import write_redis
 from shoprank.features.store import feast, open_store, write_config
 
 SAMPLE = 150  # entities read back per view
@@ -213,12 +220,6 @@ HELD_AND_NEW = [
 
 @pytest.mark.parametrize("new_store", ["production"], indirect=True)
 def test_redis_keeps_values_at_least_as_new_exactly_as_feast_does(new_store):
-    from feast.infra.online_stores.redis import RedisOnlineStore
-
-    from shoprank.features import online_rows
-    from shoprank.features.latest_rows import LatestRows
-    from shoprank.features.online_redis import write_redis
-
     _, feasts = new_store()
     _, ours = new_store()
     view = _views(ours)["user_features"]
@@ -253,10 +254,6 @@ def test_redis_keeps_values_at_least_as_new_exactly_as_feast_does(new_store):
 
 @pytest.mark.parametrize("new_store", ["production"], indirect=True)
 def test_a_redis_error_is_named_with_the_view_and_the_fix(new_store):
-    from shoprank.features import online_rows
-    from shoprank.features.latest_rows import LatestRows
-    from shoprank.features.online_redis import write_redis
-
     _, store = new_store()
     keys = online_rows.entity_keys([("user_id", ValueType.STRING, pa.array(["u1", "u2"]))])
     _redis(store).set(keys.to_pylist()[1] + store.project.encode(), "not a hash")
@@ -271,21 +268,11 @@ def test_a_redis_error_is_named_with_the_view_and_the_fix(new_store):
         write_redis(store.config, _views(store)["user_features"], rows, lambda done: None)
 
 
-def _key(user: str):
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-
-    return EntityKey(join_keys=["user_id"], entity_values=[_string(user)])
+def _key(user: str) -> EntityKey:
+    return EntityKey(join_keys=["user_id"], entity_values=[Value(string_val=user)])
 
 
-def _string(text: str):
-    from feast.protos.feast.types.Value_pb2 import Value
-
-    return Value(string_val=text)
-
-
-def _int(number: int):
-    from feast.protos.feast.types.Value_pb2 import Value
-
+def _int(number: int) -> Value:
     return Value(int64_val=number)
 
 
@@ -313,9 +300,7 @@ def test_errors_name_the_view_and_the_fix(new_store, tmp_path):
         materialize(settings)
 
 
-def _redis(store: FeatureStore):
-    from redis import Redis
-
+def _redis(store: FeatureStore) -> Redis:
     host, port = store.config.online_store.connection_string.split(":")
     return Redis(host, int(port))
 
