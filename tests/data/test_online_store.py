@@ -161,11 +161,14 @@ def test_runs_are_incremental_and_a_run_without_new_data_writes_nothing(new_stor
     assert (
         again.rows == 0 and later.rows == 0 and [run.view for run in later.views] == ["user_features", "item_features"]
     )
-    # Feast reads our intervals: its materialize-incremental starts where we ended and adds nothing
+    # Feast reads our intervals (its materialize-incremental starts where we ended), and we read Feast's
     views = _views(store)
     assert views["user_features"].most_recent_end_time == data_end + timedelta(days=1)
     assert views["user_category_features"].most_recent_end_time == data_end
-    store.materialize_incremental(end_date=data_end + timedelta(days=1), feature_views=["user_category_features"])
+    store.materialize_incremental(end_date=data_end + timedelta(days=2), feature_views=["user_category_features"])
+    after_feast = materialize(settings, end=data_end + timedelta(days=2), views=["user_category_features"])
+    assert after_feast.views[0].start == data_end + timedelta(days=2) and after_feast.rows == 0
+    views = _views(store)
     statuses = {status.view: status for status in online_status(settings)}
     for run in first.views:
         view = views[run.view]
