@@ -59,6 +59,7 @@ def prepare(args: argparse.Namespace) -> Path:
     from shoprank.config import Settings
     from shoprank.features.store import feast, open_store
     from training.dataset import ENTITIES, default_surfaces, label_entities
+    from training.labels import served
     from training.pit import CHUNK, ROW, connect
     from training.plan import resolve
 
@@ -72,7 +73,7 @@ def prepare(args: argparse.Namespace) -> Path:
         return path
     plan = resolve(open_store(settings), args.service)
     con = connect(WORK / ".spill")
-    labels = label_entities(con, settings, plan, default_surfaces(plan), args.rows)
+    labels = label_entities(con, settings, plan, served(default_surfaces(plan)), args.rows)
     repeats = -(-args.rows // labels)
     group = "query_id || '#' || rep"
     con.execute(

@@ -56,7 +56,7 @@ def cli(
 
     \b
     Example:
-        shoprank pipeline                  # simulate -> ingest -> dbt build -> validate
+        shoprank pipeline                  # simulate -> ingest -> build -> features -> train -> report
         shoprank --workdir /tmp/shop ingest events.parquet
     """
     settings = load_settings(config_file)
@@ -159,7 +159,8 @@ def validate(settings: Settings) -> None:
 @_days
 @click.pass_obj
 def pipeline(settings: Settings, preset: str | None, days: int | None) -> None:
-    """The main job: simulate -> ingest -> dbt build -> validate, then a summary.
+    """The main job: simulate -> ingest -> dbt build -> validate -> features apply ->
+    materialize -> training frames -> train, evaluate, register and report a ranker.
 
     \b
     Example:
@@ -269,6 +270,148 @@ def dataset_build(settings: Settings, service: str, engine: str) -> None:
     with progress_bar(f"dataset {service}") as advance:
         result = build_dataset(settings, service, engine, progress=advance)
     click.echo(summary.dataset(result))
+
+
+_labels = click.option(
+    "--labels",
+    type=click.Choice(["served", "candidates", "judgments"]),
+    default="served",
+    show_default=True,
+    help="Label source: served lists, candidate lists with next-day interactions, or human judgments.",
+)
+
+
+def _label_source(name: str):
+    """The named label source (None: the service's served lists)."""
+    from training import labels
+
+    if name == "candidates":
+        return labels.candidates()
+    return labels.judgments() if name == "judgments" else None
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--service", default="ranker_v1", show_default=True, help="Feature service the model reads.")
+@_labels
+@click.option("--algorithm", type=click.Choice(["lightgbm", "xgboost"]), help="Model [default: [train] or lightgbm].")
+@click.option(
+    "--position",
+    type=click.Choice(["feature", "unbiased", "none"]),
+    help="Position-bias handling [default: [train] or feature].",
+)
+@click.option("--tune", "trials", type=click.IntRange(min=0), default=0, help="Random-search trials before training.")
+@click.pass_obj
+def train(
+    settings: Settings, service: str, labels: str, algorithm: str | None, position: str | None, trials: int
+) -> None:
+    """Train a ranker on the past, evaluate it against baselines on the future, register it and
+    write its report.
+
+    \b
+    Example:
+        shoprank train
+        shoprank train --service search_ranker_v1 --algorithm xgboost --tune 8
+    """
+    from training.run import ranker_config, train_model
+
+    config = ranker_config(settings, algorithm=algorithm, position=position)
+    with progress_bar(f"train {service}") as advance:
+        run = train_model(settings, service, _label_source(labels), config, trials, advance)
+    click.echo(summary.trained(run))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--service", default="ranker_v1", show_default=True, help="Feature service of the model.")
+@click.option("--version", help="Model version [default: production, else the newest].")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="HTML file [default: in the version].")
+@click.pass_obj
+def report(settings: Settings, service: str, version: str | None, output: Path | None) -> None:
+    """Write a model's self-contained HTML report (metrics vs baselines, curves, importance, lineage).
+
+    \b
+    Example:
+        shoprank report --service search_ranker_v1 --output report.html
+    """
+    from training.registry import get
+    from training.report import write_report
+
+    model = get(settings, service, version)
+    click.echo(f"Report of {model.name}: {write_report(model.path, output)}")
+
+
+@cli.group(context_settings=CONTEXT)
+def models() -> None:
+    """The model registry: list, show, promote and compare trained versions.
+
+    \b
+    Example:
+        shoprank models list
+        shoprank models promote ranker_v1 v0002
+    """
+
+
+@models.command("list", context_settings=CONTEXT)
+@click.option("--service", help="Only this feature service's models.")
+@click.pass_obj
+def models_list(settings: Settings, service: str | None) -> None:
+    """One line per version: algorithm, labels, NDCG@10 vs best baseline, when trained.
+
+    \b
+    Example:
+        shoprank models list --service ranker_v1
+    """
+    from training.registry import promoted, versions
+
+    found = versions(settings, service)
+    click.echo(summary.model_list(found, {m.card["service"]: promoted(settings, m.card["service"]) for m in found}))
+
+
+@models.command("show", context_settings=CONTEXT)
+@click.argument("service")
+@click.argument("version", required=False)
+@click.pass_obj
+def models_show(settings: Settings, service: str, version: str | None) -> None:
+    """A version's card: features, windows, lineage, parameters, metrics.
+
+    \b
+    Example:
+        shoprank models show ranker_v1 v0001
+    """
+    from training.registry import get
+
+    click.echo(summary.model_card(get(settings, service, version)))
+
+
+@models.command("promote", context_settings=CONTEXT)
+@click.argument("service")
+@click.argument("version")
+@click.pass_obj
+def models_promote(settings: Settings, service: str, version: str) -> None:
+    """Make VERSION the production model of SERVICE (what serving loads).
+
+    \b
+    Example:
+        shoprank models promote ranker_v1 v0002
+    """
+    from training.registry import promote
+
+    click.echo(f"Promoted {promote(settings, service, version).name} to production")
+
+
+@models.command("compare", context_settings=CONTEXT)
+@click.argument("service")
+@click.argument("versions", nargs=-1, required=True)
+@click.pass_obj
+def models_compare(settings: Settings, service: str, versions: tuple[str, ...]) -> None:
+    """Test metrics of versions side by side.
+
+    \b
+    Example:
+        shoprank models compare ranker_v1 v0001 v0002
+    """
+    from training.registry import get
+
+    click.echo(summary.model_comparison([get(settings, service, v) for v in versions]))
 
 
 @cli.command(context_settings=CONTEXT)

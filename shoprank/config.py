@@ -13,6 +13,10 @@ The config file is TOML (``shoprank.toml`` in the current directory, or ``--conf
     days = 21
     bot_user_rate = 0.002
 
+    [train]                   # hyperparameters of training.rankers.RankerConfig
+    algorithm = "lightgbm"
+    learning_rate = 0.05
+
 Everything a run writes lives under ``workdir`` (``SHOPRANK_HOME``), so deleting that one folder
 starts over and two workdirs never collide.
 """
@@ -35,6 +39,7 @@ DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 FEATURE_REPO_DIR = REPO_ROOT / "feature_repo"
 PROFILES = ("embedded", "production")
 FIELDS = {"workdir": Path, "seed": int, "profile": str, "project": str}
+TABLES = ("simulate", "train")
 ENVIRONMENT = {
     "workdir": "SHOPRANK_HOME",
     "seed": "SHOPRANK_SEED",
@@ -54,6 +59,7 @@ class Settings:
             (Redis online store, PostgreSQL registry).
         project: Feast project name: separates feature stores that share Redis and PostgreSQL.
         simulate: Simulator options: ``preset`` plus overrides of the preset's fields.
+        train: Ranker hyperparameters (fields of ``training.rankers.RankerConfig``).
     """
 
     workdir: Path = Path("data")
@@ -61,6 +67,7 @@ class Settings:
     profile: str = "embedded"
     project: str = "shoprank"
     simulate: Mapping[str, Any] = field(default_factory=lambda: {"preset": "small"})
+    train: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def warehouse(self) -> Path:
@@ -107,6 +114,11 @@ class Settings:
         """Training frames built from the feature store."""
         return self.workdir / "datasets"
 
+    @property
+    def models(self) -> Path:
+        """The model registry: one immutable folder per trained model version."""
+        return self.workdir / "models"
+
     def env(self) -> dict[str, str]:
         """Environment variables that point dbt and Feast at this workdir."""
         return {"SHOPRANK_HOME": str(self.workdir.resolve())}
@@ -144,12 +156,13 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
     if path is not None:
         values.update(_read_toml(Path(path)))
     simulate = {"preset": "small", **values.pop("simulate", {})}
+    train = values.pop("train", {})
     typed = _typed(values, lambda name: name)
     from_environment = {name: environ[variable] for name, variable in ENVIRONMENT.items() if variable in environ}
     typed.update(_typed(from_environment, ENVIRONMENT.get))
     if ENV_PREFIX + "PRESET" in environ:
         simulate["preset"] = environ[ENV_PREFIX + "PRESET"]
-    return Settings(simulate=simulate, **typed)
+    return Settings(simulate=simulate, train=train, **typed)
 
 
 def _typed(values: dict[str, Any], label: Callable[[str], str]) -> dict[str, Any]:
@@ -170,13 +183,14 @@ def _read_toml(path: Path) -> dict[str, Any]:
         values = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f'Config file "{path}" is not valid TOML ({exc}); fix the line it names') from None
-    unknown = set(values) - {*FIELDS, "simulate"}
+    unknown = set(values) - {*FIELDS, *TABLES}
     if unknown:
         raise ConfigError(
-            f'Config file "{path}" has unknown key(s) {sorted(unknown)}; allowed: {", ".join(FIELDS)}, [simulate]'
+            f'Config file "{path}" has unknown key(s) {sorted(unknown)}; allowed: {", ".join(FIELDS)}, [simulate], [train]'
         )
-    if not isinstance(values.get("simulate", {}), dict):
-        raise ConfigError(f'Config file "{path}": "simulate" must be a table ([simulate])')
+    for table in TABLES:
+        if not isinstance(values.get(table, {}), dict):
+            raise ConfigError(f'Config file "{path}": "{table}" must be a table ([{table}])')
     return values
 
 

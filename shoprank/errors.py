@@ -35,3 +35,7 @@ class ContractError(ShoprankError):
 
 class FeatureStoreError(ShoprankError):
     """The Feast feature store is missing, unreachable or inconsistent with its definitions."""
+
+
+class ModelError(ShoprankError):
+    """A model version is missing, or no longer matches the feature service it was trained on."""

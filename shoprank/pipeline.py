@@ -1,5 +1,5 @@
 """The main job and its steps, as library calls the CLI wraps: simulate -> ingest -> build ->
-validate -> features apply -> materialize -> training frames."""
+validate -> features apply -> materialize -> training frames -> train, evaluate, register, report."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from shoprank.progress import Advance
 from shoprank.simulate import SimulationSummary, simulate, spec_for
 from shoprank.validate import MartReport, validate_marts
 from training.dataset import DatasetResult, build_dataset
+from training.run import TrainingRun, train_model
 
 ProgressFactory = Callable[[str], AbstractContextManager[Advance]]
 
@@ -36,6 +37,7 @@ class PipelineResult:
     definitions: Definitions
     materialized: MaterializeResult
     datasets: list[DatasetResult]
+    training: TrainingRun
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -53,7 +55,8 @@ def run_simulation(settings: Settings, advance: Advance | None = None) -> Simula
 
 def run_pipeline(settings: Settings, progress: ProgressFactory) -> PipelineResult:
     """Run simulate -> ingest -> dbt build -> validate -> features apply -> materialize ->
-    training frames (one per feature service) on the workdir.
+    training frames (one per feature service) -> train the recommendation ranker (evaluated
+    against the baselines, registered, with its report) on the workdir.
 
     Args:
         settings: Resolved settings (workdir, seed, simulator preset and options).
@@ -83,7 +86,8 @@ def run_pipeline(settings: Settings, progress: ProgressFactory) -> PipelineResul
     datasets = timed(
         "datasets", lambda advance: [build_dataset(settings, service, progress=advance) for service in SERVICES]
     )
-    return PipelineResult(simulation, report, build, marts, definitions, materialized, datasets, seconds)
+    training = timed("train", lambda advance: train_model(settings, SERVICES[0], progress=advance, dataset=datasets[0]))
+    return PipelineResult(simulation, report, build, marts, definitions, materialized, datasets, training, seconds)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ if TYPE_CHECKING:  # only types: `shoprank --help` stays fast
     from shoprank.simulate import SimulationSummary
     from shoprank.validate import MartReport
     from training.dataset import DatasetResult
+    from training.registry import ModelVersion
+    from training.run import TrainingRun
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], indent: int = 2) -> str:
@@ -99,6 +101,7 @@ def pipeline(result: PipelineResult, settings: Settings) -> str:
             definitions(result.definitions, settings),
             materialized(result.materialized),
             "\n".join(dataset(d) for d in result.datasets),
+            trained(result.training),
             f"Pipeline finished in {sum(result.seconds.values()):.1f} s ({timings}); workdir {settings.workdir}",
         ]
     )
@@ -169,3 +172,86 @@ def dataset(result: DatasetResult) -> str:
         f"Training frame of {result.service} ({result.engine}): {result.rows:,} rows x {len(result.columns)} columns "
         f"({len(result.features)} features) in {result.seconds:.1f} s -> {result.path}"
     )
+
+
+HEADLINE_METRICS = ("ndcg@5", "ndcg@10", "ndcg@20", "map", "mrr", "recall@20", "auc")
+
+
+def trained(run: TrainingRun) -> str:
+    """The headline of a training run, its test metrics against the baselines, and its report."""
+    card, head = run.model.card, run.evaluation.headline
+    metrics = run.evaluation.metrics
+    lines = [
+        f"Trained {run.model.name}: {card['algorithm']} on {card['rows']['train']:,} rows "
+        f"({card['label_source']} labels, {len(card['features'])} features, {card['best_iteration']} rounds) in {run.seconds:.1f} s",
+        f"  {headline(head)}",
+        "",
+    ]
+    for against in dict.fromkeys(metrics["against"].to_list()):
+        chosen = metrics.filter(metrics["against"] == against)
+        rankers = list(dict.fromkeys(chosen["ranker"].to_list()))
+        values = {(r, m): v for r, m, v in zip(chosen["ranker"], chosen["metric"], chosen["value"], strict=True)}
+        lines.append(f"Test metrics against {'true relevance' if against == 'truth' else 'observed labels'}:")
+        rows = [[r, *(f"{values.get((r, m), float('nan')):.4f}" for m in HEADLINE_METRICS)] for r in rankers]
+        lines += [table(["ranker", *HEADLINE_METRICS], rows), ""]
+    lines.append(f"Report: {run.report}")
+    return "\n".join(lines)
+
+
+def headline(head: dict) -> str:
+    """Model vs best baseline on the headline metric, and the share of the oracle gap closed."""
+    against = " against true relevance" if head.get("against") == "truth" else ""
+    text = f"{head['metric']}{against}: model {head['model']:.4f}"
+    if head.get("best_baseline"):
+        text += f" vs best baseline {head['best_baseline']} {head['baseline']:.4f} ({head['lift']:+.1f}%)"
+    if head.get("gap_closed") is not None:
+        text += f"; closes {head['gap_closed']:.0f}% of the logging policy -> oracle gap"
+    return text
+
+
+def model_list(models: list[ModelVersion], promoted: dict[str, str | None]) -> str:
+    """One line per registered version."""
+    if not models:
+        return 'No models yet; run "shoprank train"'
+    rows = [
+        (
+            m.card["service"],
+            m.card["version"] + (" *" if promoted.get(m.card["service"]) == m.card["version"] else ""),
+            m.card["algorithm"],
+            m.card["label_source"],
+            f"{m.card['headline']['model']:.4f}",
+            f"{m.card['headline']['best_baseline']} {m.card['headline']['baseline']:.4f}",
+            m.card["trained_at"],
+        )
+        for m in models
+    ]
+    headers = ["service", "version", "algorithm", "labels", "ndcg@10", "best baseline", "trained at"]
+    return "\n".join([table(headers, rows), "  * production"])
+
+
+def model_card(model: ModelVersion) -> str:
+    """A version's card in readable lines."""
+    card = model.card
+    windows = ", ".join(f"{part} {start} .. {end}" for part, (start, end) in card["window"].items())
+    lines = [
+        f"{model.name}  {card['algorithm']}  trained {card['trained_at']} in {card['train_seconds']} s",
+        f"  path          {model.path}",
+        f"  labels        {card['label_source']}; rows {card['rows']}; groups {card['groups']}",
+        f"  windows       {windows}",
+        f"  features      {len(card['features'])} (hash {card['features_hash']}): {', '.join(card['features'])}",
+        f"  lineage       {card['lineage']}",
+        f"  config        {card['config']}",
+        f"  headline      {headline(card['headline'])}",
+    ]
+    for part, values in card["metrics"].items():
+        lines.append(f"  {part:<13} " + ", ".join(f"{m} {v:.4f}" for m, v in values.items() if m != "groups"))
+    return "\n".join(lines)
+
+
+def model_comparison(models: list[ModelVersion]) -> str:
+    """Test metrics of several versions side by side."""
+    rows = [
+        [m, *(f"{model.card['metrics']['test'].get(m, float('nan')):.4f}" for model in models)]
+        for m in HEADLINE_METRICS
+    ]
+    return table(["test metric", *(f"{m.card['version']} {m.card['algorithm']}" for m in models)], rows)

@@ -14,6 +14,7 @@ import polars as pl
 from feast.types import Bool, FeastType, Float32, Float64, Int32, Int64, String, UnixTimestamp
 
 from shoprank.errors import ContractError
+from training.metrics import auc
 from training.plan import ServicePlan
 
 GROUP = "query_id"
@@ -80,3 +81,31 @@ def _polars(name: str, dtype: FeastType) -> pl.DataType:
     if dtype not in _POLARS:
         raise ContractError(f'Feature "{name}" has type {dtype}, which training frames do not hold; use a scalar type')
     return _POLARS[dtype]
+
+
+LEAKY_AUC = 0.98
+
+
+def check_leakage(frame: pl.DataFrame, features: tuple[str, ...]) -> None:
+    """Reject features that tell the label almost perfectly on their own: a feature computed from
+    the label (or from after the ranking) would look like this, and no honest one does.
+
+    Raises:
+        ContractError: Naming each such feature and its AUC against ``label > 0``.
+    """
+    positive = (frame["label"] > 0).to_numpy()
+    if positive.all() or not positive.any():
+        return
+    leaky = []
+    for name in features:
+        if frame.schema[name].is_numeric():
+            values = frame[name].cast(pl.Float64).fill_null(float("-inf")).fill_nan(float("-inf")).to_numpy()
+            separation = abs(auc(positive, values) - 0.5) + 0.5
+            if separation >= LEAKY_AUC:
+                leaky.append(f"{name} (AUC {separation:.3f})")
+    if leaky:
+        raise ContractError(
+            f"Feature(s) {', '.join(leaky)} separate the labels almost perfectly on the training rows: "
+            "they probably leak the label (computed from it, or from after the ranking); "
+            "fix their mart or feature view, or drop them from the feature service"
+        )

@@ -1,8 +1,8 @@
-"""Point-in-time training frames: the labels mart joined to a feature service.
+"""Point-in-time training frames: labelled entity rows joined to a feature service.
 
-Entity rows ``(query_id, user_id, item_id, event_timestamp, label)`` come from ``fct_labels``
-(plus what the service joins on: the candidate's current ``category_path`` from
-``marts.dim_items``, ``query_norm``, and the request-time ``request_time`` and ``query``). They
+Entity rows ``(query_id, user_id, item_id, event_timestamp, label)`` and their context come from
+a label source (``training.labels``; served lists by default), plus what the service joins on:
+the candidate's current ``category_path`` from ``marts.dim_items`` and the request time. They
 are sorted by time and group, cut into chunks that never split a group, joined chunk by chunk,
 checked against the frame's Pandera contract and written to Parquet, so memory stays bounded.
 Two engines give the same frame: ``duckdb`` (``training.pit``) and ``feast``, Feast's own
@@ -31,21 +31,16 @@ from shoprank.features.store import open_store
 from shoprank.progress import Advance
 from shoprank.warehouse import connect as connect_warehouse
 from training.contracts import GROUP, training_frame_schema, validate_frame
+from training.labels import CONTEXT_COLUMNS, LABEL_COLUMNS, LIST_SURFACES, SEARCH_SURFACES, LabelSource, served
 from training.pit import CHUNK, ROW, connect, join_chunk
 from training.plan import ServicePlan, resolve
 
 ENGINES = ("duckdb", "feast")
 ENTITIES = "entities"
-LABEL_COLUMNS = ("query_id", "user_id", "item_id", "event_timestamp", "label")
-SEARCH_SURFACES = ("search",)
-LIST_SURFACES = ("recommend", "browse")
-# Where each column a service may join on comes from: l = fct_labels, i = dim_items.
-_LABEL_SOURCES = {
-    "user_id": "l.user_id",
-    "item_id": "l.item_id",
+# Where each column a service may join on comes from: l = the label rows, i = dim_items.
+_ENTITY_SOURCES = {
+    **{column: f"l.{column}" for column in (*LABEL_COLUMNS, *CONTEXT_COLUMNS)},
     "category_path": "i.category_path",
-    "query_norm": "l.query_norm",
-    "query": "l.query",
     "request_time": "l.event_timestamp",
 }
 
@@ -58,6 +53,7 @@ class DatasetResult:
         path: The folder of the parts.
         service: The feature service joined.
         engine: ``duckdb`` or ``feast``.
+        labels: The label source's name.
         rows: Rows written (one per entity row).
         columns: Every column, in order: entity columns, then Feast's feature columns.
         features: The service's feature columns (what a model trains on).
@@ -67,6 +63,7 @@ class DatasetResult:
     path: Path
     service: str
     engine: str
+    labels: str
     rows: int
     columns: tuple[str, ...]
     features: tuple[str, ...]
@@ -77,7 +74,7 @@ def build_dataset(
     settings: Settings,
     service: str,
     engine: str = "duckdb",
-    surfaces: tuple[str, ...] | None = None,
+    labels: LabelSource | None = None,
     chunk_rows: int = 1_000_000,
     progress: Advance | None = None,
 ) -> DatasetResult:
@@ -87,8 +84,8 @@ def build_dataset(
         settings: The workdir (its labels mart, warehouse and applied feature store).
         service: Feature service name, e.g. ``ranker_v1``.
         engine: ``duckdb`` (ASOF joins in DuckDB) or ``feast`` (``get_historical_features``).
-        surfaces: Served surfaces to take labels from; by default ``search`` when the service
-            reads the query, else ``recommend`` and ``browse``.
+        labels: Where the labelled rows come from; by default the served lists of ``search``
+            when the service reads the query, else of ``recommend`` and ``browse``.
         chunk_rows: Rows per chunk (a chunk holds whole groups, so it may be a little larger).
         progress: Called as ``progress(rows, what, total=...)`` after each chunk.
 
@@ -102,21 +99,25 @@ def build_dataset(
         raise ConfigError(f'Unknown dataset engine "{engine}"; use one of {", ".join(ENGINES)}')
     store = open_store(settings)
     plan = resolve(store, service)
-    surfaces = surfaces or default_surfaces(plan)
+    labels = labels or served(default_surfaces(plan))
     con = connect(settings.datasets / ".spill")
     try:
-        rows = label_entities(con, settings, plan, surfaces, chunk_rows)
+        rows = label_entities(con, settings, plan, labels, chunk_rows)
         if rows == 0:
-            raise ContractError(
-                f"No labels with surface in {list(surfaces)} in {settings.marts / 'fct_labels.parquet'}; "
-                'pick surfaces the shop serves or run "shoprank pipeline"'
-            )
+            raise ContractError(f'Label source "{labels.name}" gave no rows; check its input data')
         join = join_chunk if engine == "duckdb" else feast_join(store)
         columns = write_frames(con, plan, ENTITIES, settings.datasets / service, join, progress)
     finally:
         con.close()
     return DatasetResult(
-        settings.datasets / service, service, engine, rows, columns, plan.features, time.perf_counter() - started
+        settings.datasets / service,
+        service,
+        engine,
+        labels.name,
+        rows,
+        columns,
+        plan.features,
+        time.perf_counter() - started,
     )
 
 
@@ -208,26 +209,23 @@ def feast_join(store: FeatureStore) -> Join:
 
 
 def label_entities(
-    con: duckdb.DuckDBPyConnection, settings: Settings, plan: ServicePlan, surfaces: tuple[str, ...], chunk_rows: int
+    con: duckdb.DuckDBPyConnection, settings: Settings, plan: ServicePlan, labels: LabelSource, chunk_rows: int
 ) -> int:
-    """Create the entity table from the labels mart; return its number of rows."""
-    labels = settings.marts / "fct_labels.parquet"
-    if not labels.is_file():
-        raise WarehouseError(f'Labels mart "{labels}" does not exist; run "shoprank build" (or "shoprank pipeline")')
-    missing = [c for c in plan.entity_columns if c not in _LABEL_SOURCES]
+    """Create the entity table from a label source; return its number of rows."""
+    missing = [c for c in plan.entity_columns if c not in _ENTITY_SOURCES]
     if missing:
         raise ContractError(
-            f'Feature service "{plan.service}" needs entity column(s) {missing}, which the labels mart '
-            f"does not provide; add them to training.dataset._LABEL_SOURCES or use another service"
+            f'Feature service "{plan.service}" needs entity column(s) {missing}, which label rows '
+            f"do not provide; add them to training.dataset._ENTITY_SOURCES or use another service"
         )
-    extra = [c for c in plan.entity_columns if c not in LABEL_COLUMNS]
-    if "category_path" in extra:
+    columns = dict.fromkeys((*LABEL_COLUMNS, *CONTEXT_COLUMNS, *plan.entity_columns))
+    if "category_path" in columns:
         _register_items(con, settings)
-    select = [f"l.{c}" for c in LABEL_COLUMNS] + [f"{_LABEL_SOURCES[c]} as {c}" for c in extra]
-    items = "left join items i using (item_id)" if "category_path" in extra else ""
+    select = ", ".join(f"{_ENTITY_SOURCES[c]} as {c}" for c in columns)
+    items = "left join items i using (item_id)" if "category_path" in columns else ""
     rows = (
-        f"select {', '.join(select)}, row_number() over (order by l.event_timestamp, l.query_id, l.position, l.item_id) - 1 as {ROW} "
-        f"from read_parquet('{labels}') l {items} where l.surface in ({_quoted(surfaces)})"
+        f"select {select}, row_number() over (order by l.event_timestamp, l.query_id, l.position, l.item_id) - 1 as {ROW} "
+        f"from ({labels.select(con, settings)}) l {items}"
     )
     return entity_table(con, rows, chunk_rows)
 
@@ -242,7 +240,3 @@ def _register_items(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
                 f'Warehouse "{settings.warehouse}" has no marts.dim_items; run "shoprank build"'
             ) from None
     con.register("items", items)
-
-
-def _quoted(values: tuple[str, ...]) -> str:
-    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)

@@ -50,7 +50,7 @@ def test_env_points_dbt_at_the_absolute_workdir(tmp_path):
     ("content", "message"),
     [
         ("seed = [", "is not valid TOML"),
-        ("colour = 1", "unknown key(s) ['colour']; allowed: workdir, seed, profile, project, [simulate]"),
+        ("colour = 1", "unknown key(s) ['colour']; allowed: workdir, seed, profile, project, [simulate], [train]"),
         ('profile = "cloud"', 'Unknown profile "cloud"; use one of embedded, production'),
         ('seed = "many"', 'seed must be an integer, got "many"'),
         ("simulate = 3", '"simulate" must be a table ([simulate])'),

@@ -18,6 +18,7 @@ from shoprank.errors import ConfigError, ContractError, FeatureStoreError
 from shoprank.features.store import feast, open_store
 from training.contracts import training_frame_schema, validate_frame
 from training.dataset import ENTITIES, build_dataset, entity_table
+from training.labels import served
 from training.pit import connect, join_chunk
 from training.plan import resolve
 
@@ -103,8 +104,10 @@ def test_one_row_per_label_in_time_order(shop, built):
 
 def test_surfaces_default_by_service(built):
     ranker = frame(built, "ranker_v1")
-    assert "query_norm" not in ranker.columns
+    assert set(ranker["surface"]) == {"recommend", "browse"}
+    assert set(frame(built, "search_ranker_v1")["surface"]) == {"search"}
     assert len(ranker) == built("ranker_v1")[0].rows > 0
+    assert built("ranker_v1")[0].labels == "served"
     assert "query_title_match__title_token_overlap" in frame(built, "search_ranker_v1").columns
 
 
@@ -173,4 +176,4 @@ def test_unknown_engine_and_empty_surfaces_are_user_errors(shop):
     with pytest.raises(ConfigError, match='engine "spark"; use one of duckdb, feast'):
         build_dataset(shop, "ranker_v1", engine="spark")
     with pytest.raises(ContractError, match=r"No labels with surface in \['email'\]"):
-        build_dataset(shop, "ranker_v1", surfaces=("email",))
+        build_dataset(shop, "ranker_v1", labels=served(("email",)))
