@@ -198,7 +198,7 @@ def _lineage(card: dict[str, Any]) -> str:
             for key, value in lineage.items()
         },
     }
-    params = [[_text(key), _text(json.dumps(value))] for key, value in sorted(card["params"].items())]
+    params = [[_text(key), _text(json.dumps(value))] for key, value in sorted(card["config"].items())]
     features = "".join(f"<li>{_esc(feature)}</li>" for feature in card["features"])
     return _section(
         "Data window and lineage",

@@ -96,7 +96,7 @@ def _write_version(root: Path) -> Path:
         "lineage": {"dbt_manifest_hash": "abc123", "warehouse": {"snapshot": "s1"}, "code_version": "deadbeef"},
         "config": {},
         "seed": 7,
-        "params": {"learning_rate": 0.05, "num_leaves": 31},
+        "config": {"learning_rate": 0.05, "num_leaves": 31},
         "best_iteration": 8,
         "metrics": {"valid": {"ndcg@10": 0.5}, "test": {"ndcg@10": 0.5555}},
         "headline": {
