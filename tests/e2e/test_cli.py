@@ -18,6 +18,7 @@ from tests.conftest import shared_dataset
 COMMANDS = [
     ["simulate"], ["ingest"], ["build"], ["validate"], ["pipeline"], ["status"],
     ["features", "apply"], ["features", "materialize"], ["features", "status"], ["dataset", "build"],
+    ["train"], ["report"], ["models", "list"], ["models", "show"], ["models", "promote"], ["models", "compare"],
 ]  # fmt: skip
 
 
@@ -142,6 +143,9 @@ def test_the_installed_script_runs_the_main_job(tmp_path):
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("Pipeline finished in ") and last.endswith(f"workdir {tmp_path / 'shop'}")
     assert "All 6 marts meet their contracts" in done.stdout
+    assert "Trained ranker_v1/v0001: lightgbm on " in done.stdout
+    assert "ndcg@10 against true relevance: model " in done.stdout
+    assert f"Report: {tmp_path / 'shop' / 'models' / 'ranker_v1' / 'v0001' / 'report.html'}" in done.stdout
     assert "Traceback" not in done.stderr
     assert (tmp_path / "shop" / "marts" / "user_features_daily.parquet").is_file()
 
