@@ -16,11 +16,10 @@ import numpy as np
 import polars as pl
 
 from shoprank.config import Settings
-from shoprank.errors import ConfigError, ContractError, WarehouseError
+from shoprank.errors import ConfigError, ContractError
 from shoprank.text import tokens
-from shoprank.warehouse import connect as connect_warehouse
 from training.pit import ROW, connect
-from training.signals import as_of, neighbours, popularity, recent_items, register_events
+from training.signals import as_of, neighbours, popularity, read_warehouse, recent_items, register_events
 
 K1, B = 1.2, 0.75
 
@@ -153,13 +152,9 @@ def _scores(con: duckdb.DuckDBPyConnection, select: str) -> np.ndarray:
 
 def _title_terms(settings: Settings) -> pl.DataFrame:
     """``item_id, token, tf``: each word of each catalog title with its count in the title."""
-    with connect_warehouse(settings.warehouse, read_only=True) as warehouse:
-        try:
-            items = warehouse.sql("select item_id, title from marts.dim_items where title is not null").pl()
-        except duckdb.CatalogException:
-            raise WarehouseError(
-                f'Warehouse "{settings.warehouse}" has no marts.dim_items; run "shoprank build"'
-            ) from None
+    items = pl.from_arrow(
+        read_warehouse(settings, "select item_id, title from marts.dim_items where title is not null")
+    )
     words = pl.Series("token", [tokens(title) for title in items["title"]], dtype=pl.List(pl.Utf8))
     return (
         items.select("item_id", words)

@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shoprank.config import Settings
@@ -27,23 +28,29 @@ GRADE = "case event_type when 'purchase' then 3 when 'add_to_cart' then 2 else 1
 
 def register_events(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     """Copy ``user_id, item_id, event_time, event_type`` of the warehouse's cleaned, sessionized
-    events (bots excluded) into the temp table ``events``.
-
-    Raises:
-        WarehouseError: The warehouse or its events model is missing.
-    """
-    with connect_warehouse(settings.warehouse, read_only=True) as warehouse:
-        try:
-            events = warehouse.sql(
-                "select user_id, item_id, event_time, event_type from intermediate.int_events_sessionized"
-            ).to_arrow_table()
-        except duckdb.CatalogException:
-            raise WarehouseError(
-                f'Warehouse "{settings.warehouse}" has no intermediate.int_events_sessionized; run "shoprank build"'
-            ) from None
+    events (bots excluded) into the temp table ``events``."""
+    events = read_warehouse(
+        settings, "select user_id, item_id, event_time, event_type from intermediate.int_events_sessionized"
+    )
     con.register("__events", events)
     con.execute(f"create or replace temp table {EVENTS} as select * from __events")
     con.unregister("__events")
+
+
+def read_warehouse(settings: Settings, select: str) -> pa.Table:
+    """The rows of a ``select`` over the warehouse, opened read-only.
+
+    Raises:
+        WarehouseError: The warehouse, or a model the select reads, is missing.
+    """
+    with connect_warehouse(settings.warehouse, read_only=True) as warehouse:
+        try:
+            return warehouse.sql(select).to_arrow_table()
+        except duckdb.CatalogException as exc:
+            raise WarehouseError(
+                f'Warehouse "{settings.warehouse}" cannot answer "{select}" ({str(exc).splitlines()[0]}); '
+                'run "shoprank build"'
+            ) from None
 
 
 def mart(settings: Settings, name: str) -> Path:
