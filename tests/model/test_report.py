@@ -94,7 +94,6 @@ def _write_version(root: Path) -> Path:
         "rows": {"train": 1234567, "valid": 23456, "test": 34567},
         "groups": {"train": 50000, "valid": 2000, "test": 3000},
         "lineage": {"dbt_manifest_hash": "abc123", "warehouse": {"snapshot": "s1"}, "code_version": "deadbeef"},
-        "config": {},
         "seed": 7,
         "config": {"learning_rate": 0.05, "num_leaves": 31},
         "best_iteration": 8,
