@@ -278,4 +278,3 @@ def _curve(history: dict[str, list[float]]) -> pl.DataFrame:
         )
         for name, values in history.items()
     )
-
