@@ -36,6 +36,7 @@ def connect(spill: Path) -> duckdb.DuckDBPyConnection:
     config = {"memory_limit": os.environ.get(MEMORY_VARIABLE, DEFAULT_MEMORY), "temp_directory": str(spill)}
     con = duckdb.connect(config=config)
     con.execute("set TimeZone = 'UTC'")
+    con.execute("set enable_progress_bar = false")
     return con
 
 

@@ -94,6 +94,10 @@ MART_KEYS = {
         "query_id",
         "item_id",
     ),
+    "fct_judgments": (
+        "query_id",
+        "item_id",
+    ),
 }
 
 
@@ -200,6 +204,22 @@ def _schemas(horizon: datetime) -> dict[str, pa.DataFrameSchema]:
                 "query_norm": pa.Column(pl.Utf8, nullable=True),
                 "position": pa.Column(pl.Int32, pa.Check.ge(0)),
                 "label": pa.Column(pl.Int32, pa.Check.isin([0, 1, 2, 3])),
+            },
+            strict=True,
+            ordered=True,
+        ),
+        "fct_judgments": pa.DataFrameSchema(
+            {
+                "query_id": _key(),
+                "user_id": _key(),
+                "item_id": _key(),
+                "event_timestamp": pa.Column(pl.Datetime("us"), nullable=False),  # after the horizon: see the mart
+                "surface": pa.Column(pl.Utf8, pa.Check.isin(["search"])),
+                "query": pa.Column(pl.Utf8),
+                "query_norm": pa.Column(pl.Utf8),
+                "position": pa.Column(pl.Int32, nullable=True),
+                "label": pa.Column(pl.Int32, pa.Check.isin([0, 1, 2, 3])),
+                "grade": pa.Column(pl.Float64),
             },
             strict=True,
             ordered=True,
