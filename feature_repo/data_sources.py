@@ -24,6 +24,7 @@ def _mart(model: str, description: str) -> FileSource:
 
 
 user_daily = _mart("user_features_daily", "User activity windows as of each day boundary.")
+item_catalog = _mart("item_catalog_features", "Item catalog versions: title, brand, category and price.")
 item_daily = _mart("item_features_daily", "Item activity, price and catalog attributes as of each day boundary.")
 user_category_daily = _mart("user_category_features_daily", "User x category activity share as of each boundary.")
 item_pair_weekly = _mart("item_pair_features_weekly", "Item x item co-visitation and cosine similarity snapshots.")

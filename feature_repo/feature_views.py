@@ -40,6 +40,22 @@ user_features = FeatureView(
     description="What a user did over the last 1, 7 and 30 days, and how they convert.",
 )
 
+item_catalog = FeatureView(
+    name="item_catalog",
+    entities=[item],
+    ttl=timedelta(0),  # a catalog version stays valid until the next one replaces it
+    source=sources.item_catalog,
+    schema=[
+        Field(name="title", dtype=String),
+        Field(name="brand", dtype=String),
+        Field(name="category_path", dtype=String),
+        Field(name="category_top", dtype=String),
+        Field(name="price", dtype=Float64),
+    ],
+    tags={"dbt.model": "item_catalog_features"},
+    description="The item's current catalog version, for every item (active or not).",
+)
+
 item_features = FeatureView(
     name="item_features",
     entities=[item],

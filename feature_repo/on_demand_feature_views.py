@@ -7,7 +7,7 @@ from feast import Field, RequestSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String, UnixTimestamp
 
-from feature_views import item_features, user_category_features, user_features
+from feature_views import item_catalog, item_features, user_category_features, user_features
 
 request_time = RequestSource(
     name="request_time",
@@ -18,6 +18,11 @@ search_query = RequestSource(
     name="search_query",
     schema=[Field(name="query", dtype=String)],
     description="The text the user searched for.",
+)
+retrieval = RequestSource(
+    name="retrieval",
+    schema=[Field(name="retrieval_bm25", dtype=Float64)],
+    description="BM25 of the query against the candidate's title, from the retrieval that found it.",
 )
 
 
@@ -60,13 +65,14 @@ def candidate_category(inputs: pd.DataFrame) -> pd.DataFrame:
 
 
 @on_demand_feature_view(
-    sources=[search_query, item_features[["title", "brand"]]],
+    sources=[search_query, retrieval, item_catalog[["title", "brand"]]],
     schema=[
+        Field(name="title_bm25", dtype=Float64),
         Field(name="title_token_overlap", dtype=Float64),
         Field(name="title_has_query", dtype=Int64),
         Field(name="brand_in_query", dtype=Int64),
     ],
-    description="How the normalized query matches the candidate's title and brand.",
+    description="How the normalized query matches the candidate's title (BM25, word overlap, phrase) and brand.",
 )
 def query_title_match(inputs: pd.DataFrame) -> pd.DataFrame:
     from shoprank.features.transforms import query_title_match

@@ -17,11 +17,8 @@ import polars as pl
 
 from shoprank.config import Settings
 from shoprank.errors import ConfigError, ContractError
-from shoprank.text import tokens
 from training.pit import ROW, connect
-from training.signals import as_of, neighbours, popularity, read_warehouse, recent_items, register_events
-
-K1, B = 1.2, 0.75
+from training.signals import as_of, catalog_index, neighbours, popularity, recent_items, register_events
 
 
 @dataclass(frozen=True)
@@ -75,29 +72,10 @@ def item_cf(rows: Rows) -> np.ndarray:
 
 
 def bm25(rows: Rows) -> np.ndarray:
-    """BM25 (k1 = 1.2, b = 0.75) of the row's query against the item's title; the collection is
-    every catalog title, both texts tokenized by ``shoprank.text.tokens`` (0 without a query)."""
+    """BM25 of the row's query against the item's current catalog title (0 without a query)."""
     if "query" not in rows.frame.columns:
         raise ContractError("The bm25 baseline needs the query of every row; use search labels or judgments")
-    terms = _title_terms(rows.settings)
-    lengths = terms.group_by("item_id").agg(length=pl.col("tf").sum())
-    documents, mean_length = lengths.height, lengths["length"].mean()
-    idf = terms.group_by("token").agg(idf=((documents - pl.len() + 0.5) / (pl.len() + 0.5) + 1).log())
-    queries = rows.frame.select(
-        pl.int_range(pl.len()).alias(ROW),
-        "item_id",
-        pl.Series("token", [sorted(set(tokens(q))) for q in rows.frame["query"]], dtype=pl.List(pl.Utf8)),
-    ).explode("token")
-    saturation = pl.col("tf") * (K1 + 1) / (pl.col("tf") + K1 * (1 - B + B * pl.col("length") / mean_length))
-    scored = (
-        queries.join(terms, on=["item_id", "token"])
-        .join(lengths, on="item_id")
-        .join(idf, on="token")
-        .group_by(ROW)
-        .agg(score=(pl.col("idf") * saturation).sum())
-    )
-    ordered = pl.DataFrame({ROW: np.arange(rows.frame.height)}).join(scored, on=ROW, how="left", maintain_order="left")
-    return ordered["score"].fill_null(0.0).to_numpy().astype(np.float64)
+    return catalog_index(rows.settings).score(rows.frame["query"].to_list(), rows.frame["item_id"].to_list())
 
 
 BASELINES: dict[str, Callable[[Rows], np.ndarray]] = {
@@ -148,18 +126,3 @@ def _item_day(rows: Rows, score: str) -> np.ndarray:
 def _scores(con: duckdb.DuckDBPyConnection, select: str) -> np.ndarray:
     """The ``score`` column of ``select`` (in row order)."""
     return con.sql(select).fetchnumpy()["score"].astype(np.float64)
-
-
-def _title_terms(settings: Settings) -> pl.DataFrame:
-    """``item_id, token, tf``: each word of each catalog title with its count in the title."""
-    items = pl.from_arrow(
-        read_warehouse(settings, "select item_id, title from marts.dim_items where title is not null")
-    )
-    words = pl.Series("token", [tokens(title) for title in items["title"]], dtype=pl.List(pl.Utf8))
-    return (
-        items.select("item_id", words)
-        .explode("token")
-        .drop_nulls("token")
-        .group_by("item_id", "token")
-        .agg(tf=pl.len())
-    )

@@ -34,14 +34,18 @@ from training.contracts import GROUP, training_frame_schema, validate_frame
 from training.labels import CONTEXT_COLUMNS, LABEL_COLUMNS, LIST_SURFACES, SEARCH_SURFACES, LabelSource, served
 from training.pit import CHUNK, ROW, connect, join_chunk
 from training.plan import ServicePlan, resolve
+from training.signals import catalog_index
 
 ENGINES = ("duckdb", "feast")
 ENTITIES = "entities"
-# Where each column a service may join on comes from: l = the label rows, i = dim_items.
+RETRIEVAL = "retrieval_bm25"
+# Where each column a service may join on comes from: l = the label rows, i = dim_items,
+# r = the BM25 retrieval score of the row's query and item.
 _ENTITY_SOURCES = {
     **{column: f"l.{column}" for column in (*LABEL_COLUMNS, *CONTEXT_COLUMNS)},
     "category_path": "i.category_path",
     "request_time": "l.event_timestamp",
+    RETRIEVAL: f"r.{RETRIEVAL}",
 }
 
 
@@ -219,15 +223,28 @@ def label_entities(
             f"do not provide; add them to training.dataset._ENTITY_SOURCES or use another service"
         )
     columns = dict.fromkeys((*LABEL_COLUMNS, *CONTEXT_COLUMNS, *plan.entity_columns))
+    con.execute(f"create or replace temp table label_rows as {labels.select(con, settings)}")
+    joins = ""
     if "category_path" in columns:
         _register_items(con, settings)
+        joins += " left join items i using (item_id)"
+    if RETRIEVAL in columns:
+        _register_retrieval(con, settings)
+        joins += " left join retrieval r on r.query = l.query and r.item_id = l.item_id"
     select = ", ".join(f"{_ENTITY_SOURCES[c]} as {c}" for c in columns)
-    items = "left join items i using (item_id)" if "category_path" in columns else ""
     rows = (
         f"select {select}, row_number() over (order by l.event_timestamp, l.query_id, l.position, l.item_id) - 1 as {ROW} "
-        f"from ({labels.select(con, settings)}) l {items}"
+        f"from label_rows l{joins}"
     )
     return entity_table(con, rows, chunk_rows)
+
+
+def _register_retrieval(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """BM25 of each distinct (query, item) of the label rows against the current catalog titles,
+    as the retrieval that found the item would have scored it."""
+    pairs = con.sql("select distinct query, item_id from label_rows where query is not null").pl()
+    scores = catalog_index(settings).score(pairs["query"].to_list(), pairs["item_id"].to_list())
+    con.register("retrieval", pairs.with_columns(pl.Series(RETRIEVAL, scores)))
 
 
 def _register_items(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:

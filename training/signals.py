@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from shoprank.config import Settings
 from shoprank.errors import WarehouseError
+from shoprank.features.bm25 import TitleIndex
 from shoprank.warehouse import connect as connect_warehouse
 
 EVENTS = "events"
@@ -35,6 +36,12 @@ def register_events(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     con.register("__events", events)
     con.execute(f"create or replace temp table {EVENTS} as select * from __events")
     con.unregister("__events")
+
+
+def catalog_index(settings: Settings) -> TitleIndex:
+    """The BM25 index of the current catalog titles (``marts.dim_items``)."""
+    items = read_warehouse(settings, "select item_id, title from marts.dim_items")
+    return TitleIndex.build(items["item_id"].to_pylist(), items["title"].to_pylist())
 
 
 def read_warehouse(settings: Settings, select: str) -> pa.Table:

@@ -80,6 +80,10 @@ MART_KEYS = {
         "category_path",
         "event_timestamp",
     ),
+    "item_catalog_features": (
+        "item_id",
+        "event_timestamp",
+    ),
     "item_pair_features_weekly": (
         "item_id",
         "neighbour_item_id",
@@ -108,6 +112,19 @@ def mart_contracts(horizon: datetime) -> dict[str, MartContract]:
 
 def _schemas(horizon: datetime) -> dict[str, pa.DataFrameSchema]:
     return {
+        "item_catalog_features": pa.DataFrameSchema(
+            {
+                "item_id": _key(),
+                "event_timestamp": pa.Column(TIMESTAMP, nullable=False),  # catalog versions, not activity
+                "title": pa.Column(pl.Utf8, nullable=True),
+                "brand": pa.Column(pl.Utf8, nullable=True),
+                "category_path": pa.Column(pl.Utf8, nullable=True),
+                "category_top": pa.Column(pl.Utf8, nullable=True),
+                "price": pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
+            },
+            strict=True,
+            ordered=True,
+        ),
         "user_features_daily": pa.DataFrameSchema(
             {
                 "user_id": _key(),

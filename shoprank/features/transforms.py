@@ -39,7 +39,8 @@ def candidate_category(inputs: pd.DataFrame) -> pd.DataFrame:
 
 
 def query_title_match(inputs: pd.DataFrame) -> pd.DataFrame:
-    """Share of the query's words in the title, the whole query in the title, the brand in the query."""
+    """The retrieval's BM25 (0 when missing), the share of the query's words in the title, the
+    whole query in the title, the brand in the query."""
     queries, titles, brands = (_normalized(inputs[c]) for c in ("query", "title", "brand"))
     overlap, phrase, brand = [], [], []
     for query, title, brand_name in zip(queries, titles, brands, strict=True):
@@ -47,8 +48,10 @@ def query_title_match(inputs: pd.DataFrame) -> pd.DataFrame:
         overlap.append(sum(w in title_words for w in query_words) / len(query_words) if query_words else 0.0)
         phrase.append(int(bool(query) and f" {query} " in f" {title} "))
         brand.append(int(bool(brand_name) and f" {brand_name} " in f" {query} "))
+    bm25 = pd.to_numeric(inputs["retrieval_bm25"], errors="coerce").fillna(0.0)
     return pd.DataFrame(
         {
+            "title_bm25": bm25.to_numpy(dtype="float64"),
             "title_token_overlap": np.asarray(overlap, dtype="float64"),
             "title_has_query": np.asarray(phrase, dtype="int64"),
             "brand_in_query": np.asarray(brand, dtype="int64"),

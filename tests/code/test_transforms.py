@@ -3,8 +3,10 @@
 import math
 
 import pandas as pd
+import pytest
 
 from shoprank.features import transforms
+from shoprank.features.bm25 import TitleIndex
 from shoprank.text import normalize_query, tokens
 
 
@@ -41,9 +43,11 @@ def test_query_title_match_on_normalized_words():
             "query": ["Water-Bottle", "acme bottle", "tent", None],
             "title": ["Acme Stainless Water Bottle 750 ml", "Acme Stainless Water Bottle", "Trail Tent", "Tent"],
             "brand": ["Acme", "Acme", None, "Trail"],
+            "retrieval_bm25": [2.5, 1.0, None, float("nan")],
         }
     )
     out = transforms.query_title_match(inputs)
+    assert out["title_bm25"].tolist() == [2.5, 1.0, 0.0, 0.0]
     assert out["title_token_overlap"].tolist() == [1.0, 1.0, 1.0, 0.0]
     assert out["title_has_query"].tolist() == [1, 0, 1, 0]
     assert out["brand_in_query"].tolist() == [0, 1, 0, 0]
@@ -54,3 +58,15 @@ def test_normalization_lowers_and_collapses_everything_but_letters_and_digits():
     assert normalize_query("Crème brûlée_pot") == "crème brûlée pot"
     assert normalize_query(" ?! ") is None and normalize_query(None) is None
     assert tokens("1/2 in. Pipe") == ["1", "2", "in", "pipe"]
+
+
+def test_bm25_of_titles_by_hand():
+    index = TitleIndex.build(["a", "b", "c"], ["red shoe", "blue shoe shoe", None])
+    # 2 titles (c has none) of 2 and 3 words, mean 2.5; "red" in 1 of them, "shoe" in both
+    red, shoe = math.log(1 + 1.5 / 1.5), math.log(1 + 0.5 / 2.5)
+    short, long = 1.2 * (0.25 + 0.75 * 2 / 2.5), 1.2 * (0.25 + 0.75 * 3 / 2.5)
+    # a query word counts once, whatever its case; "shoes" is another word
+    got = index.score(["Red shoes? RED SHOE", "shoe", "shoe", None], ["a", "b", "c", "a"])
+    expected = [(red + shoe) * 2.2 / (1 + short), shoe * 2 * 2.2 / (2 + long), 0.0, 0.0]
+    assert got.tolist() == pytest.approx(expected)
+    assert index.score(["red"], ["missing"]).tolist() == [0.0]

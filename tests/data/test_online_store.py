@@ -27,7 +27,7 @@ from shoprank.config import FEATURE_REPO_DIR
 from shoprank.errors import FeatureStoreError
 from shoprank.features import online_rows
 from shoprank.features.latest_rows import LatestRows
-from shoprank.features.materialize import materialize, online_status
+from shoprank.features.materialize import EPOCH, materialize, online_status
 from shoprank.features.online_redis import write_redis
 from shoprank.features.store import feast, open_store, write_config
 
@@ -138,7 +138,7 @@ def test_online_values_are_the_latest_offline_values_within_the_ttl(new_store):
     assert sum(done for done, _, _ in calls) == result.rows == calls[-1][2] > 0
     for run in result.views:
         view = _views(store)[run.view]
-        assert run.start == end - view.ttl
+        assert run.start == (end - view.ttl if view.ttl else EPOCH)  # no TTL: every version ever
         latest = _latest(view, run.start, end)
         assert run.rows == len(latest)
         rows = _sample(view)
@@ -200,9 +200,11 @@ def test_rows_equal_feasts_own_materialization(new_store):
     else:
         client, suffix = _redis(ours), len(ours.project)
         keys = _redis_keys(ours)
-        assert len(keys) == result.rows == len(_redis_keys(theirs))
-        for key in keys:
-            assert client.hgetall(key) == client.hgetall(key[:-suffix] + theirs.project.encode())
+        assert len(keys) == len(_redis_keys(theirs))
+        hashes = [client.hgetall(key) for key in keys]  # one per entity key: views of an entity share it
+        assert sum(field.startswith(b"_ts:") for fields in hashes for field in fields) == result.rows
+        for key, fields in zip(keys, hashes, strict=True):
+            assert fields == client.hgetall(key[:-suffix] + theirs.project.encode())
 
 
 # (event time Redis holds, event time written): Feast writes when the new one is later, to the

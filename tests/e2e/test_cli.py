@@ -104,7 +104,7 @@ def test_feature_store_commands_on_a_built_shop(tiny_shop):
     assert lines[0] == f"Online store of {tiny_shop.workdir} (profile embedded, project shoprank)"
     assert lines[1].split() == ["view", "materialized", "until", "newest", "value", "entities", "pending", "rows"]
     assert [line.split()[0] for line in lines[2:]] == [
-        "item_features", "item_pair_features", "query_item_features", "user_category_features", "user_features",
+        "item_catalog", "item_features", "item_pair_features", "query_item_features", "user_category_features", "user_features",
     ]  # fmt: skip
     assert all(line.split()[-1] == "0" for line in lines[2:])  # the pipeline materialized everything
     unknown = invoke("--workdir", str(tiny_shop.workdir), "dataset", "build", "--service", "ranker_v9")
