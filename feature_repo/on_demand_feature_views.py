@@ -69,10 +69,16 @@ def candidate_category(inputs: pd.DataFrame) -> pd.DataFrame:
     schema=[
         Field(name="title_bm25", dtype=Float64),
         Field(name="title_token_overlap", dtype=Float64),
+        Field(name="title_stem_overlap", dtype=Float64),
+        Field(name="title_trigram_jaccard", dtype=Float64),
+        Field(name="title_has_query_noun", dtype=Int64),
+        Field(name="title_number_overlap", dtype=Float64),
         Field(name="title_has_query", dtype=Int64),
         Field(name="brand_in_query", dtype=Int64),
+        Field(name="query_words", dtype=Int64),
+        Field(name="title_words", dtype=Int64),
     ],
-    description="How the normalized query matches the candidate's title (BM25, word overlap, phrase) and brand.",
+    description="How the query matches the candidate's title (BM25, words, stems, trigrams, noun, numbers, phrase) and brand.",
 )
 def query_title_match(inputs: pd.DataFrame) -> pd.DataFrame:
     from shoprank.features.transforms import query_title_match

@@ -39,24 +39,60 @@ def candidate_category(inputs: pd.DataFrame) -> pd.DataFrame:
 
 
 def query_title_match(inputs: pd.DataFrame) -> pd.DataFrame:
-    """The retrieval's BM25 (0 when missing), the share of the query's words in the title, the
-    whole query in the title, the brand in the query."""
+    """How the query matches the candidate: the retrieval's BM25 (0 when missing); the share of
+    the query's words in the title, exactly and as a word stem (one word starts the other, at
+    least 4 letters shared: "shoe" and "shoes"); the Jaccard similarity of their character
+    trigrams (misspellings); whether the query's last word (mostly the product noun) and its
+    numbers (sizes) are in the title; the whole query in the title; the brand in the query; the
+    words of the query and of the title."""
     queries, titles, brands = (_normalized(inputs[c]) for c in ("query", "title", "brand"))
-    overlap, phrase, brand = [], [], []
+    names = ("overlap", "stems", "trigrams", "noun", "numbers", "phrase", "brand", "words", "title_words")
+    columns: dict[str, list] = {name: [] for name in names}
     for query, title, brand_name in zip(queries, titles, brands, strict=True):
         query_words, title_words = query.split(), set(title.split())
-        overlap.append(sum(w in title_words for w in query_words) / len(query_words) if query_words else 0.0)
-        phrase.append(int(bool(query) and f" {query} " in f" {title} "))
-        brand.append(int(bool(brand_name) and f" {brand_name} " in f" {query} "))
+        stems = [any(_same_stem(w, t) or w == t for t in title_words) for w in query_words]
+        columns["overlap"].append(_share([w in title_words for w in query_words]))
+        columns["stems"].append(_share(stems))
+        columns["noun"].append(int(bool(stems) and stems[-1]))
+        columns["numbers"].append(_share([w in title_words for w in query_words if w.isdigit()]))
+        columns["trigrams"].append(_jaccard(_trigrams(query), _trigrams(title)))
+        columns["phrase"].append(int(bool(query) and f" {query} " in f" {title} "))
+        columns["brand"].append(int(bool(brand_name) and f" {brand_name} " in f" {query} "))
+        columns["words"].append(len(query_words))
+        columns["title_words"].append(len(title_words))
     bm25 = pd.to_numeric(inputs["retrieval_bm25"], errors="coerce").fillna(0.0)
     return pd.DataFrame(
         {
             "title_bm25": bm25.to_numpy(dtype="float64"),
-            "title_token_overlap": np.asarray(overlap, dtype="float64"),
-            "title_has_query": np.asarray(phrase, dtype="int64"),
-            "brand_in_query": np.asarray(brand, dtype="int64"),
+            "title_token_overlap": np.asarray(columns["overlap"], dtype="float64"),
+            "title_stem_overlap": np.asarray(columns["stems"], dtype="float64"),
+            "title_trigram_jaccard": np.asarray(columns["trigrams"], dtype="float64"),
+            "title_has_query_noun": np.asarray(columns["noun"], dtype="int64"),
+            "title_number_overlap": np.asarray(columns["numbers"], dtype="float64"),
+            "title_has_query": np.asarray(columns["phrase"], dtype="int64"),
+            "brand_in_query": np.asarray(columns["brand"], dtype="int64"),
+            "query_words": np.asarray(columns["words"], dtype="int64"),
+            "title_words": np.asarray(columns["title_words"], dtype="int64"),
         }
     )
+
+
+def _share(matched: list[bool]) -> float:
+    return sum(matched) / len(matched) if matched else 0.0
+
+
+def _same_stem(a: str, b: str) -> bool:
+    shorter, longer = sorted((a, b), key=len)
+    return len(shorter) >= 4 and longer.startswith(shorter)
+
+
+def _trigrams(text: str) -> set[str]:
+    padded = f" {text} "
+    return {padded[i : i + 3] for i in range(len(padded) - 2)} if text else set()
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
 
 
 def _normalized(values: pd.Series) -> list[str]:

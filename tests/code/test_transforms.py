@@ -48,6 +48,11 @@ def test_query_title_match_on_normalized_words():
     )
     out = transforms.query_title_match(inputs)
     assert out["title_bm25"].tolist() == [2.5, 1.0, 0.0, 0.0]
+    assert out["query_words"].tolist() == [2, 2, 1, 0]
+    sizes = transforms.query_title_match(
+        pd.DataFrame({"query": ["drill 18 v"], "title": ["18-Volt Drill 18 V"], "brand": [None], "retrieval_bm25": [0]})
+    )
+    assert sizes["title_number_overlap"].tolist() == [1.0]
     assert out["title_token_overlap"].tolist() == [1.0, 1.0, 1.0, 0.0]
     assert out["title_has_query"].tolist() == [1, 0, 1, 0]
     assert out["brand_in_query"].tolist() == [0, 1, 0, 0]
@@ -58,6 +63,25 @@ def test_normalization_lowers_and_collapses_everything_but_letters_and_digits():
     assert normalize_query("Crème brûlée_pot") == "crème brûlée pot"
     assert normalize_query(" ?! ") is None and normalize_query(None) is None
     assert tokens("1/2 in. Pipe") == ["1", "2", "in", "pipe"]
+
+
+def test_stems_and_trigrams_forgive_plurals_and_typos():
+    inputs = pd.DataFrame(
+        {
+            "query": ["cordless drills", "wrench", "ab", "door"],
+            "title": ["Cordless Drill Kit", "Pipe Wrenches", "abc", "Doorbell"],
+            "brand": [None] * 4,
+            "retrieval_bm25": [0.0] * 4,
+        }
+    )
+    out = transforms.query_title_match(inputs)
+    assert out["title_token_overlap"].tolist() == [0.5, 0.0, 0.0, 0.0]
+    assert out["title_stem_overlap"].tolist() == [1.0, 1.0, 0.0, 1.0]  # "ab" is too short to be a stem
+    assert out["title_has_query_noun"].tolist() == [1, 1, 0, 1]
+    assert out["title_words"].tolist() == [3, 2, 1, 1]
+    # " ab " has trigrams " ab", "ab "; " abc " has " ab", "abc", "bc ": 1 shared of 4
+    assert out["title_trigram_jaccard"][2] == 0.25
+    assert 0 < out["title_trigram_jaccard"][1] < out["title_trigram_jaccard"][0] < 1
 
 
 def test_bm25_of_titles_by_hand():
