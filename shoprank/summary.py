@@ -185,8 +185,15 @@ def trained(run: TrainingRun) -> str:
         f"Trained {run.model.name}: {card['algorithm']} on {card['rows']['train']:,} rows "
         f"({card['label_source']} labels, {len(card['features'])} features, {card['best_iteration']} rounds) in {run.seconds:.1f} s",
         f"  {headline(head)}",
-        "",
     ]
+    if "candidate_recall" in card:
+        recall = card["candidate_recall"]
+        shares = ", ".join(f"{name} {share:.3f}" for name, share in recall["by_generator"].items())
+        lines.append(
+            f"  candidate recall {recall['recall']:.3f} of {recall['positives']:,} next-window positives "
+            f"({shares}): the cap of every ranker on these lists"
+        )
+    lines.append("")
     for against in dict.fromkeys(metrics["against"].to_list()):
         chosen = metrics.filter(metrics["against"] == against)
         rankers = list(dict.fromkeys(chosen["ranker"].to_list()))

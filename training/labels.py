@@ -45,10 +45,13 @@ class LabelSource:
         name: Recorded with every model trained on it (``served``, ``candidates``, ``judgments``).
         select: Given an in-memory DuckDB connection and the workdir, returns a ``select`` of
             ``LABEL_COLUMNS + CONTEXT_COLUMNS`` (it may register relations on the connection).
+        recall: For generated candidate lists, measures what share of the positives they hold
+            (the cap of every ranker trained on them).
     """
 
     name: str
     select: Callable[[duckdb.DuckDBPyConnection, Settings], str]
+    recall: Callable[[Settings], CandidateRecall] | None = None
 
 
 def served(surfaces: tuple[str, ...]) -> LabelSource:
@@ -122,7 +125,9 @@ def candidates(
             "from candidates c left join outcomes o using (user_id, ts, item_id)"
         )
 
-    return LabelSource("candidates", select)
+    return LabelSource(
+        "candidates", select, lambda settings: candidate_recall(settings, cutoffs, window, per_generator, history)
+    )
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,8 @@ def train_model(
     }
     if trial_table is not None:
         tables["tuning.parquet"] = trial_table
+    if labels is not None and labels.recall is not None:
+        card["candidate_recall"] = asdict(labels.recall(settings))
     model = register(settings, ranker, card, tables)
     report = write_report(model.path)
     return TrainingRun(model, evaluation, dataset, report, time.perf_counter() - started)
