@@ -93,7 +93,7 @@ class Evaluation:
     """Metrics of every ranker on the test rows (tables as in the registry's ``evaluation/``)."""
 
     metrics: pl.DataFrame  # ranker, kind, metric, value, against
-    curve: pl.DataFrame  # ranker, k, ndcg
+    curve: pl.DataFrame  # ranker, k, ndcg (against the true relevance when known, as the headline)
     slices: pl.DataFrame  # slice, slice_value, ranker, metric, score, groups
     headline: dict
 
@@ -132,7 +132,8 @@ def evaluate(
                 measured += [
                     (name, kind, metric, float(v), against) for metric, v in values.items() if metric != "groups"
                 ]
-        curves += [(name, k, float(v)) for k, v in metrics.ndcg_curve(labels, scores, groups).items()]
+        basis = labels if grades is None else grades  # the headline's basis
+        curves += [(name, k, float(v)) for k, v in metrics.ndcg_curve(basis, scores, groups).items()]
     table = pl.DataFrame(measured, schema=["ranker", "kind", "metric", "value", "against"], orient="row")
     curve = pl.DataFrame(curves, schema=["ranker", "k", "ndcg"], orient="row")
     slices = _slices(rows, groups, labels, {n: np.asarray(s, "float64")[order] for n, (_, s) in rankers.items()})
