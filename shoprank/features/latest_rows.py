@@ -54,7 +54,7 @@ def spans(n: int, size: int = CHUNK) -> Iterator[tuple[int, int]]:
 
 def ahead(pool: ThreadPoolExecutor, function: Callable, items: Iterable) -> Iterator:
     """``function(item)`` of each item in order, the next one computed in ``pool`` while the caller
-    uses this one (Arrow, SQLite and socket calls release the GIL, so the two overlap)."""
+    uses this one (DuckDB, Arrow and socket calls release the GIL, so the two overlap)."""
     pending = None
     for item in items:
         future = pool.submit(function, item)

@@ -4,7 +4,8 @@
 second here). This takes the latest row per entity key in the interval with DuckDB over the view's
 Parquet source, and writes Feast's own online layout (``online_sqlite``, ``online_redis``), so
 Feast's readers (``get_online_features``, hence serving) read exactly what ``feast materialize``
-would have written.
+would have written. Views go one after the other, the next one's latest rows read (DuckDB, in a
+thread) while this one's are written.
 Everything about a view (source file, join keys, timestamp field, features and their types) comes
 from the registry.
 
@@ -16,21 +17,26 @@ already online are not expired afterwards.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 from feast import FeatureStore, FeatureView, FileSource
 from feast.value_type import ValueType
 
 from shoprank.config import Settings
 from shoprank.errors import FeatureStoreError
 from shoprank.features import online_rows
-from shoprank.features.latest_rows import LatestRows
+from shoprank.features.latest_rows import LatestRows, ahead
 from shoprank.features.online_redis import write_redis
 from shoprank.features.online_sqlite import write_sqlite
 from shoprank.features.store import open_store
@@ -54,7 +60,8 @@ _READ_AS = {
 
 @dataclass(frozen=True)
 class ViewMaterialized:
-    """One view's run: the interval it covered and the entity rows it wrote."""
+    """One view's run: the interval it covered, the entity rows it wrote, and its seconds (from the
+    end of the previous view's: reading this view's rows, as far as not overlapped, and writing)."""
 
     view: str
     start: datetime
@@ -139,14 +146,12 @@ class _Source:
 
 @dataclass(frozen=True)
 class _Staged:
-    """A view's interval and its latest rows in it, in a DuckDB temporary table (None: nothing to do)."""
+    """A view's interval and its latest rows in it (None: already materialized that far)."""
 
     view: FeatureView
     start: datetime
     end: datetime
-    table: str | None
-    rows: int
-    seconds: float
+    rows: LatestRows | None
 
 
 def materialize(
@@ -163,7 +168,8 @@ def materialize(
             views' marts, so a replayed or simulated shop materializes all it holds.
         views: Feature views to materialize; None: every online view.
         progress: Called as ``progress(done, view, total)`` with entity rows just processed, the
-            view's name and the total entity rows of this run.
+            view's name and the entity rows of this run so far (of this view and those before: a
+            view's rows are read while the previous one is written; final for the last view).
 
     Returns:
         Per view: the interval covered, entity rows written and seconds.
@@ -181,19 +187,19 @@ def materialize(
             'is not supported by fast materialization; use sqlite or redis with version 3, or "feast materialize"'
         )
     selected = _views(store, views)
-    with _connect() as con:
+    with _connect() as con, ThreadPoolExecutor(1) as pool:
         sources = {view.name: _source(store, view) for view in selected}
         end = _utc(end) if end is not None else _newest(con, sources.values())
-        staged = [_stage(con, index, view, sources[view.name], end) for index, view in enumerate(selected)]
-        total = sum(stage.rows for stage in staged)
-        done = []
-        for stage in staged:
-            began, view, written = time.perf_counter(), stage.view, 0
-            if stage.table is not None:
-                rows = _latest_rows(con, stage.table, sources[view.name])
-                written = WRITERS[kind](store.config, view, rows, _advance(progress, view.name, total))
+        total, done, began = 0, [], time.perf_counter()
+        # the next view's latest rows are read while this one's are written
+        for stage in ahead(pool, lambda view: _stage(con, view, sources[view.name], end), selected):
+            view, written = stage.view, 0
+            if stage.rows is not None:
+                total += len(stage.rows)
+                with _no_garbage_collection():  # millions of short-lived rows and tuples, no cycles
+                    written = WRITERS[kind](store.config, view, stage.rows, _advance(progress, view.name, total))
                 store.registry.apply_materialization(view, store.project, stage.start, stage.end)
-            seconds = stage.seconds + time.perf_counter() - began
+            seconds, began = time.perf_counter() - began, time.perf_counter()
             done.append(ViewMaterialized(view.name, stage.start, stage.end, written, seconds))
     _precompute_services(store, [view.name for view in selected])
     return MaterializeResult(kind, end, done, time.perf_counter() - started)
@@ -266,32 +272,27 @@ def _source(store: FeatureStore, view: FeatureView) -> _Source:
     return _Source(view.name, path, keys, source.timestamp_field, features)
 
 
-def _stage(con: duckdb.DuckDBPyConnection, index: int, view: FeatureView, source: _Source, end: datetime) -> _Staged:
-    """The view's interval up to ``end``, its latest rows in it put into a temporary table."""
-    began = time.perf_counter()
+def _stage(con: duckdb.DuckDBPyConnection, view: FeatureView, source: _Source, end: datetime) -> _Staged:
+    """The view's interval up to ``end`` and the latest row of each entity in it."""
     previous = view.most_recent_end_time
     if previous is None:
         start, after = (end - view.ttl if view.ttl else EPOCH), ">="
     else:
         start, after = _utc(previous), ">"
         if start >= end:  # already materialized that far
-            return _Staged(view, start, start, None, 0, time.perf_counter() - began)
-    table = f"latest_{index}"
+            return _Staged(view, start, start, None)
     ts = f'CAST("{source.timestamp}" AS TIMESTAMP)'
-    con.execute(
-        f"CREATE TEMP TABLE {table} AS SELECT {source.columns(con)} FROM {source.relation} "
-        f"WHERE {ts} {after} ? AND {ts} <= ? "
+    data = con.sql(
+        f"SELECT {source.columns(con)} FROM {source.relation} WHERE {ts} {after} $start AND {ts} <= $end "
         f"QUALIFY row_number() OVER (PARTITION BY {source.partition} ORDER BY {_TS} DESC) = 1",
-        [_naive(start), _naive(end)],
-    )
-    [(count,)] = con.execute(f"SELECT count(*) FROM {table}").fetchall()
-    return _Staged(view, start, end, table, count, time.perf_counter() - began)
+        params={"start": _naive(start), "end": _naive(end)},
+    ).to_arrow_table()
+    return _Staged(view, start, end, _latest_rows(data, source))
 
 
-def _latest_rows(con: duckdb.DuckDBPyConnection, table: str, source: _Source) -> LatestRows:
-    """The staged rows as Arrow columns, with their serialized entity keys (the table is dropped)."""
-    data = con.sql(f"SELECT * FROM {table}").to_arrow_table()
-    con.execute(f"DROP TABLE {table}")
+def _latest_rows(data: pa.Table, source: _Source) -> LatestRows:
+    """The latest rows as Arrow columns, with their serialized entity keys, in key order (the order
+    SQLite's indexes keep; sorted here, while the previous view is written)."""
     columns = {name: data.column(name).combine_chunks() for name in data.column_names}
     for name, _ in source.keys:
         if columns[name].null_count:
@@ -300,7 +301,8 @@ def _latest_rows(con: duckdb.DuckDBPyConnection, table: str, source: _Source) ->
                 f'"{name}"; fix the mart (a key must not be null)'
             )
     keys = online_rows.entity_keys([(name, kind, columns[name]) for name, kind in source.keys])
-    return LatestRows(keys, columns[_TS], [(name, kind, columns[name]) for name, kind in source.features])
+    rows = LatestRows(keys, columns[_TS], [(name, kind, columns[name]) for name, kind in source.features])
+    return rows.take(pc.sort_indices(keys))
 
 
 def _newest(con: duckdb.DuckDBPyConnection, sources: Iterable[_Source]) -> datetime:
@@ -320,6 +322,18 @@ def _precompute_services(store: FeatureStore, views: list[str]) -> None:
     for service in store.registry.list_feature_services(store.project):
         if service.precompute_online and {p.name for p in service.feature_view_projections} & set(views):
             store.precompute_feature_service(service.name)
+
+
+@contextmanager
+def _no_garbage_collection() -> Iterator[None]:
+    """Pause Python's cycle collector, which would otherwise walk the writers' big lists again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _advance(progress: Progress | None, view: str, total: int) -> Callable[[int], None]:

@@ -5,7 +5,8 @@ same bytes for whole Arrow columns with NumPy and Arrow kernels: entity keys
 (``serialize_entity_key``, version 3), ``ValueProto`` and ``Timestamp`` messages, and the
 ``value_text`` and ``event_ts`` columns of the SQLite store. A missing value (null, or NaN in a
 double column) is an empty ``ValueProto``, except for timestamps, which Feast writes as the NaT
-sentinel. ``tests/code/test_online_rows.py`` compares every type with Feast's own serialization.
+sentinel. ``distinct`` lets a writer serialize each distinct value of a column once.
+``tests/code/test_online_rows.py`` compares every type with Feast's own serialization.
 """
 
 from __future__ import annotations
@@ -49,11 +50,11 @@ def entity_keys(columns: Sequence[tuple[str, ValueType, pa.Array]]) -> pa.Array:
         if value_type == ValueType.STRING:
             data = values.cast(BINARY)
             lengths = pc.binary_length(data).to_numpy()
-            parts += [_binary([_fixed(n, struct.pack("<I", ValueType.STRING.value)), _uint32(lengths)]), data]
+            parts += [from_pieces([_fixed(n, struct.pack("<I", ValueType.STRING.value)), _uint32(lengths)]), data]
         else:
             numbers = values.cast(pa.int64()).to_numpy()
             prefix = _fixed(n, struct.pack("<II", ValueType.INT64.value, 8))
-            parts.append(_binary([prefix, (numbers.astype("<i8").view(np.uint8).reshape(n, 8), np.full(n, 8))]))
+            parts.append(from_pieces([prefix, (numbers.astype("<i8").view(np.uint8).reshape(n, 8), np.full(n, 8))]))
     return join(parts)
 
 
@@ -63,18 +64,18 @@ def value_protos(values: pa.Array, value_type: ValueType) -> pa.Array:
     tag = _fixed(n, bytes([_TAGS[value_type]]))
     if value_type == ValueType.STRING:
         data = values.cast(BINARY)
-        header = _binary([tag, _varints(pc.binary_length(data).fill_null(0).to_numpy())])
+        header = from_pieces([tag, _varints(pc.binary_length(data).fill_null(0).to_numpy())])
         return pc.fill_null(join([header, data]), pa.scalar(b"", BINARY))
     if value_type == ValueType.DOUBLE:
         numbers = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
         present = ~np.isnan(numbers)
         body = (numbers.astype("<f8").view(np.uint8).reshape(n, 8), np.full(n, 8))
-        return _binary([tag, body], present)
+        return from_pieces([tag, body], present)
     if value_type == ValueType.INT64:
         present = values.is_valid().to_numpy(zero_copy_only=False)
-        return _binary([tag, _varints(values.cast(pa.int64()).fill_null(0).to_numpy())], present)
+        return from_pieces([tag, _varints(values.cast(pa.int64()).fill_null(0).to_numpy())], present)
     seconds = _datetimes(values).astype("datetime64[s]").astype(np.int64)  # NaT: Feast's null sentinel
-    return _binary([tag, _varints(seconds)])
+    return from_pieces([tag, _varints(seconds)])
 
 
 def value_texts(values: pa.Array, value_type: ValueType, missing: str | None = None) -> list[str | None]:
@@ -96,6 +97,17 @@ def value_texts(values: pa.Array, value_type: ValueType, missing: str | None = N
             texts[index] = missing
         return texts
     return [None] * len(values)
+
+
+def distinct(values: pa.Array, value_type: ValueType) -> tuple[pa.Array, np.ndarray]:
+    """A column's distinct values (a missing one among them) and the index of each row's value, to
+    serialize each value once. Doubles are told apart by their bits (``-0.0`` is not ``0.0``)."""
+    if value_type == ValueType.DOUBLE:
+        numbers = values.cast(pa.float64()).to_numpy(zero_copy_only=False)  # null: NaN, missing as in Feast
+        bits, index = np.unique(numbers.view(np.int64), return_inverse=True)
+        return pa.array(bits.view(np.float64)), index
+    encoded = pc.dictionary_encode(values, null_encoding="encode")
+    return encoded.dictionary, encoded.indices.to_numpy()
 
 
 def timestamp_protos(times: pa.Array) -> pa.Array:
@@ -142,8 +154,8 @@ def _varints(numbers: np.ndarray) -> Piece:
     return np.where(more, groups | np.uint64(0x80), groups).astype(np.uint8), lengths
 
 
-def _binary(pieces: list[Piece], present: np.ndarray | None = None) -> pa.Array:
-    """Rows made of pieces side by side; rows not ``present`` are empty."""
+def from_pieces(pieces: list[Piece], present: np.ndarray | None = None) -> pa.Array:
+    """A binary array whose rows are made of ``pieces`` side by side; rows not ``present`` are empty."""
     matrix = np.hstack([piece for piece, _ in pieces])
     used = np.hstack([np.arange(piece.shape[1]) < lengths[:, None] for piece, lengths in pieces])
     if present is not None:

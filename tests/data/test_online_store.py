@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from feast import FeatureStore, FeatureView
+from feast.infra.online_stores.helpers import _redis_key
 from feast.infra.online_stores.redis import RedisOnlineStore
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
@@ -180,10 +181,11 @@ def test_runs_are_incremental_and_a_run_without_new_data_writes_nothing(new_stor
         assert status.newest_value_at == latest["event_timestamp"].max().replace(tzinfo=UTC)
 
 
-def test_rows_equal_feasts_own_materialization(new_store):
+def test_rows_equal_feasts_own_materialization(new_store, caplog):
     settings, ours = new_store()
     _, theirs = new_store()
     result = materialize(settings, end=_data_end(ours) - timedelta(days=1))
+    assert "refused RESTORE" not in caplog.text  # new keys went the fast way
     for run in result.views:
         theirs.materialize(run.start, run.end, feature_views=[run.view])
     for run in result.views:
@@ -205,6 +207,7 @@ def test_rows_equal_feasts_own_materialization(new_store):
         assert sum(field.startswith(b"_ts:") for fields in hashes for field in fields) == result.rows
         for key, fields in zip(keys, hashes, strict=True):
             assert fields == client.hgetall(key[:-suffix] + theirs.project.encode())
+            assert client.dump(key) == client.dump(key[:-suffix] + theirs.project.encode())  # as Redis stores it
 
 
 # (event time Redis holds, event time written): Feast writes when the new one is later, to the
@@ -258,6 +261,33 @@ def test_redis_keeps_values_at_least_as_new_exactly_as_feast_does(new_store):
 
 
 @pytest.mark.parametrize("new_store", ["production"], indirect=True)
+def test_redis_keys_expire_as_feasts_do(new_store):
+    """With key_ttl_seconds, a new key (written whole) and an existing one (updated field by field)
+    hold Feast's fields, stored as Feast's, and expire when Feast's do."""
+    _, feasts = new_store()
+    _, ours = new_store()
+    view = _views(ours)["user_features"]
+    users, redis_store = ["held", "new"], RedisOnlineStore()
+    for store in (feasts, ours):
+        store.config.online_store.key_ttl_seconds = 3600
+        redis_store.online_write_batch(store.config, view, [(_key("held"), {"views_1d": _int(-1)}, T1, None)], None)
+        _redis(store).persist(_redis_key(store.project, _key("held"), entity_key_serialization_version=3))
+    new = [(_key(user), {"views_1d": _int(i)}, T2, None) for i, user in enumerate(users)]
+    redis_store.online_write_batch(feasts.config, view, new, None)
+    rows = LatestRows(
+        online_rows.entity_keys([("user_id", ValueType.STRING, pa.array(users))]),
+        pa.array([T2] * len(users), pa.timestamp("us")),
+        [("views_1d", ValueType.INT64, pa.array(range(len(users)), pa.int64()))],
+    )
+    assert write_redis(ours.config, view, rows, lambda done: None) == 2
+    client = _redis(ours)
+    for user in users:
+        mine, theirs = (_redis_key(s.project, _key(user), entity_key_serialization_version=3) for s in (ours, feasts))
+        assert client.hgetall(mine) == client.hgetall(theirs) and client.dump(mine) == client.dump(theirs), user
+        assert 3590 < client.ttl(mine) <= 3600 and 3590 < client.ttl(theirs) <= 3600, user
+
+
+@pytest.mark.parametrize("new_store", ["production"], indirect=True)
 def test_a_redis_error_is_named_with_the_view_and_the_fix(new_store):
     _, store = new_store()
     keys = online_rows.entity_keys([("user_id", ValueType.STRING, pa.array(["u1", "u2"]))])
@@ -271,6 +301,9 @@ def test_a_redis_error_is_named_with_the_view_and_the_fix(new_store):
         FeatureStoreError, match=r'View "user_features": Redis failed while materializing \(.*WRONGTYPE.*\); check '
     ):
         write_redis(store.config, _views(store)["user_features"], rows, lambda done: None)
+
+
+T1, T2 = datetime(2025, 10, 1), datetime(2025, 10, 2)
 
 
 def _key(user: str) -> EntityKey:
