@@ -125,7 +125,7 @@ def test_status_build_and_validate_on_a_built_shop(tiny_shop):
     assert {("raw", "events"), ("quarantine", "events"), ("marts", "fct_labels")} <= tables
     validate = invoke("--workdir", str(tiny_shop.workdir), "validate")
     assert validate.exit_code == 0
-    assert validate.output.splitlines()[0] == "All 7 marts meet their contracts"
+    assert validate.output.splitlines()[0] == "All 8 marts meet their contracts"
 
 
 @pytest.mark.slow
@@ -142,7 +142,7 @@ def test_the_installed_script_runs_the_main_job(tmp_path):
     assert done.returncode == 0, done.stderr
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("Pipeline finished in ") and last.endswith(f"workdir {tmp_path / 'shop'}")
-    assert "All 7 marts meet their contracts" in done.stdout
+    assert "All 8 marts meet their contracts" in done.stdout
     assert "Trained ranker_v1/v0001: lightgbm on " in done.stdout
     assert "ndcg@10 against true relevance: model " in done.stdout
     assert f"Report: {tmp_path / 'shop' / 'models' / 'ranker_v1' / 'v0001' / 'report.html'}" in done.stdout
