@@ -186,8 +186,11 @@ def run_asof(args: argparse.Namespace) -> int:
         joins.append(
             f"asof left join read_parquet('{view.path}') v{i} on {keys} and e.event_timestamp >= v{i}.event_timestamp"
         )
-        ttl = f"v{i}.event_timestamp >= e.event_timestamp - to_microseconds({view.ttl // view.ttl.resolution})"
-        selects += [f"case when {ttl} then v{i}.{f} end as {view.name}__{f}" for f in view.features]
+        if view.ttl:
+            ttl = f"v{i}.event_timestamp >= e.event_timestamp - to_microseconds({view.ttl // view.ttl.resolution})"
+            selects += [f"case when {ttl} then v{i}.{f} end as {view.name}__{f}" for f in view.features]
+        else:  # no TTL: a value stays valid until the next one
+            selects += [f"v{i}.{f} as {view.name}__{f}" for f in view.features]
     con = connect(WORK / ".spill")
     sql = f"select {', '.join(selects)} from read_parquet('{_entities(args)}') e {' '.join(joins)}"
     con.execute(f"copy ({sql}) to '{_output(args, 'asof')}'")
