@@ -7,6 +7,8 @@ Each takes the view's inputs as a DataFrame and returns its features.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 
@@ -49,13 +51,15 @@ def query_title_match(inputs: pd.DataFrame) -> pd.DataFrame:
     names = ("overlap", "stems", "trigrams", "noun", "numbers", "phrase", "brand", "words", "title_words")
     columns: dict[str, list] = {name: [] for name in names}
     for query, title, brand_name in zip(queries, titles, brands, strict=True):
-        query_words, title_words = query.split(), set(title.split())
-        stems = [any(_same_stem(w, t) or w == t for t in title_words) for w in query_words]
+        query_words, _, query_trigrams = _text(query)
+        _, title_words, title_trigrams = _text(title)
+        prefixes = _prefixes(title)
+        stems = [w in title_words or w in prefixes or not _prefixes(w).isdisjoint(title_words) for w in query_words]
         columns["overlap"].append(_share([w in title_words for w in query_words]))
         columns["stems"].append(_share(stems))
         columns["noun"].append(int(bool(stems) and stems[-1]))
         columns["numbers"].append(_share([w in title_words for w in query_words if w.isdigit()]))
-        columns["trigrams"].append(_jaccard(_trigrams(query), _trigrams(title)))
+        columns["trigrams"].append(_jaccard(query_trigrams, title_trigrams))
         columns["phrase"].append(int(bool(query) and f" {query} " in f" {title} "))
         columns["brand"].append(int(bool(brand_name) and f" {brand_name} " in f" {query} "))
         columns["words"].append(len(query_words))
@@ -81,14 +85,20 @@ def _share(matched: list[bool]) -> float:
     return sum(matched) / len(matched) if matched else 0.0
 
 
-def _same_stem(a: str, b: str) -> bool:
-    shorter, longer = sorted((a, b), key=len)
-    return len(shorter) >= 4 and longer.startswith(shorter)
+@lru_cache(maxsize=1 << 16)
+def _text(text: str) -> tuple[tuple[str, ...], frozenset[str], frozenset[str]]:
+    """A normalized text's words in order, as a set, and its character trigrams (the text padded
+    with a blank on each side); cached, as titles and queries repeat across rows."""
+    padded, words = f" {text} ", tuple(text.split())
+    trigrams = frozenset(padded[i : i + 3] for i in range(len(padded) - 2)) if text else frozenset()
+    return words, frozenset(words), trigrams
 
 
-def _trigrams(text: str) -> set[str]:
-    padded = f" {text} "
-    return {padded[i : i + 3] for i in range(len(padded) - 2)} if text else set()
+@lru_cache(maxsize=1 << 16)
+def _prefixes(text: str) -> frozenset[str]:
+    """The word stems a text's words stand for: every prefix of at least 4 letters of each word
+    except the whole word ("shoes" -> "shoe"), so "shoe" and "shoes" share a stem."""
+    return frozenset(word[:n] for word in text.split() for n in range(4, len(word)))
 
 
 def _jaccard(a: set[str], b: set[str]) -> float:
@@ -97,7 +107,12 @@ def _jaccard(a: set[str], b: set[str]) -> float:
 
 def _normalized(values: pd.Series) -> list[str]:
     """Normalized text of each value ("" when missing)."""
-    return [normalize_query(v) or "" if isinstance(v, str) else "" for v in values]
+    return [_normalize(v) if isinstance(v, str) else "" for v in values]
+
+
+@lru_cache(maxsize=1 << 16)
+def _normalize(text: str) -> str:
+    return normalize_query(text) or ""
 
 
 def _utc(values: pd.Series) -> pd.Series:
