@@ -26,15 +26,14 @@ from feast import FeatureStore
 from pandera.polars import DataFrameSchema
 
 from shoprank.config import Settings
-from shoprank.errors import ConfigError, ContractError, WarehouseError
+from shoprank.errors import ConfigError, ContractError
 from shoprank.features.store import open_store
 from shoprank.progress import Advance
-from shoprank.warehouse import connect as connect_warehouse
 from training.contracts import GROUP, training_frame_schema, validate_frame
 from training.labels import CONTEXT_COLUMNS, LABEL_COLUMNS, LIST_SURFACES, SEARCH_SURFACES, LabelSource, served
 from training.pit import CHUNK, ROW, connect, join_chunk
 from training.plan import ServicePlan, resolve
-from training.signals import catalog_index
+from training.signals import catalog_index, read_warehouse
 
 ENGINES = ("duckdb", "feast")
 ENTITIES = "entities"
@@ -61,6 +60,7 @@ class DatasetResult:
         rows: Rows written (one per entity row).
         columns: Every column, in order: entity columns, then Feast's feature columns.
         features: The service's feature columns (what a model trains on).
+        types: Each feature's Feast type by name (``ServicePlan.type_names``).
         seconds: Wall time of the build.
     """
 
@@ -71,6 +71,7 @@ class DatasetResult:
     rows: int
     columns: tuple[str, ...]
     features: tuple[str, ...]
+    types: dict[str, str]
     seconds: float
 
 
@@ -121,6 +122,7 @@ def build_dataset(
         rows,
         columns,
         plan.features,
+        plan.type_names,
         time.perf_counter() - started,
     )
 
@@ -249,11 +251,4 @@ def _register_retrieval(con: duckdb.DuckDBPyConnection, settings: Settings) -> N
 
 def _register_items(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     """Copy each item's current category from the warehouse's ``marts.dim_items``."""
-    with connect_warehouse(settings.warehouse, read_only=True) as warehouse:
-        try:
-            items = warehouse.sql("select item_id, category_path from marts.dim_items").to_arrow_table()
-        except duckdb.CatalogException:
-            raise WarehouseError(
-                f'Warehouse "{settings.warehouse}" has no marts.dim_items; run "shoprank build"'
-            ) from None
-    con.register("items", items)
+    con.register("items", read_warehouse(settings, "select item_id, category_path from marts.dim_items"))

@@ -123,9 +123,10 @@ def evaluate(
     rows, groups = test[order], test[GROUP].to_numpy()[order]
     labels = rows["label"].to_numpy().astype("float64")
     grades = None if truth is None else grade(truth[order]).astype("float64")
+    shuffled = {name: np.asarray(scores, "float64")[order] for name, (_, scores) in rankers.items()}
     measured, curves = [], []
-    for name, (kind, scores) in rankers.items():
-        scores = np.asarray(scores, "float64")[order]
+    for name, (kind, _) in rankers.items():
+        scores = shuffled[name]
         for against, gains in (("labels", labels), ("truth", grades)):
             if gains is not None:
                 values = metrics.ranking_metrics(gains, scores, groups, KS)
@@ -136,7 +137,7 @@ def evaluate(
         curves += [(name, k, float(v)) for k, v in metrics.ndcg_curve(basis, scores, groups).items()]
     table = pl.DataFrame(measured, schema=["ranker", "kind", "metric", "value", "against"], orient="row")
     curve = pl.DataFrame(curves, schema=["ranker", "k", "ndcg"], orient="row")
-    slices = _slices(rows, groups, labels, {n: np.asarray(s, "float64")[order] for n, (_, s) in rankers.items()})
+    slices = _slices(rows, groups, labels, shuffled)
     return Evaluation(table, curve, slices, headline(table, model[0]))
 
 

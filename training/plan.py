@@ -86,6 +86,11 @@ class ServicePlan:
         return tuple(self.dtypes)
 
     @property
+    def type_names(self) -> dict[str, str]:
+        """Each feature column's Feast type by name: what a model is bound to."""
+        return {name: str(kind) for name, kind in self.dtypes.items()}
+
+    @property
     def feature_columns(self) -> tuple[str, ...]:
         """Every column the joins and on-demand views add, in output order (as Feast returns them:
         view features, including the on-demand views' inputs, then on-demand outputs)."""

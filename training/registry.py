@@ -129,7 +129,7 @@ def load_ranker(settings: Settings, service: str, version: str | None = None) ->
         plan = resolve(open_store(settings), service)
     except FeatureStoreError as exc:
         raise ModelError(f'Model "{model.name}" cannot be loaded: {exc}') from None
-    current = {name: str(kind) for name, kind in plan.dtypes.items()}
+    current = plan.type_names
     if features_hash(current) != card["features_hash"]:
         added = [f for f in current if f not in card["service_features"]]
         removed = [f for f in card["service_features"] if f not in current]

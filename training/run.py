@@ -16,7 +16,6 @@ import polars as pl
 from shoprank import __version__
 from shoprank.config import REPO_ROOT, Settings
 from shoprank.errors import ConfigError
-from shoprank.features.store import open_store
 from shoprank.progress import Advance
 from shoprank.simulate.truth import relevance
 from shoprank.warehouse import connect
@@ -26,7 +25,6 @@ from training.contracts import GROUP, check_leakage
 from training.dataset import DatasetResult, build_dataset
 from training.evaluate import KS, Evaluation, evaluate, query_split, time_split
 from training.labels import LabelSource
-from training.plan import resolve
 from training.rankers import POSITION, RankerConfig, train
 from training.registry import ModelVersion, features_hash, register
 from training.report import write_report
@@ -100,7 +98,6 @@ def train_model(
     split = query_split(frame) if dataset.labels == "judgments" else time_split(frame)
     if config.position != "none" and split.train[POSITION].null_count() == split.train.height:
         config = replace(config, position="none")  # no served positions: nothing to correct
-    dtypes = {name: str(kind) for name, kind in resolve(open_store(settings), service).dtypes.items()}
     check_leakage(split.train, dataset.features)
     trial_table = None
     if trials:
@@ -122,8 +119,8 @@ def train_model(
         "service": service,
         "algorithm": config.algorithm,
         "features": list(ranker.features),
-        "service_features": dtypes,
-        "features_hash": features_hash(dtypes),
+        "service_features": dataset.types,
+        "features_hash": features_hash(dataset.types),
         "label_source": dataset.labels,
         "window": split.windows,
         "rows": split.rows,
