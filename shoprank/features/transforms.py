@@ -7,10 +7,13 @@ Each takes the view's inputs as a DataFrame and returns its features.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+import polars as pl
+from scipy import sparse
 
 from shoprank.text import normalize_query
 
@@ -46,63 +49,103 @@ def query_title_match(inputs: pd.DataFrame) -> pd.DataFrame:
     least 4 letters shared: "shoe" and "shoes"); the Jaccard similarity of their character
     trigrams (misspellings); whether the query's last word (mostly the product noun) and its
     numbers (sizes) are in the title; the whole query in the title; the brand in the query; the
-    words of the query and of the title."""
-    queries, titles, brands = (_normalized(inputs[c]) for c in ("query", "title", "brand"))
-    names = ("overlap", "stems", "trigrams", "noun", "numbers", "phrase", "brand", "words", "title_words")
-    columns: dict[str, list] = {name: [] for name in names}
-    for query, title, brand_name in zip(queries, titles, brands, strict=True):
-        query_words, _, query_trigrams = _text(query)
-        _, title_words, title_trigrams = _text(title)
-        prefixes = _prefixes(title)
-        stems = [w in title_words or w in prefixes or not _prefixes(w).isdisjoint(title_words) for w in query_words]
-        columns["overlap"].append(_share([w in title_words for w in query_words]))
-        columns["stems"].append(_share(stems))
-        columns["noun"].append(int(bool(stems) and stems[-1]))
-        columns["numbers"].append(_share([w in title_words for w in query_words if w.isdigit()]))
-        columns["trigrams"].append(_jaccard(query_trigrams, title_trigrams))
-        columns["phrase"].append(int(bool(query) and f" {query} " in f" {title} "))
-        columns["brand"].append(int(bool(brand_name) and f" {brand_name} " in f" {query} "))
-        columns["words"].append(len(query_words))
-        columns["title_words"].append(len(title_words))
-    bm25 = pd.to_numeric(inputs["retrieval_bm25"], errors="coerce").fillna(0.0)
+    words of the query and of the title.
+
+    Each distinct query and title is split once into sparse rows of words, stems and trigrams;
+    a pair's matches are row-wise products of those rows, so no Python runs per input row."""
+    q, queries = _distinct(inputs["query"])
+    t, titles = _distinct(inputs["title"])
+    pairs, pair = np.unique(q * len(titles) + t, return_inverse=True)
+    q, t = pairs // len(titles), pairs % len(titles)  # of each distinct pair; `pair` maps rows to them
+    query_words = [text.split() for text in queries]
+    title_words = [set(text.split()) for text in titles]
+    flat = [word for words in query_words for word in words]
+    word, stems, in_title, title_stems = _token_rows(
+        [[w] for w in flat], [_stems(w) for w in flat], title_words, [ws.union(*map(_stems, ws)) for ws in title_words]
+    )
+    query_trigrams, title_trigrams = _token_rows(list(map(_trigrams, queries)), list(map(_trigrams, titles)))
+    # one entry per word of each pair's query
+    lengths = np.fromiter(map(len, query_words), np.int64, len(queries))
+    owner = np.repeat(np.arange(len(pairs)), lengths[q])
+    nth = np.arange(len(owner)) - np.repeat(np.cumsum(lengths[q]) - lengths[q], lengths[q])
+    position = (np.cumsum(lengths) - lengths)[q[owner]] + nth
+    exact = _dot(word, position, in_title, t[owner]) > 0
+    stem = exact | (_dot(word, position, title_stems, t[owner]) + _dot(stems, position, in_title, t[owner]) > 0)
+    numeric = np.fromiter((w.isdigit() for w in flat), bool, len(flat))[position]
+    last = nth == lengths[q[owner]] - 1
+    shared = _dot(query_trigrams, q, title_trigrams, t)
+    union = query_trigrams.sum(axis=1)[q] + title_trigrams.sum(axis=1)[t] - shared
+    per_pair = {
+        "title_token_overlap": _share(owner, exact, lengths[q]),
+        "title_stem_overlap": _share(owner, stem, lengths[q]),
+        "title_trigram_jaccard": np.divide(shared, union, out=np.zeros(len(pairs)), where=union > 0),
+        "title_has_query_noun": np.bincount(owner[last], stem[last], len(pairs)).astype("int64"),
+        "title_number_overlap": _share(owner, exact & numeric, np.bincount(owner, numeric, len(pairs))),
+        "title_has_query": _contains(titles[t], queries[q]),
+    }
     return pd.DataFrame(
         {
-            "title_bm25": bm25.to_numpy(dtype="float64"),
-            "title_token_overlap": np.asarray(columns["overlap"], dtype="float64"),
-            "title_stem_overlap": np.asarray(columns["stems"], dtype="float64"),
-            "title_trigram_jaccard": np.asarray(columns["trigrams"], dtype="float64"),
-            "title_has_query_noun": np.asarray(columns["noun"], dtype="int64"),
-            "title_number_overlap": np.asarray(columns["numbers"], dtype="float64"),
-            "title_has_query": np.asarray(columns["phrase"], dtype="int64"),
-            "brand_in_query": np.asarray(columns["brand"], dtype="int64"),
-            "query_words": np.asarray(columns["words"], dtype="int64"),
-            "title_words": np.asarray(columns["title_words"], dtype="int64"),
+            "title_bm25": pd.to_numeric(inputs["retrieval_bm25"], errors="coerce").fillna(0.0).to_numpy("float64"),
+            **{name: values[pair] for name, values in per_pair.items()},
+            "brand_in_query": _contains(queries[q[pair]], np.asarray(_normalized(inputs["brand"]), dtype=object)),
+            "query_words": lengths[q][pair],
+            "title_words": np.fromiter(map(len, title_words), np.int64, len(titles))[t][pair],
         }
     )
 
 
-def _share(matched: list[bool]) -> float:
-    return sum(matched) / len(matched) if matched else 0.0
+def _token_rows(*groups: list[Iterable[str]]) -> list[sparse.csr_array]:
+    """Each group's rows of tokens as a binary sparse matrix, all over one vocabulary (a row's
+    tokens must be distinct)."""
+    rows = [list(tokens) for group in groups for tokens in group]
+    lengths = np.fromiter(map(len, rows), np.int64, len(rows))
+    columns, vocabulary = pd.factorize(pd.Series([token for tokens in rows for token in tokens], dtype=object))
+    starts = np.concatenate([[0], np.cumsum([len(group) for group in groups])])
+    matrices = []
+    for first, stop in zip(starts[:-1], starts[1:], strict=True):
+        indptr = np.concatenate([[0], np.cumsum(lengths[first:stop])])
+        offset = lengths[:first].sum()
+        indices = columns[offset : offset + indptr[-1]]
+        shape = (stop - first, len(vocabulary))
+        matrices.append(sparse.csr_array((np.ones(len(indices)), indices, indptr), shape=shape))
+    return matrices
 
 
-@lru_cache(maxsize=1 << 16)
-def _text(text: str) -> tuple[tuple[str, ...], frozenset[str], frozenset[str]]:
-    """A normalized text's words in order, as a set, and its character trigrams (the text padded
-    with a blank on each side); cached, as titles and queries repeat across rows."""
-    padded, words = f" {text} ", tuple(text.split())
-    trigrams = frozenset(padded[i : i + 3] for i in range(len(padded) - 2)) if text else frozenset()
-    return words, frozenset(words), trigrams
+def _dot(a: sparse.csr_array, rows_a: np.ndarray, b: sparse.csr_array, rows_b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products ``a[rows_a[i]] . b[rows_b[i]]``: the tokens two binary rows share."""
+    return np.asarray(a[rows_a].multiply(b[rows_b]).sum(axis=1)).ravel()
 
 
-@lru_cache(maxsize=1 << 16)
-def _prefixes(text: str) -> frozenset[str]:
-    """The word stems a text's words stand for: every prefix of at least 4 letters of each word
-    except the whole word ("shoes" -> "shoe"), so "shoe" and "shoes" share a stem."""
-    return frozenset(word[:n] for word in text.split() for n in range(4, len(word)))
+def _share(owner: np.ndarray, matched: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per pair, matched entries over ``counts`` (0 when there are none)."""
+    hits = np.bincount(owner, matched, len(counts))
+    return np.divide(hits, counts, out=np.zeros(len(counts)), where=counts > 0)
 
 
-def _jaccard(a: set[str], b: set[str]) -> float:
-    return len(a & b) / len(a | b) if a and b else 0.0
+def _contains(texts: np.ndarray, parts: np.ndarray) -> np.ndarray:
+    """1 where the text holds the part as whole words, else 0 (an empty part: 0)."""
+    frame = pl.DataFrame({"text": texts, "part": parts}, schema={"text": pl.String, "part": pl.String})
+    padded = pl.concat_str(pl.lit(" "), pl.col("part"), pl.lit(" "))
+    found = pl.concat_str(pl.lit(" "), pl.col("text"), pl.lit(" ")).str.contains(padded, literal=True)
+    return frame.select((found & (pl.col("part") != "")).cast(pl.Int64)).to_series().to_numpy()
+
+
+def _stems(word: str) -> list[str]:
+    """The stems a word stands for: its prefixes of at least 4 letters except the whole word
+    ("shoes" -> "shoe"), so "shoe" and "shoes" share a stem."""
+    return [word[:n] for n in range(4, len(word))]
+
+
+def _trigrams(text: str) -> set[str]:
+    """Character trigrams of a normalized text padded with a blank on each side (none when empty)."""
+    padded = f" {text} "
+    return {padded[i : i + 3] for i in range(len(padded) - 2)} if text else set()
+
+
+def _distinct(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's code and the distinct normalized texts ("" when missing)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    return codes, np.asarray(_normalized(pd.Series(uniques, dtype=object)), dtype=object)
 
 
 def _normalized(values: pd.Series) -> list[str]:

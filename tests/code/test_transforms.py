@@ -2,8 +2,10 @@
 
 import math
 
+import hypothesis.strategies as st
 import pandas as pd
 import pytest
+from hypothesis import given, settings
 
 from shoprank.features import transforms
 from shoprank.features.bm25 import TitleIndex
@@ -94,3 +96,39 @@ def test_bm25_of_titles_by_hand():
     expected = [(red + shoe) * 2.2 / (1 + short), shoe * 2 * 2.2 / (2 + long), 0.0, 0.0]
     assert got.tolist() == pytest.approx(expected)
     assert index.score(["red"], ["missing"]).tolist() == [0.0]
+
+
+def _match_one(query: str, title: str, brand: str) -> list[float]:
+    """query_title_match of one row, word by word as its docstring says (the reference)."""
+    q, words = normalize_query(query) or "", set((normalize_query(title) or "").split())
+    text = normalize_query(title) or ""
+    stems = {w[:n] for w in words for n in range(4, len(w))}
+    grams = [{f" {s} "[i : i + 3] for i in range(len(s))} if s else set() for s in (q, text)]
+    exact = [w in words for w in q.split()]
+    stem = [w in words or w in stems or any(w[:n] in words for n in range(4, len(w))) for w in q.split()]
+    numbers = [w in words for w in q.split() if w.isdigit()]
+    share = [sum(found) / len(found) if found else 0.0 for found in (exact, stem, numbers)]
+    jaccard = len(grams[0] & grams[1]) / len(grams[0] | grams[1]) if all(grams) else 0.0
+    b = normalize_query(brand) or ""
+    return [
+        *share[:2],
+        jaccard,
+        int(bool(stem) and stem[-1]),
+        share[2],
+        int(bool(q) and f" {q} " in f" {text} "),
+        int(bool(b) and f" {b} " in f" {q} "),
+        len(q.split()),
+        len(words),
+    ]
+
+
+WORDS = st.sampled_from(["shoe", "shoes", "Shoe-Rack", "drill", "drills", "18", "v", "18v", "acme", "ab", "", "  "])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(*[st.lists(WORDS, max_size=5).map(" ".join) | st.none()] * 3), min_size=1, max_size=12))
+def test_query_title_match_equals_matching_a_row_at_a_time(rows):
+    inputs = pd.DataFrame(rows, columns=["query", "title", "brand"]).assign(retrieval_bm25=1.0)
+    out = transforms.query_title_match(inputs).drop(columns="title_bm25")
+    expected = [_match_one(*(value or "" for value in row)) for row in rows]
+    assert out.to_numpy().tolist() == expected
