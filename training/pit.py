@@ -65,14 +65,15 @@ def join_chunk(con: duckdb.DuckDBPyConnection, plan: ServicePlan, entities: str,
     with ThreadPoolExecutor(max_workers=1) as worker:
         transforms: dict[str, Future[pa.Table]] = {}
         _start_ready(worker, transforms, table, plan)
-        for view in plan.views:
+        joined: dict[str, pa.Table] = {}
+        # smallest source first: the on-demand views it feeds start sooner, beside the big joins
+        for view in sorted(plan.views, key=_source_size):
             keys = ", ".join(_q(column) for column in dict.fromkeys(view.join_keys.values()))
             narrow = f"(select {ROW}, event_timestamp, {keys} from {rows})"
-            table = _beside(table, con.sql(f"{_asof(view, narrow, low, high)} order by e.{ROW}").to_arrow_table())
-            _start_ready(worker, transforms, table, plan)
-        for odfv in plan.on_demand:
-            table = _beside(table, transforms[odfv.view.name].result())
-    return table
+            joined[view.name] = con.sql(f"{_asof(view, narrow, low, high)} order by e.{ROW}").to_arrow_table()
+            _start_ready(worker, transforms, _beside(table, *joined.values()), plan)
+        table = _beside(table, *(joined[view.name] for view in plan.views))
+        return _beside(table, *(transforms[odfv.view.name].result() for odfv in plan.on_demand))
 
 
 def _start_ready(worker: ThreadPoolExecutor, transforms: dict, table: pa.Table, plan: ServicePlan) -> None:
@@ -82,9 +83,16 @@ def _start_ready(worker: ThreadPoolExecutor, transforms: dict, table: pa.Table, 
             transforms[odfv.view.name] = worker.submit(_on_demand, table, odfv)
 
 
-def _beside(table: pa.Table, columns: pa.Table) -> pa.Table:
-    for name in columns.column_names:
-        table = table.append_column(name, columns[name])
+def _source_size(view: ViewPlan) -> int:
+    """Bytes of the view's Parquet source (0 when it is not a local file)."""
+    return os.path.getsize(view.path) if os.path.isfile(view.path) else 0
+
+
+def _beside(table: pa.Table, *others: pa.Table) -> pa.Table:
+    """``table`` with the columns of ``others`` appended, in order."""
+    for columns in others:
+        for name in columns.column_names:
+            table = table.append_column(name, columns[name])
     return table
 
 
