@@ -20,9 +20,10 @@ session_items as (
     group by session_id, item_id
 ),
 
--- the first items of each session, dated by the session's start
+-- the first items of each session, dated by the day its last item was seen: a session that
+-- crosses midnight is known whole only then, so a snapshot at that midnight leaves it out
 capped as (
-    select *, cast(min(first_seen) over (partition by session_id) as date) as session_date
+    select *, cast(max(first_seen) over (partition by session_id) as date) as session_date
     from session_items
     qualify row_number() over (partition by session_id order by first_seen, item_id) <= {{ var('session_items_cap') }}
 ),
