@@ -27,5 +27,9 @@ user_daily = _mart("user_features_daily", "User activity windows as of each day 
 item_catalog = _mart("item_catalog_features", "Item catalog versions: title, brand, category and price.")
 item_daily = _mart("item_features_daily", "Item activity, price and catalog attributes as of each day boundary.")
 user_category_daily = _mart("user_category_features_daily", "User x category activity share as of each boundary.")
+user_top_category_daily = _mart(
+    "user_top_category_features_daily", "User x top-level category activity share as of each boundary."
+)
+user_brand_daily = _mart("user_brand_features_daily", "User x brand activity share as of each boundary.")
 item_pair_weekly = _mart("item_pair_features_weekly", "Item x item co-visitation and cosine similarity snapshots.")
 query_item_daily = _mart("query_item_features_daily", "Query x item search outcomes as of each boundary.")

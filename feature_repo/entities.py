@@ -11,6 +11,18 @@ category = Entity(
     value_type=ValueType.STRING,
     description='A leaf category, as its full path ("A > B > C").',
 )
+top_category = Entity(
+    name="top_category",
+    join_keys=["category_top"],
+    value_type=ValueType.STRING,
+    description="A top-level category (the first part of a category path).",
+)
+brand = Entity(
+    name="brand",
+    join_keys=["item_brand"],  # not "brand": Feast's request frames hold the catalog feature of that name
+    value_type=ValueType.STRING,
+    description="A brand, as the catalog spells it.",
+)
 query = Entity(
     name="query",
     join_keys=["query_norm"],

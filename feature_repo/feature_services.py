@@ -7,7 +7,14 @@ Feast would read a projection kept at module level as a second view of the same 
 
 from feast import FeatureService
 
-from feature_views import item_features, query_item_features, user_category_features, user_features
+from feature_views import (
+    item_features,
+    query_item_features,
+    user_brand_features,
+    user_category_features,
+    user_features,
+    user_top_category_features,
+)
 from on_demand_feature_views import candidate_category, query_title_match, request_context, user_item_price
 
 
@@ -40,12 +47,34 @@ ranker_v1 = FeatureService(
     description="Recommendation and browse ranking: user, item and user x category features, request context.",
 )
 
+
+def _tastes() -> list:
+    """The user's 30-day share of activity in the candidate's top category and with its brand."""
+    return [
+        user_top_category_features[["top_category_interactions_30d", "top_category_affinity_30d"]],
+        user_brand_features[["brand_interactions_30d", "brand_affinity_30d"]],
+    ]
+
+
+def _search() -> list:
+    """Query x item outcomes and the query-title match."""
+    return [query_item_features[["impressions_30d", "clicks_30d", "query_item_ctr_30d"]], query_title_match]
+
+
 search_ranker_v1 = FeatureService(
     name="search_ranker_v1",
-    features=[
-        *_ranking_features(),
-        query_item_features[["impressions_30d", "clicks_30d", "query_item_ctr_30d"]],
-        query_title_match,
-    ],
+    features=[*_ranking_features(), *_search()],
     description="Search ranking: ranker_v1's features plus query x item outcomes and query-title match.",
+)
+
+ranker_v2 = FeatureService(
+    name="ranker_v2",
+    features=[*_ranking_features(), *_tastes()],
+    description="ranker_v1 plus the user's share of activity in the candidate's top category and brand.",
+)
+
+search_ranker_v2 = FeatureService(
+    name="search_ranker_v2",
+    features=[*_ranking_features(), *_tastes(), *_search()],
+    description="search_ranker_v1 plus the user's share of activity in the candidate's top category and brand.",
 )

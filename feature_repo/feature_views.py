@@ -8,7 +8,7 @@ from feast import FeatureView, Field
 from feast.types import Float64, Int64, String, UnixTimestamp
 
 import data_sources as sources
-from entities import category, item, neighbour, query, user
+from entities import brand, category, item, neighbour, query, top_category, user
 
 WINDOWS = (1, 7, 30)
 INTERACTIONS = ("views", "clicks", "carts", "favorites", "purchases")
@@ -79,19 +79,31 @@ item_features = FeatureView(
     description="How an item fared over the last 1, 7 and 30 days, its price and catalog attributes.",
 )
 
-user_category_features = FeatureView(
-    name="user_category_features",
-    entities=[user, category],
-    ttl=timedelta(days=31),
-    source=sources.user_category_daily,
-    schema=[
-        Field(name="category_interactions_30d", dtype=Int64),
-        Field(name="category_purchases_30d", dtype=Int64),
-        Field(name="category_affinity_30d", dtype=Float64),
-    ],
-    tags={"dbt.model": "user_category_features_daily"},
-    description="A user's interactions in a category over 30 days and their share of all (affinity).",
+
+def _user_shares(name, entity, source, prefix, what):
+    """A user x attribute view over a ``user_shares`` mart: 30-day interactions, purchases, share."""
+    return FeatureView(
+        name=name,
+        entities=[user, entity],
+        ttl=timedelta(days=31),
+        source=source,
+        schema=[
+            Field(name=f"{prefix}_interactions_30d", dtype=Int64),
+            Field(name=f"{prefix}_purchases_30d", dtype=Int64),
+            Field(name=f"{prefix}_affinity_30d", dtype=Float64),
+        ],
+        tags={"dbt.model": source.name},
+        description=f"A user's interactions with {what} over 30 days and their share of all (affinity).",
+    )
+
+
+user_category_features = _user_shares(
+    "user_category_features", category, sources.user_category_daily, "category", "a category"
 )
+user_top_category_features = _user_shares(
+    "user_top_category_features", top_category, sources.user_top_category_daily, "top_category", "a top category"
+)
+user_brand_features = _user_shares("user_brand_features", brand, sources.user_brand_daily, "brand", "a brand")
 
 item_pair_features = FeatureView(
     name="item_pair_features",

@@ -291,7 +291,7 @@ def _label_source(name: str):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--service", default="ranker_v1", show_default=True, help="Feature service the model reads.")
+@click.option("--service", default="ranker_v2", show_default=True, help="Feature service the model reads.")
 @_labels
 @click.option("--algorithm", type=click.Choice(["lightgbm", "xgboost"]), help="Model [default: [train] or lightgbm].")
 @click.option(
@@ -321,7 +321,7 @@ def train(
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--service", default="ranker_v1", show_default=True, help="Feature service of the model.")
+@click.option("--service", default="ranker_v2", show_default=True, help="Feature service of the model.")
 @click.option("--version", help="Model version [default: production, else the newest].")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="HTML file [default: in the version].")
 @click.pass_obj

@@ -23,7 +23,7 @@ from training.run import TrainingRun, train_model
 ProgressFactory = Callable[[str], AbstractContextManager[Advance]]
 
 
-SERVICES = ("ranker_v1", "search_ranker_v1")
+SERVICES = ("ranker_v2", "search_ranker_v2")
 
 
 @dataclass

@@ -38,11 +38,13 @@ from training.signals import catalog_index, read_warehouse
 ENGINES = ("duckdb", "feast")
 ENTITIES = "entities"
 RETRIEVAL = "retrieval_bm25"
+# join keys from the item's current catalog entry: entity column -> dim_items column
+ITEM_COLUMNS = {"category_path": "category_path", "category_top": "category_top", "item_brand": "brand"}
 # Where each column a service may join on comes from: l = the label rows, i = dim_items,
 # r = the BM25 retrieval score of the row's query and item.
 _ENTITY_SOURCES = {
     **{column: f"l.{column}" for column in (*LABEL_COLUMNS, *CONTEXT_COLUMNS)},
-    "category_path": "i.category_path",
+    **{column: f"i.{source}" for column, source in ITEM_COLUMNS.items()},
     "request_time": "l.event_timestamp",
     RETRIEVAL: f"r.{RETRIEVAL}",
 }
@@ -227,7 +229,7 @@ def label_entities(
     columns = dict.fromkeys((*LABEL_COLUMNS, *CONTEXT_COLUMNS, *plan.entity_columns))
     con.execute(f"create or replace temp table label_rows as {labels.select(con, settings)}")
     joins = ""
-    if "category_path" in columns:
+    if set(ITEM_COLUMNS) & set(columns):
         _register_items(con, settings)
         joins += " left join items i using (item_id)"
     if RETRIEVAL in columns:
@@ -250,5 +252,7 @@ def _register_retrieval(con: duckdb.DuckDBPyConnection, settings: Settings) -> N
 
 
 def _register_items(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
-    """Copy each item's current category from the warehouse's ``marts.dim_items``."""
-    con.register("items", read_warehouse(settings, "select item_id, category_path from marts.dim_items"))
+    """Copy each item's current category and brand from the warehouse's ``marts.dim_items``."""
+    con.register(
+        "items", read_warehouse(settings, f"select item_id, {', '.join(ITEM_COLUMNS.values())} from marts.dim_items")
+    )

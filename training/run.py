@@ -68,7 +68,7 @@ def ranker_config(settings: Settings, **overrides: Any) -> RankerConfig:
 
 def train_model(
     settings: Settings,
-    service: str = "ranker_v1",
+    service: str = "ranker_v2",
     labels: LabelSource | None = None,
     config: RankerConfig | None = None,
     trials: int = 0,

@@ -57,6 +57,22 @@ def _monotone(measures: tuple[str, ...], windows: tuple[int, ...] = WINDOWS) -> 
     ]
 
 
+def _user_shares(horizon: datetime, key: str, prefix: str) -> pa.DataFrameSchema:
+    """A user x attribute share mart (the dbt macro ``user_shares``)."""
+    return pa.DataFrameSchema(
+        {
+            "user_id": _key(),
+            key: _key(),
+            "event_timestamp": _as_of(horizon),
+            f"{prefix}_interactions_30d": _count(),
+            f"{prefix}_purchases_30d": _count(),
+            f"{prefix}_affinity_30d": _rate(),
+        },
+        strict=True,
+        ordered=True,
+    )
+
+
 @dataclass(frozen=True)
 class MartContract:
     """A mart's row checks (a Pandera schema, applied chunk by chunk) and its key (unique over
@@ -75,11 +91,9 @@ MART_KEYS = {
         "item_id",
         "event_timestamp",
     ),
-    "user_category_features_daily": (
-        "user_id",
-        "category_path",
-        "event_timestamp",
-    ),
+    "user_category_features_daily": ("user_id", "category_path", "event_timestamp"),
+    "user_top_category_features_daily": ("user_id", "category_top", "event_timestamp"),
+    "user_brand_features_daily": ("user_id", "item_brand", "event_timestamp"),
     "item_catalog_features": (
         "item_id",
         "event_timestamp",
@@ -166,18 +180,9 @@ def _schemas(horizon: datetime) -> dict[str, pa.DataFrameSchema]:
             strict=True,
             ordered=True,
         ),
-        "user_category_features_daily": pa.DataFrameSchema(
-            {
-                "user_id": _key(),
-                "category_path": _key(),
-                "event_timestamp": _as_of(horizon),
-                "category_interactions_30d": _count(),
-                "category_purchases_30d": _count(),
-                "category_affinity_30d": _rate(),
-            },
-            strict=True,
-            ordered=True,
-        ),
+        "user_category_features_daily": _user_shares(horizon, "category_path", "category"),
+        "user_top_category_features_daily": _user_shares(horizon, "category_top", "top_category"),
+        "user_brand_features_daily": _user_shares(horizon, "item_brand", "brand"),
         "item_pair_features_weekly": pa.DataFrameSchema(
             {
                 "item_id": _key(),

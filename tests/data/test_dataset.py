@@ -22,7 +22,7 @@ from training.labels import served
 from training.pit import connect, join_chunk
 from training.plan import resolve
 
-SERVICES = ("ranker_v1", "search_ranker_v1")
+SERVICES = ("ranker_v2", "search_ranker_v2")
 
 
 @pytest.fixture(scope="module")
@@ -88,44 +88,44 @@ def test_feast_engine_gives_the_same_frame(built, service):
 
 
 def test_one_row_per_label_in_time_order(shop, built):
-    result, _ = built("search_ranker_v1")
+    result, _ = built("search_ranker_v2")
     labels = duckdb.sql(
         f"select query_id, item_id, label from '{shop.marts / 'fct_labels.parquet'}' "
         "where surface = 'search' order by event_timestamp, query_id, position"
     ).df()
-    ours = frame(built, "search_ranker_v1")
+    ours = frame(built, "search_ranker_v2")
     assert result.rows == len(ours) == len(labels)
     pd.testing.assert_frame_equal(ours[["query_id", "item_id", "label"]], labels, check_dtype=False)
     assert ours["event_timestamp"].is_monotonic_increasing
-    assert result.path == shop.datasets / "search_ranker_v1"
+    assert result.path == shop.datasets / "search_ranker_v2"
     assert list(result.columns[:5]) == ["query_id", "user_id", "item_id", "event_timestamp", "label"]
     assert set(result.features) < set(result.columns)
 
 
 def test_surfaces_default_by_service(built):
-    ranker = frame(built, "ranker_v1")
+    ranker = frame(built, "ranker_v2")
     assert set(ranker["surface"]) == {"recommend", "browse"}
-    assert set(frame(built, "search_ranker_v1")["surface"]) == {"search"}
-    assert len(ranker) == built("ranker_v1")[0].rows > 0
-    assert built("ranker_v1")[0].labels == "served"
-    assert "query_title_match__title_token_overlap" in frame(built, "search_ranker_v1").columns
+    assert set(frame(built, "search_ranker_v2")["surface"]) == {"search"}
+    assert len(ranker) == built("ranker_v2")[0].rows > 0
+    assert built("ranker_v2")[0].labels == "served"
+    assert "query_title_match__title_token_overlap" in frame(built, "search_ranker_v2").columns
 
 
 def test_chunked_equals_unchunked_and_never_splits_a_group(built):
-    result, parts = built("search_ranker_v1", "duckdb", 1_000)
+    result, parts = built("search_ranker_v2", "duckdb", 1_000)
     assert len(parts) > 3
     groups = [set(part["query_id"]) for part in parts]
     assert sum(map(len, groups)) == len(set().union(*groups))
     pd.testing.assert_frame_equal(
-        frame(built, "search_ranker_v1", "duckdb", 1_000), frame(built, "search_ranker_v1"), check_exact=True
+        frame(built, "search_ranker_v2", "duckdb", 1_000), frame(built, "search_ranker_v2"), check_exact=True
     )
 
 
 def test_ttl_expired_values_are_missing_not_stale(shop, built):
     """Labels moved past the data: within a view's TTL values are found, beyond it all are missing."""
     store = open_store(shop)
-    plan = resolve(store, "ranker_v1")
-    ranker = frame(built, "ranker_v1")
+    plan = resolve(store, "ranker_v2")
+    ranker = frame(built, "ranker_v2")
     labels = ranker[entity_columns(ranker)]
     last = max(duckdb.sql(f"select max(event_timestamp) from '{view.path}'").fetchall()[0][0] for view in plan.views)
     ttl = min(view.ttl for view in plan.views)
@@ -136,16 +136,16 @@ def test_ttl_expired_values_are_missing_not_stale(shop, built):
             con.register("moved", moved)
             entity_table(con, "select *, row_number() over () - 1 as __row from moved", 1_000_000)
             ours = join_chunk(con, plan, ENTITIES, 0).to_pandas()
-        assert_same_frame(ours, feast_frame(shop, "ranker_v1", moved))
+        assert_same_frame(ours, feast_frame(shop, "ranker_v2", moved))
         joined = ours[[column for view in plan.views for column in view.columns]]
         assert joined.isna().all().all() if expired else joined.notna().any().all()
         assert ours["request_context__hour_of_day"].notna().all()
 
 
 def test_schema_accepts_the_frame_and_rejects_broken_ones(shop, built):
-    plan = resolve(open_store(shop), "ranker_v1")
+    plan = resolve(open_store(shop), "ranker_v2")
     schema = training_frame_schema(plan)
-    good = pl.read_parquet(built("ranker_v1")[0].path / "*.parquet")
+    good = pl.read_parquet(built("ranker_v2")[0].path / "*.parquet")
     validate_frame(schema, good, "test")
     broken = {
         "label: in_range": good.with_columns(pl.lit(4, pl.Int32).alias("label")),
@@ -160,20 +160,20 @@ def test_schema_accepts_the_frame_and_rejects_broken_ones(shop, built):
         "event_timestamp": good.with_columns(pl.col("event_timestamp").dt.replace_time_zone(None)),
     }
     for expected, bad in broken.items():
-        with pytest.raises(ContractError, match="training frame of ranker_v1") as error:
+        with pytest.raises(ContractError, match="training frame of ranker_v2") as error:
             validate_frame(schema, bad, "test")
         assert expected in str(error.value), str(error.value)
 
 
 def test_unknown_service_names_the_registry_and_the_fix(shop):
     with pytest.raises(FeatureStoreError) as error:
-        build_dataset(shop, "ranker_v2")
+        build_dataset(shop, "ranker_v9")
     registry = shop.workdir.resolve() / "registry.db"
-    assert str(error.value) == f'Feature service "ranker_v2" not found in {registry}; run "shoprank features apply"'
+    assert str(error.value) == f'Feature service "ranker_v9" not found in {registry}; run "shoprank features apply"'
 
 
 def test_unknown_engine_and_empty_surfaces_are_user_errors(shop):
     with pytest.raises(ConfigError, match='engine "spark"; use one of duckdb, feast'):
-        build_dataset(shop, "ranker_v1", engine="spark")
+        build_dataset(shop, "ranker_v2", engine="spark")
     with pytest.raises(ContractError, match=r"No labels with surface in \['email'\]"):
-        build_dataset(shop, "ranker_v1", labels=served(("email",)))
+        build_dataset(shop, "ranker_v2", labels=served(("email",)))

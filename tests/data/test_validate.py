@@ -14,7 +14,8 @@ from shoprank.validate import validate_marts
 def test_a_clean_build_meets_every_contract(tiny_shop):
     reports = {r.name: r for r in validate_marts(tiny_shop)}
     assert set(reports) == {
-        "user_features_daily", "item_features_daily", "user_category_features_daily",
+        "user_features_daily", "item_features_daily", "user_category_features_daily", "user_top_category_features_daily",
+        "user_brand_features_daily",
         "item_pair_features_weekly", "query_item_features_daily", "fct_labels", "fct_judgments",
         "item_catalog_features",
     }  # fmt: skip

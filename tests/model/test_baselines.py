@@ -126,7 +126,7 @@ def test_unknown_baselines_are_named(shop):
 
 
 def test_every_list_baseline_scores_the_tiny_shops_served_lists(tiny_shop):
-    frame = pl.read_parquet(tiny_shop.datasets / "ranker_v1" / "*.parquet")
+    frame = pl.read_parquet(tiny_shop.datasets / "ranker_v2" / "*.parquet")
     names = [name for name in BASELINES if name != "bm25"]
     scored = score_baselines(tiny_shop, frame, names)
     for name in names:
