@@ -324,7 +324,8 @@ def _piece_rows(piece: online_rows.Piece) -> pa.Array:
     return pa.Array.from_buffers(online_rows.BINARY, len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
-def _decimal(numbers: np.ndarray) -> pa.Array:
+def _decimal(numbers: np.ndarray | pa.Array) -> pa.Array:
+    """Each number in decimal digits, as bytes."""
     return pa.array(numbers).cast(pa.string()).cast(online_rows.BINARY)
 
 
@@ -366,8 +367,7 @@ class _Wire:
 
 def _bulk_pieces(column: pa.Array) -> list[Any]:
     """The pieces that make each row a Redis protocol bulk string (``$<length>\\r\\n<bytes>\\r\\n``)."""
-    length = pc.binary_length(column).cast(pa.string()).cast(online_rows.BINARY)
-    return [_scalar(b"$"), length, _scalar(b"\r\n"), column, _scalar(b"\r\n")]
+    return [_scalar(b"$"), _decimal(pc.binary_length(column)), _scalar(b"\r\n"), column, _scalar(b"\r\n")]
 
 
 def _data(column: pa.Array) -> memoryview:

@@ -55,6 +55,7 @@ def query_title_match(inputs: pd.DataFrame) -> pd.DataFrame:
     a pair's matches are row-wise products of those rows, so no Python runs per input row."""
     q, queries = _distinct(inputs["query"])
     t, titles = _distinct(inputs["title"])
+    b, brands = _distinct(inputs["brand"])
     pairs, pair = np.unique(q * len(titles) + t, return_inverse=True)
     q, t = pairs // len(titles), pairs % len(titles)  # of each distinct pair; `pair` maps rows to them
     query_words = [text.split() for text in queries]
@@ -87,7 +88,7 @@ def query_title_match(inputs: pd.DataFrame) -> pd.DataFrame:
         {
             "title_bm25": pd.to_numeric(inputs["retrieval_bm25"], errors="coerce").fillna(0.0).to_numpy("float64"),
             **{name: values[pair] for name, values in per_pair.items()},
-            "brand_in_query": _contains(queries[q[pair]], np.asarray(_normalized(inputs["brand"]), dtype=object)),
+            "brand_in_query": _contains(queries[q[pair]], brands[b]),
             "query_words": lengths[q][pair],
             "title_words": np.fromiter(map(len, title_words), np.int64, len(titles))[t][pair],
         }
@@ -145,12 +146,7 @@ def _trigrams(text: str) -> set[str]:
 def _distinct(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Each value's code and the distinct normalized texts ("" when missing)."""
     codes, uniques = pd.factorize(values, use_na_sentinel=False)
-    return codes, np.asarray(_normalized(pd.Series(uniques, dtype=object)), dtype=object)
-
-
-def _normalized(values: pd.Series) -> list[str]:
-    """Normalized text of each value ("" when missing)."""
-    return [_normalize(v) if isinstance(v, str) else "" for v in values]
+    return codes, np.asarray([_normalize(v) if isinstance(v, str) else "" for v in uniques], dtype=object)
 
 
 @lru_cache(maxsize=1 << 16)
