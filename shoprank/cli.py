@@ -299,10 +299,17 @@ def _label_source(name: str):
     type=click.Choice(["feature", "unbiased", "none"]),
     help="Position-bias handling [default: [train] or feature].",
 )
+@click.option("--prior", help="Feature to boost from, e.g. query_title_match__title_bm25 [default: [train] or none].")
 @click.option("--tune", "trials", type=click.IntRange(min=0), default=0, help="Random-search trials before training.")
 @click.pass_obj
 def train(
-    settings: Settings, service: str, labels: str, algorithm: str | None, position: str | None, trials: int
+    settings: Settings,
+    service: str,
+    labels: str,
+    algorithm: str | None,
+    position: str | None,
+    prior: str | None,
+    trials: int,
 ) -> None:
     """Train a ranker on the past, evaluate it against baselines on the future, register it and
     write its report.
@@ -311,10 +318,11 @@ def train(
     Example:
         shoprank train
         shoprank train --service search_ranker_v1 --algorithm xgboost --tune 8
+        shoprank train --labels judgments --service search_ranker_v2 --prior query_title_match__title_bm25
     """
     from training.run import ranker_config, train_model
 
-    config = ranker_config(settings, algorithm=algorithm, position=position)
+    config = ranker_config(settings, algorithm=algorithm, position=position, prior=prior)
     with progress_bar(f"train {service}") as advance:
         run = train_model(settings, service, _label_source(labels), config, trials, advance)
     click.echo(summary.trained(run))

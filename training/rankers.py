@@ -12,10 +12,16 @@ learning curve. Position bias (``RankerConfig.position``):
 - ``unbiased``: the models' own unbiased LambdaMART (LightGBM's ``position`` of a dataset,
   XGBoost's ``lambdarank_unbiased``), which estimates position propensities while training;
 - ``none``: position is ignored (the clicks' position bias stays in the labels).
+
+``RankerConfig.prior`` names a feature to boost from: its value (times ``prior_weight``) is every
+row's starting score (LightGBM's ``init_score``, XGBoost's ``base_margin``), so the trees learn a
+correction to a strong ranker such as ``title_bm25`` instead of rediscovering it from scratch; it is
+added to every prediction and shows as its own ``prior`` column in the contributions.
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +61,8 @@ class RankerConfig:
     early_stopping: int = 40
     threads: int = 2
     seed: int = 0
+    prior: str = ""  # a feature whose value starts every score ("" for none), e.g. title_bm25
+    prior_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -86,12 +94,15 @@ class Ranker:
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
         """Scores of the rows of ``frame`` (higher ranks first)."""
-        return self._predict(frame, contributions=False)
+        return self._predict(frame, contributions=False) + _prior(frame, self.config)
 
     def contributions(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Per-row SHAP values: one column per feature, then ``bias``; each row sums to the score."""
-        values = self._predict(frame, contributions=True)
-        return pl.DataFrame(values, schema=[*self.features, "bias"], orient="row")
+        """Per-row SHAP values: one column per feature, then ``prior`` when boosting from one, then
+        ``bias``; each row sums to the score."""
+        values = pl.DataFrame(self._predict(frame, contributions=True), schema=[*self.features, "bias"], orient="row")
+        if not self.config.prior:
+            return values
+        return values.insert_column(len(self.features), pl.Series("prior", _prior(frame, self.config)))
 
     def importance(self) -> pl.DataFrame:
         """Total gain and number of splits per feature, by gain descending."""
@@ -142,6 +153,10 @@ def train(
         ContractError: A frame lacks a column or a group.
     """
     columns = (*features, POSITION) if config.position == "feature" else tuple(features)
+    if config.prior and config.prior not in features:
+        close = [f for f in features if f.endswith(f"__{config.prior}")] or difflib.get_close_matches(config.prior, features)
+        hint = f"did you mean {', '.join(close)}?" if close else f"use one of {', '.join(features)}"
+        raise ConfigError(f'The prior "{config.prior}" is not a feature of the service; {hint}')
     for name, rows in (("training", train_rows), ("validation", valid_rows)):
         missing = [c for c in (*columns, GROUP, "label") if c not in rows.columns]
         if missing or rows.height == 0:
@@ -172,12 +187,21 @@ class _Data:
     labels: np.ndarray
     groups: np.ndarray  # group sizes, in row order
     positions: np.ndarray | None
+    prior: np.ndarray | None
 
 
 def _data(rows: pl.DataFrame, columns: tuple[str, ...], categories: dict, config: RankerConfig) -> _Data:
     sizes = rows.select(pl.col(GROUP).rle().struct.field("len"))[:, 0].to_numpy()
     positions = rows[POSITION].fill_null(0).to_numpy() if config.position == "unbiased" else None
-    return _Data(_matrix(rows, columns, categories), rows["label"].to_numpy(), sizes, positions)
+    prior = _prior(rows, config) if config.prior else None
+    return _Data(_matrix(rows, columns, categories), rows["label"].to_numpy(), sizes, positions, prior)
+
+
+def _prior(rows: pl.DataFrame, config: RankerConfig) -> np.ndarray | float:
+    """Each row's starting score: the prior feature times its weight (0 where missing)."""
+    if not config.prior:
+        return 0.0
+    return rows[config.prior].cast(pl.Float64).fill_nan(None).fill_null(0.0).to_numpy() * config.prior_weight
 
 
 def _matrix(rows: pl.DataFrame, columns: tuple[str, ...], categories: dict[str, list[str]]) -> pd.DataFrame:
@@ -215,7 +239,9 @@ def _fit_lightgbm(config: RankerConfig, train: _Data, valid: _Data) -> tuple[Any
         "verbosity": -1,
     }
     datasets = [
-        lgb.Dataset(d.matrix, d.labels, group=d.groups, position=d.positions, free_raw_data=False)
+        lgb.Dataset(
+            d.matrix, d.labels, group=d.groups, position=d.positions, init_score=d.prior, free_raw_data=False
+        )
         for d in (train, valid)
     ]
     datasets[1].reference = datasets[0]
@@ -248,7 +274,9 @@ def _fit_xgboost(config: RankerConfig, train: _Data, valid: _Data) -> tuple[Any,
         "lambdarank_unbiased": config.position == "unbiased",
     }
     matrices = [
-        xgb.DMatrix(d.matrix, d.labels, group=d.groups, enable_categorical=True, nthread=config.threads)
+        xgb.DMatrix(
+            d.matrix, d.labels, group=d.groups, base_margin=d.prior, enable_categorical=True, nthread=config.threads
+        )
         for d in (train, valid)
     ]
     history: dict = {}

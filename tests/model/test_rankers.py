@@ -4,6 +4,8 @@ fixed when scoring, and the leakage guard rejects a feature computed from the la
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
@@ -113,3 +115,23 @@ def test_bad_hyperparameters_are_config_errors():
         RankerConfig(algorithm="catboost")
     with pytest.raises(ConfigError, match='Unknown position mode "ipw"'):
         RankerConfig(position="ipw")
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.algorithm)
+def test_a_prior_starts_every_score_and_the_trees_learn_the_correction(config, frames, tmp_path):
+    train_rows, valid_rows, test = frames
+    boosted = train(replace(config, prior="signal", prior_weight=20.0), train_rows, valid_rows, FEATURES)
+    importance = dict(boosted.importance().select("feature", "gain").iter_rows())
+    assert importance["brand"] > importance["signal"]  # the signal is given: the trees learn the brand
+    contributions = boosted.contributions(test)
+    assert contributions.columns == [*boosted.features, "prior", "bias"]
+    np.testing.assert_allclose(contributions["prior"].to_numpy(), 20.0 * test["signal"].to_numpy())
+    np.testing.assert_allclose(contributions.sum_horizontal().to_numpy(), boosted.predict(test), rtol=1e-5, atol=1e-5)
+    boosted.save(tmp_path)
+    again = load(tmp_path, boosted.config, boosted.features, boosted.categories)
+    np.testing.assert_array_equal(again.predict(test), boosted.predict(test))
+
+
+def test_an_unknown_prior_names_the_feature_it_may_mean(frames):
+    with pytest.raises(ConfigError, match=r'The prior "title_bm25" is not a feature of the service; did you mean q__title_bm25\?'):
+        train(RankerConfig(prior="title_bm25"), frames[0], frames[1], ("signal", "q__title_bm25"))
