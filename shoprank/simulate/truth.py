@@ -45,17 +45,23 @@ def score(users: Any, items: Any, u: np.ndarray, i: np.ndarray) -> np.ndarray:
     """
     out = np.empty(len(u))
     for lo in range(0, len(u), BLOCK):
-        uu, ii = u[lo : lo + BLOCK], i[lo : lo + BLOCK]
-        n_tops = users.preference.shape[1]
-        category = np.log(n_tops * users.preference[uu, items.top[ii]] + 0.1)
-        brand = (users.favorite_brands[uu] == items.brand[ii, None]).any(axis=1) & (items.brand[ii] >= 0)
-        misfit = users.price_sensitivity[uu] * (items.price_ratio[ii] - users.price_level[uu]) ** 2
-        latent = np.einsum("ij,ij->i", users.vec[uu], items.vec[ii]) / np.sqrt(users.vec.shape[1])
-        logit = (
-            BIAS + CATEGORY * category + BRAND * brand - PRICE * misfit + QUALITY * items.quality[ii] + LATENT * latent
-        )
-        out[lo : lo + BLOCK] = sigmoid(logit)
+        terms = components(users, items, u[lo : lo + BLOCK], i[lo : lo + BLOCK])
+        out[lo : lo + BLOCK] = sigmoid(sum(terms.values(), BIAS))
     return out
+
+
+def components(users: Any, items: Any, u: np.ndarray, i: np.ndarray) -> dict[str, np.ndarray]:
+    """The terms of the relevance logit (without ``BIAS``): category, brand, price, quality, latent."""
+    n_tops = users.preference.shape[1]
+    brand = (users.favorite_brands[u] == items.brand[i, None]).any(axis=1) & (items.brand[i] >= 0)
+    misfit = users.price_sensitivity[u] * (items.price_ratio[i] - users.price_level[u]) ** 2
+    return {
+        "category": CATEGORY * np.log(n_tops * users.preference[u, items.top[i]] + 0.1),
+        "brand": BRAND * brand,
+        "price": -PRICE * misfit,
+        "quality": QUALITY * items.quality[i],
+        "latent": LATENT * (np.einsum("ij,ij->i", users.vec[u], items.vec[i]) / np.sqrt(users.vec.shape[1])),
+    }
 
 
 def grade(relevance_values: np.ndarray) -> np.ndarray:
