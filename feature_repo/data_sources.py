@@ -33,3 +33,7 @@ user_top_category_daily = _mart(
 user_brand_daily = _mart("user_brand_features_daily", "User x brand activity share as of each boundary.")
 item_pair_weekly = _mart("item_pair_features_weekly", "Item x item co-visitation and cosine similarity snapshots.")
 query_item_daily = _mart("query_item_features_daily", "Query x item search outcomes as of each boundary.")
+query_daily = _mart("query_features_daily", "Query search volume and click-through as of each boundary.")
+query_category_daily = _mart(
+    "query_category_features_daily", "Query x category share of the query's search clicks as of each boundary."
+)

@@ -9,6 +9,8 @@ from feast import FeatureService
 
 from feature_views import (
     item_features,
+    query_category_features,
+    query_features,
     query_item_features,
     user_brand_features,
     user_category_features,
@@ -77,4 +79,22 @@ search_ranker_v2 = FeatureService(
     name="search_ranker_v2",
     features=[*_ranking_features(), *_tastes(), *_search()],
     description="search_ranker_v1 plus the user's share of activity in the candidate's top category and brand.",
+)
+
+
+def _query_intent() -> list:
+    """What shoppers mean by the query: its volume and click-through, the categories its clicks
+    go to, and the candidate's carts and purchases under it."""
+    return [
+        query_features[["searches_7d", "searches_30d", "query_ctr_30d"]],
+        query_category_features[["query_category_interactions_30d", "query_category_affinity_30d"]],
+        query_item_features[["carts_30d", "purchases_30d"]],
+    ]
+
+
+search_ranker_v3 = FeatureService(
+    name="search_ranker_v3",
+    features=[*_ranking_features(), *_tastes(), *_search(), *_query_intent()],
+    description="search_ranker_v2 plus the query's volume, click-through and category intent, and the candidate's carts "
+    "and purchases under it.",
 )

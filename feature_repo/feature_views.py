@@ -80,11 +80,12 @@ item_features = FeatureView(
 )
 
 
-def _user_shares(name, entity, source, prefix, what):
-    """A user x attribute view over a ``user_shares`` mart: 30-day interactions, purchases, share."""
+def _shares(name, entity, source, prefix, description, owner=user):
+    """An owner (user, query) x attribute view over a ``shares`` mart: 30-day interactions,
+    purchases and their share of all the owner's (affinity)."""
     return FeatureView(
         name=name,
-        entities=[user, entity],
+        entities=[owner, entity],
         ttl=timedelta(days=31),
         source=source,
         schema=[
@@ -93,7 +94,14 @@ def _user_shares(name, entity, source, prefix, what):
             Field(name=f"{prefix}_affinity_30d", dtype=Float64),
         ],
         tags={"dbt.model": source.name},
-        description=f"A user's interactions with {what} over 30 days and their share of all (affinity).",
+        description=description,
+    )
+
+
+def _user_shares(name, entity, source, prefix, what):
+    """A user x attribute view (``_shares`` owned by the user)."""
+    return _shares(
+        name, entity, source, prefix, f"A user's interactions with {what} over 30 days and their share of all (affinity)."
     )
 
 
@@ -132,4 +140,27 @@ query_item_features = FeatureView(
     ],
     tags={"dbt.model": "query_item_features_daily"},
     description="How an item fared when shown for a normalized query over 7 and 30 days.",
+)
+
+query_features = FeatureView(
+    name="query_features",
+    entities=[query],
+    ttl=timedelta(days=31),
+    source=sources.query_daily,
+    schema=[
+        *_counts(("searches",), (7, 30)),
+        Field(name="clicks_30d", dtype=Int64),
+        Field(name="query_ctr_30d", dtype=Float64),
+    ],
+    tags={"dbt.model": "query_features_daily"},
+    description="How often a normalized query was searched over 7 and 30 days, and how often its results were clicked.",
+)
+
+query_category_features = _shares(
+    "query_category_features",
+    category,
+    sources.query_category_daily,
+    "query_category",
+    "The search clicks of a query on a category's items over 30 days and their share of all its clicks.",
+    owner=query,
 )

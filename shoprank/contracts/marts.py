@@ -57,11 +57,11 @@ def _monotone(measures: tuple[str, ...], windows: tuple[int, ...] = WINDOWS) -> 
     ]
 
 
-def _user_shares(horizon: datetime, key: str, prefix: str) -> pa.DataFrameSchema:
-    """A user x attribute share mart (the dbt macro ``user_shares``)."""
+def _shares(horizon: datetime, key: str, prefix: str, owner: str = "user_id") -> pa.DataFrameSchema:
+    """An owner (user, query) x attribute share mart (the dbt macro ``shares``)."""
     return pa.DataFrameSchema(
         {
-            "user_id": _key(),
+            owner: _key(),
             key: _key(),
             "event_timestamp": _as_of(horizon),
             f"{prefix}_interactions_30d": _count(),
@@ -108,6 +108,8 @@ MART_KEYS = {
         "item_id",
         "event_timestamp",
     ),
+    "query_features_daily": ("query_norm", "event_timestamp"),
+    "query_category_features_daily": ("query_norm", "category_path", "event_timestamp"),
     "fct_labels": (
         "query_id",
         "item_id",
@@ -180,9 +182,9 @@ def _schemas(horizon: datetime) -> dict[str, pa.DataFrameSchema]:
             strict=True,
             ordered=True,
         ),
-        "user_category_features_daily": _user_shares(horizon, "category_path", "category"),
-        "user_top_category_features_daily": _user_shares(horizon, "category_top", "top_category"),
-        "user_brand_features_daily": _user_shares(horizon, "item_brand", "brand"),
+        "user_category_features_daily": _shares(horizon, "category_path", "category"),
+        "user_top_category_features_daily": _shares(horizon, "category_top", "top_category"),
+        "user_brand_features_daily": _shares(horizon, "item_brand", "brand"),
         "item_pair_features_weekly": pa.DataFrameSchema(
             {
                 "item_id": _key(),
@@ -215,6 +217,19 @@ def _schemas(horizon: datetime) -> dict[str, pa.DataFrameSchema]:
             strict=True,
             ordered=True,
         ),
+        "query_features_daily": pa.DataFrameSchema(
+            {
+                "query_norm": _key(),
+                "event_timestamp": _as_of(horizon),
+                **_windowed(("searches",), (7, 30)),
+                "clicks_30d": _count(),
+                "query_ctr_30d": _rate(),
+            },
+            checks=_monotone(("searches",), (7, 30)),
+            strict=True,
+            ordered=True,
+        ),
+        "query_category_features_daily": _shares(horizon, "category_path", "query_category", owner="query_norm"),
         "fct_labels": pa.DataFrameSchema(
             {
                 "query_id": _key(),

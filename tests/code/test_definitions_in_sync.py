@@ -43,7 +43,7 @@ def feature_views():
 def test_every_feature_view_reads_columns_its_mart_declares_with_the_same_type(feature_views):
     declared = _declared()
     views = [v for v in vars(feature_views).values() if type(v).__name__ == "FeatureView"]
-    assert len(views) == 8
+    assert len(views) == 10
     for view in views:
         model = view.tags["dbt.model"]
         assert view.batch_source.tags["dbt.model"] == model

@@ -16,8 +16,8 @@ def test_a_clean_build_meets_every_contract(tiny_shop):
     assert set(reports) == {
         "user_features_daily", "item_features_daily", "user_category_features_daily", "user_top_category_features_daily",
         "user_brand_features_daily",
-        "item_pair_features_weekly", "query_item_features_daily", "fct_labels", "fct_judgments",
-        "item_catalog_features",
+        "item_pair_features_weekly", "query_item_features_daily", "query_features_daily",
+        "query_category_features_daily", "fct_labels", "fct_judgments", "item_catalog_features",
     }  # fmt: skip
     assert reports.pop("fct_judgments").rows == 0  # a simulated shop has no human judgments
     assert all(r.rows > 0 for r in reports.values())

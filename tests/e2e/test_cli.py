@@ -104,8 +104,9 @@ def test_feature_store_commands_on_a_built_shop(tiny_shop):
     assert lines[0] == f"Online store of {tiny_shop.workdir} (profile embedded, project shoprank)"
     assert lines[1].split() == ["view", "materialized", "until", "newest", "value", "entities", "pending", "rows"]
     assert [line.split()[0] for line in lines[2:]] == [
-        "item_catalog", "item_features", "item_pair_features", "query_item_features", "user_brand_features",
-        "user_category_features", "user_features", "user_top_category_features",
+        "item_catalog", "item_features", "item_pair_features", "query_category_features", "query_features",
+        "query_item_features", "user_brand_features", "user_category_features", "user_features",
+        "user_top_category_features",
     ]  # fmt: skip
     assert all(line.split()[-1] == "0" for line in lines[2:])  # the pipeline materialized everything
     unknown = invoke("--workdir", str(tiny_shop.workdir), "dataset", "build", "--service", "ranker_v9")
@@ -126,7 +127,7 @@ def test_status_build_and_validate_on_a_built_shop(tiny_shop):
     assert {("raw", "events"), ("quarantine", "events"), ("marts", "fct_labels")} <= tables
     validate = invoke("--workdir", str(tiny_shop.workdir), "validate")
     assert validate.exit_code == 0
-    assert validate.output.splitlines()[0] == "All 10 marts meet their contracts"
+    assert validate.output.splitlines()[0] == "All 12 marts meet their contracts"
 
 
 @pytest.mark.slow
@@ -143,7 +144,7 @@ def test_the_installed_script_runs_the_main_job(tmp_path):
     assert done.returncode == 0, done.stderr
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("Pipeline finished in ") and last.endswith(f"workdir {tmp_path / 'shop'}")
-    assert "All 10 marts meet their contracts" in done.stdout
+    assert "All 12 marts meet their contracts" in done.stdout
     assert "Trained ranker_v2/v0001: lightgbm on " in done.stdout
     assert "ndcg@10 against true relevance: model " in done.stdout
     assert f"Report: {tmp_path / 'shop' / 'models' / 'ranker_v2' / 'v0001' / 'report.html'}" in done.stdout

@@ -1,6 +1,6 @@
 -- One row per user, category and day boundary where the user's activity changes: the user's
 -- interactions in the category over 30 days and its share of all their categorized interactions
--- (affinity); see the user_shares macro.
+-- (affinity); see the shares macro.
 {{ config(materialized='external') }}
 
-{{ user_shares(ref('int_user_activity_daily'), 'category_path', 'category') }}
+{{ shares(ref('int_user_activity_daily'), 'category_path', 'category') }}
