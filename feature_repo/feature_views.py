@@ -101,7 +101,11 @@ def _shares(name, entity, source, prefix, description, owner=user):
 def _user_shares(name, entity, source, prefix, what):
     """A user x attribute view (``_shares`` owned by the user)."""
     return _shares(
-        name, entity, source, prefix, f"A user's interactions with {what} over 30 days and their share of all (affinity)."
+        name,
+        entity,
+        source,
+        prefix,
+        f"A user's interactions with {what} over 30 days and their share of all (affinity).",
     )
 
 
