@@ -347,6 +347,30 @@ def report(settings: Settings, service: str, version: str | None, output: Path |
     click.echo(f"Report of {model.name}: {write_report(model.path, output)}")
 
 
+@cli.command("evaluate-judgments", context_settings=CONTEXT)
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--service", default="search_ranker_v2", show_default=True, help="Feature service of the model.")
+@click.option("--version", help="Model version [default: production, else the newest].")
+@click.option("--scale", nargs=2, type=float, default=(1.0, 3.0), show_default=True, help="Lowest and highest grade.")
+@click.pass_obj
+def evaluate_judgments(
+    settings: Settings, file: Path, service: str, version: str | None, scale: tuple[float, float]
+) -> None:
+    """Rank each query's judged items at random, by BM25 and with the search model (as serving
+    ranks them), and print NDCG@5 and NDCG@10 with the share of the random -> ideal gap each
+    closes. FILE is a judgment list in Home Depot's format (id,product_uid,product_title,
+    search_term,relevance); items absent from the catalog are ranked on the file's titles. Use
+    judgments the model was not trained on.
+
+    \b
+    Example:
+        shoprank evaluate-judgments judgments.csv --service search_ranker_v2
+    """
+    from serving.judgments import check_judgments
+
+    click.echo(summary.judgments(check_judgments(settings, file, service, version, scale), file))
+
+
 @cli.group(context_settings=CONTEXT)
 def models() -> None:
     """The model registry: list, show, promote and compare trained versions.

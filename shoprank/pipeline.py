@@ -37,7 +37,7 @@ class PipelineResult:
     definitions: Definitions
     materialized: MaterializeResult
     datasets: list[DatasetResult]
-    training: TrainingRun
+    trainings: list[TrainingRun]  # one per service of SERVICES
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -55,8 +55,8 @@ def run_simulation(settings: Settings, advance: Advance | None = None) -> Simula
 
 def run_pipeline(settings: Settings, progress: ProgressFactory) -> PipelineResult:
     """Run simulate -> ingest -> dbt build -> validate -> features apply -> materialize ->
-    training frames (one per feature service) -> train the recommendation ranker (evaluated
-    against the baselines, registered, with its report) on the workdir.
+    training frames (one per feature service) -> train the recommendation and the search ranker
+    (each evaluated against the baselines, registered, with its report) on the workdir.
 
     Args:
         settings: Resolved settings (workdir, seed, simulator preset and options).
@@ -86,8 +86,14 @@ def run_pipeline(settings: Settings, progress: ProgressFactory) -> PipelineResul
     datasets = timed(
         "datasets", lambda advance: [build_dataset(settings, service, progress=advance) for service in SERVICES]
     )
-    training = timed("train", lambda advance: train_model(settings, SERVICES[0], progress=advance, dataset=datasets[0]))
-    return PipelineResult(simulation, report, build, marts, definitions, materialized, datasets, training, seconds)
+    trainings = timed(
+        "train",
+        lambda advance: [
+            train_model(settings, service, progress=advance, dataset=dataset)
+            for service, dataset in zip(SERVICES, datasets, strict=True)
+        ],
+    )
+    return PipelineResult(simulation, report, build, marts, definitions, materialized, datasets, trainings, seconds)
 
 
 @dataclass(frozen=True)

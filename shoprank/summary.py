@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # only types: `shoprank --help` stays fast
+    from serving.judgments import JudgmentCheck
     from shoprank.build import BuildResult
     from shoprank.config import Settings
     from shoprank.features.definitions import Definitions
@@ -101,7 +103,7 @@ def pipeline(result: PipelineResult, settings: Settings) -> str:
             definitions(result.definitions, settings),
             materialized(result.materialized),
             "\n".join(dataset(d) for d in result.datasets),
-            trained(result.training),
+            *(trained(run) for run in result.trainings),
             f"Pipeline finished in {sum(result.seconds.values()):.1f} s ({timings}); workdir {settings.workdir}",
         ]
     )
@@ -262,3 +264,19 @@ def model_comparison(models: list[ModelVersion]) -> str:
         for m in HEADLINE_METRICS
     ]
     return table(["test metric", *(f"{m.card['version']} {m.card['algorithm']}" for m in models)], rows)
+
+
+def judgments(check: JudgmentCheck, path: Path) -> str:
+    """NDCG of random order, BM25 and the model on a judgment list, with the gap each closes."""
+    unknown = f" ({check.unknown_items:,} not in the catalog)" if check.unknown_items else ""
+    rows = [
+        [r["ranker"], f"{r['ndcg@5']:.4f}", f"{r['ndcg@10']:.4f}", f"{r['gap@5']:.1%}", f"{r['gap@10']:.1%}"]
+        for r in check.table.iter_rows(named=True)
+    ]
+    return "\n".join(
+        [
+            f"Judgments of {path}: {check.queries:,} queries, {check.rows:,} judged items{unknown}; model {check.model}",
+            table(["ranker", "ndcg@5", "ndcg@10", "gap@5", "gap@10"], rows),
+            "gap: the share of the random -> ideal NDCG gap closed",
+        ]
+    )

@@ -145,9 +145,10 @@ def test_the_installed_script_runs_the_main_job(tmp_path):
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("Pipeline finished in ") and last.endswith(f"workdir {tmp_path / 'shop'}")
     assert "All 12 marts meet their contracts" in done.stdout
-    assert "Trained ranker_v2/v0001: lightgbm on " in done.stdout
     assert "ndcg@10 against true relevance: model " in done.stdout
-    assert f"Report: {tmp_path / 'shop' / 'models' / 'ranker_v2' / 'v0001' / 'report.html'}" in done.stdout
+    for service in ("ranker_v2", "search_ranker_v2"):  # the recommendation and the search ranker
+        assert f"Trained {service}/v0001: lightgbm on " in done.stdout
+        assert f"Report: {tmp_path / 'shop' / 'models' / service / 'v0001' / 'report.html'}" in done.stdout
     assert "Traceback" not in done.stderr
     assert (tmp_path / "shop" / "marts" / "user_features_daily.parquet").is_file()
 
