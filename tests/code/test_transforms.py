@@ -64,7 +64,7 @@ def test_normalization_lowers_and_collapses_everything_but_letters_and_digits():
     assert normalize_query("  Red-Shoes, size 42!  ") == "red shoes size 42"
     assert normalize_query("Crème brûlée_pot") == "crème brûlée pot"
     assert normalize_query(" ?! ") is None and normalize_query(None) is None
-    assert tokens("1/2 in. Pipe") == ["1", "2", "in", "pipe"]
+    assert tokens("1/2 in. Pipe") == ["0.5", "in", "pipe"]  # fractions are decimals, units canonical
 
 
 def test_stems_and_trigrams_forgive_plurals_and_typos():
