@@ -154,7 +154,9 @@ def train(
     """
     columns = (*features, POSITION) if config.position == "feature" else tuple(features)
     if config.prior and config.prior not in features:
-        close = [f for f in features if f.endswith(f"__{config.prior}")] or difflib.get_close_matches(config.prior, features)
+        close = [f for f in features if f.endswith(f"__{config.prior}")] or difflib.get_close_matches(
+            config.prior, features
+        )
         hint = f"did you mean {', '.join(close)}?" if close else f"use one of {', '.join(features)}"
         raise ConfigError(f'The prior "{config.prior}" is not a feature of the service; {hint}')
     for name, rows in (("training", train_rows), ("validation", valid_rows)):
@@ -239,9 +241,7 @@ def _fit_lightgbm(config: RankerConfig, train: _Data, valid: _Data) -> tuple[Any
         "verbosity": -1,
     }
     datasets = [
-        lgb.Dataset(
-            d.matrix, d.labels, group=d.groups, position=d.positions, init_score=d.prior, free_raw_data=False
-        )
+        lgb.Dataset(d.matrix, d.labels, group=d.groups, position=d.positions, init_score=d.prior, free_raw_data=False)
         for d in (train, valid)
     ]
     datasets[1].reference = datasets[0]

@@ -133,5 +133,7 @@ def test_a_prior_starts_every_score_and_the_trees_learn_the_correction(config, f
 
 
 def test_an_unknown_prior_names_the_feature_it_may_mean(frames):
-    with pytest.raises(ConfigError, match=r'The prior "title_bm25" is not a feature of the service; did you mean q__title_bm25\?'):
+    with pytest.raises(
+        ConfigError, match=r'The prior "title_bm25" is not a feature of the service; did you mean q__title_bm25\?'
+    ):
         train(RankerConfig(prior="title_bm25"), frames[0], frames[1], ("signal", "q__title_bm25"))
