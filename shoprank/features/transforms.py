@@ -7,6 +7,7 @@ Each takes the view's inputs as a DataFrame and returns its features.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -15,7 +16,9 @@ import pandas as pd
 import polars as pl
 from scipy import sparse
 
-from shoprank.text import normalize_query
+from shoprank.text import tokens
+
+_NUMBER = re.compile(r"\d+(?:[./]\d+)?")
 
 
 def price_to_user_mean(inputs: pd.DataFrame) -> pd.DataFrame:
@@ -72,7 +75,7 @@ def query_title_match(inputs: pd.DataFrame) -> pd.DataFrame:
     position = (np.cumsum(lengths) - lengths)[q[owner]] + nth
     exact = _dot(word, position, in_title, t[owner]) > 0
     stem = exact | (_dot(word, position, title_stems, t[owner]) + _dot(stems, position, in_title, t[owner]) > 0)
-    numeric = np.fromiter((w.isdigit() for w in flat), bool, len(flat))[position]
+    numeric = np.fromiter(map(_is_number, flat), bool, len(flat))[position]
     last = nth == lengths[q[owner]] - 1
     shared = _dot(query_trigrams, q, title_trigrams, t)
     union = query_trigrams.sum(axis=1)[q] + title_trigrams.sum(axis=1)[t] - shared
@@ -151,7 +154,13 @@ def _distinct(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 @lru_cache(maxsize=1 << 16)
 def _normalize(text: str) -> str:
-    return normalize_query(text) or ""
+    """The text's words (``shoprank.text.tokens``: Chinese segmented) joined by blanks."""
+    return " ".join(tokens(text))
+
+
+def _is_number(word: str) -> bool:
+    """A whole number, decimal or fraction as normalization writes them ("18", "0.5", "1/3")."""
+    return _NUMBER.fullmatch(word) is not None
 
 
 def _utc(values: pd.Series) -> pd.Series:
