@@ -27,6 +27,7 @@ from shoprank.text.normalize import COMPATIBILITY, FRACTION_DENOMINATORS, UNITS
 
 CASES = Path(__file__).resolve().parents[1] / "fixtures" / "text_cases.csv"
 MACRO_QUERY = "select {{ normalize_query('text') }} as normalized from texts order by position"
+UNITS_QUERY = "select '{{ tojson(text_units()) }}' as units"
 
 
 def _cases() -> list[dict[str, str]]:
@@ -49,6 +50,14 @@ def macro(tmp_path_factory: pytest.TempPathFactory) -> Callable[[list[str]], lis
             return [normalized for (normalized,) in con.execute(query).fetchall()]
 
     return run
+
+
+def test_the_macro_and_python_read_units_from_the_same_table(tmp_path):
+    done = dbt(Settings(workdir=tmp_path), ["--quiet", "compile", "--output", "json", "--inline", UNITS_QUERY])
+    assert done.returncode == 0, done.stdout
+    compiled = json.loads(done.stdout[done.stdout.index("{") :])["compiled"]
+    table = json.loads(compiled.removeprefix("select '").removesuffix("' as units"))
+    assert {unit: tuple(others) for unit, others in table.items()} == UNITS
 
 
 @pytest.fixture(scope="module")
