@@ -3,6 +3,10 @@
 The collection is every catalog title, both texts tokenized by ``shoprank.text.tokens``. The score
 reaches the models as a request-time field (``retrieval_bm25``): the retrieval that found a
 candidate knows it, so training frames carry it per row and serving passes it with the request.
+
+The index is a ``bm25s`` index (Lucene's BM25: ``idf = log(1 + (N - df + 0.5) / (df + 0.5))``).
+bm25s leaves out Lucene's constant ``k1 + 1`` factor of the term frequency part, which does not
+change a ranking; scores here multiply it back, so they are the classic Lucene values.
 """
 
 from __future__ import annotations
@@ -10,64 +14,80 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import bm25s
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 
 from shoprank.text import tokens
 
 K1, B = 1.2, 0.75
+SCALE = K1 + 1  # bm25s's "lucene" term frequency part is Lucene's divided by k1 + 1
+
+
+def index_documents(documents: Sequence[list[str]]) -> bm25s.BM25:
+    """A bm25s index (k1 = 1.2, b = 0.75, float64) of token lists (at least one)."""
+    index = bm25s.BM25(k1=K1, b=B, method="lucene", dtype="float64")
+    index.index(list(documents), show_progress=False)
+    return index
+
+
+def query_tokens(index: bm25s.BM25, queries: Sequence[str | None]) -> list[list[str]]:
+    """The distinct words of each query that the index knows (a query word counts once)."""
+    vocabulary = index.vocab_dict
+    return [sorted({word for word in tokens(query) if word in vocabulary and word}) for query in queries]
+
+
+def pair_scores(index: bm25s.BM25, documents: np.ndarray, queries: Sequence[list[str]]) -> np.ndarray:
+    """BM25 of each query's tokens against its document (row in the index; -1 for none).
+
+    Sums bm25s's precomputed token weights of the document (what ``BM25.get_scores`` sums over
+    every document) at the pair alone, times ``SCALE``: for the 52k Home Depot judgments 0.06 s,
+    where ``get_scores`` per distinct query took 5.6 s and the former Polars formula 0.35 s.
+    """
+    vocabulary = index.vocab_dict
+    lengths = np.fromiter((len(words) for words in queries), dtype=np.int64, count=len(queries))
+    rows = np.repeat(np.arange(len(queries)), lengths)
+    words = np.fromiter((vocabulary[w] for q in queries for w in q), dtype=np.int64, count=int(lengths.sum()))
+    docs = np.asarray(documents, dtype=np.int64)[rows]
+    found = docs >= 0
+    scores = index.scores
+    weights = sp.csc_matrix(
+        (scores["data"], scores["indices"], scores["indptr"]), shape=(scores["num_docs"], len(scores["indptr"]) - 1)
+    )
+    values = np.asarray(weights[docs[found], words[found]]).ravel()
+    return np.bincount(rows[found], weights=values, minlength=len(queries)) * SCALE
 
 
 @dataclass(frozen=True)
 class TitleIndex:
-    """Term statistics of a set of titles.
+    """A bm25s index of a set of titles.
 
     Attributes:
-        terms: ``item_id, token, tf`` (each word of each title with its count in the title).
-        lengths: ``item_id, length`` (words per title).
-        idf: ``token, idf`` (``log(1 + (N - df + 0.5) / (df + 0.5))``).
-        mean_length: Mean words per title.
+        bm25: The index; its documents are the items whose title has at least one word.
+        documents: ``item_id, document`` (the item's row in the index).
     """
 
-    terms: pl.DataFrame
-    lengths: pl.DataFrame
-    idf: pl.DataFrame
-    mean_length: float
+    bm25: bm25s.BM25
+    documents: pl.DataFrame
 
     @classmethod
     def build(cls, item_ids: Sequence[str], titles: Sequence[str | None]) -> TitleIndex:
-        """Index the titles of the items (an item without a title matches nothing)."""
-        words = pl.Series("token", [tokens(title) for title in titles], dtype=pl.List(pl.Utf8))
-        terms = (
-            pl.DataFrame({"item_id": list(item_ids), "token": words})
-            .explode("token")
-            .drop_nulls("token")
-            .group_by("item_id", "token")
-            .agg(tf=pl.len().cast(pl.Int64))
+        """Index the titles of the items (an item without a title matches nothing; an item listed
+        twice keeps its first title)."""
+        words = [tokens(title) for title in titles]
+        first = pl.Series(list(item_ids), dtype=pl.Utf8).is_first_distinct().to_list()
+        kept = [k for k, title in enumerate(words) if title and first[k]]
+        documents = pl.DataFrame(
+            {"item_id": pl.Series([item_ids[k] for k in kept], dtype=pl.Utf8), "document": np.arange(len(kept))}
         )
-        lengths = terms.group_by("item_id").agg(length=pl.col("tf").sum())
-        documents = lengths.height
-        idf = terms.group_by("token").agg(idf=((documents - pl.len() + 0.5) / (pl.len() + 0.5) + 1).log())
-        return cls(terms, lengths, idf, float(lengths["length"].mean() or 0.0))
+        # bm25s cannot index nothing: a catalog without titles gets one empty word, which no query has
+        return cls(index_documents([words[k] for k in kept] or [[""]]), documents)
 
     def score(self, queries: Sequence[str | None], item_ids: Sequence[str]) -> np.ndarray:
         """BM25 (k1 = 1.2, b = 0.75) of each query against its item's title (0 without a query)."""
-        row = "__row"
-        pairs = pl.DataFrame(
-            {
-                row: np.arange(len(item_ids)),
-                "item_id": pl.Series(list(item_ids), dtype=pl.Utf8),
-                "token": pl.Series([sorted(set(tokens(q))) for q in queries], dtype=pl.List(pl.Utf8)),
-            }
-        ).explode("token")
-        saturation = pl.col("tf") * (K1 + 1) / (pl.col("tf") + K1 * (1 - B + B * pl.col("length") / self.mean_length))
-        scored = (
-            pairs.join(self.terms, on=["item_id", "token"])
-            .join(self.lengths, on="item_id")
-            .join(self.idf, on="token")
-            .group_by(row)
-            .agg(score=(pl.col("idf") * saturation).sum())
-        )
-        every = pl.DataFrame({row: np.arange(len(item_ids))})
-        ordered = every.join(scored, on=row, how="left", maintain_order="left")
-        return ordered["score"].fill_null(0.0).to_numpy().astype(np.float64)
+        pairs = pl.DataFrame({"item_id": pl.Series(list(item_ids), dtype=pl.Utf8), "query": list(queries)})
+        documents = pairs.join(self.documents, on="item_id", how="left", maintain_order="left")["document"]
+        distinct = pairs.select(pl.col("query").unique(maintain_order=True))["query"]
+        words = dict(zip(distinct.to_list(), query_tokens(self.bm25, distinct.to_list()), strict=True))
+        return pair_scores(self.bm25, documents.fill_null(-1).to_numpy(), [words[q] for q in pairs["query"]])

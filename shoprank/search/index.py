@@ -1,0 +1,202 @@
+"""The catalog's text index: one bm25s index over each item's title, brand and category path.
+
+An item's document is the words (``shoprank.text.tokens``) of its title, of its brand that the
+title lacks, and of its category path, so every field's words weigh like title words. A brand is
+usually named in the title: counting it twice and lengthening the document lowered recall (see
+benchmarks/README.md), while a category word repeating a title word ("Jeans" for a pair of jeans)
+confirms the match and raised it. An item without any word is left out.
+
+The index is saved under ``WORKDIR/search_index/<fingerprint>/`` and reused while the
+fingerprint is unchanged: it covers the catalog rows (``marts.dim_items``), the fields, BM25's
+parameters, the bm25s version and the tokenizer's source, so a changed catalog or tokenizer
+rebuilds it (under a second for 40k items; bm25s has no incremental update). Popularity, which
+changes daily without the catalog, is read afresh on every open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import bm25s
+import duckdb
+import polars as pl
+
+from shoprank import text
+from shoprank.config import Settings
+from shoprank.errors import ConfigError, WarehouseError
+from shoprank.features.bm25 import K1, B, index_documents
+from shoprank.text import tokens
+from shoprank.warehouse import connect
+
+FIELDS = ("title", "brand", "category_path")
+FOLDER = "search_index"
+FORMAT = 1  # of the saved files and of document_words: bump it on a change to rebuild every saved index
+STOCK = "in_stock"
+MANIFEST = "index.json"
+
+
+@dataclass(frozen=True)
+class CatalogIndex:
+    """A bm25s index of the catalog and the item attributes that retrieval filters on.
+
+    Attributes:
+        bm25: The index; document ``d`` is row ``d`` of ``items``.
+        items: ``item_id, category_path, price``, ``in_stock`` when the catalog has it, and
+            ``popularity`` (views in the past 7 days; 0 when unknown).
+        fields: The catalog columns indexed.
+        fingerprint: Digest of what the index was built from.
+    """
+
+    bm25: bm25s.BM25
+    items: pl.DataFrame
+    fields: tuple[str, ...]
+    fingerprint: str
+
+
+def build_index(catalog: pl.DataFrame, fields: tuple[str, ...] = FIELDS) -> CatalogIndex:
+    """Index a catalog: ``item_id``, the ``fields``, ``category_path``, ``price``, optionally
+    ``in_stock`` and ``popularity``.
+
+    Raises:
+        ConfigError: A field is not one of ``FIELDS``.
+        WarehouseError: No item has a word in the fields.
+    """
+    unknown = sorted(set(fields) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"Cannot index the catalog field(s) {unknown}; index some of {', '.join(FIELDS)}")
+    documents = [document_words(row) for row in catalog.select(fields).iter_rows(named=True)]
+    kept = pl.Series([bool(words) for words in documents])
+    if not kept.any():
+        raise WarehouseError(
+            f"The catalog ({catalog.height:,} items) has no word in {', '.join(fields)} to index; "
+            'ingest items with titles and run "shoprank build"'
+        )
+    attributes = ["item_id", "category_path", "price", *([STOCK] if STOCK in catalog.columns else [])]
+    items = catalog.filter(kept).select(
+        *attributes, pl.col("popularity") if "popularity" in catalog.columns else pl.lit(0.0).alias("popularity")
+    )
+    bm25 = index_documents([words for words in documents if words])
+    return CatalogIndex(bm25, items, fields, fingerprint(catalog, fields))
+
+
+def document_words(fields: dict[str, str | None]) -> list[str]:
+    """An item's document: the words of its title, of its brand that the title lacks, and of its
+    category path (each field if given)."""
+    title = tokens(fields.get("title"))
+    named = set(title)
+    brand = [word for word in tokens(fields.get("brand")) if word not in named]
+    return title + brand + tokens(fields.get("category_path"))
+
+
+def open_index(settings: Settings, fields: tuple[str, ...] = FIELDS) -> CatalogIndex:
+    """The index of the warehouse's current catalog: loaded when saved for this catalog, else
+    built and saved (older indexes are removed). Popularity comes from the newest rows of the
+    ``item_features_daily`` mart.
+
+    Raises:
+        WarehouseError: The warehouse, ``marts.dim_items`` or the mart is missing.
+    """
+    catalog = read_catalog(settings)
+    folder = settings.workdir / FOLDER / fingerprint(catalog, fields)[:16]
+    index = load_index(folder) if (folder / MANIFEST).is_file() else save_index(build_index(catalog, fields), folder)
+    return with_popularity(index, read_popularity(settings))
+
+
+def with_popularity(index: CatalogIndex, popularity: pl.DataFrame) -> CatalogIndex:
+    """The index with the items' ``popularity`` (``item_id, popularity``; 0 for an item without)."""
+    items = index.items.drop("popularity").join(popularity, on="item_id", how="left", maintain_order="left")
+    return replace(index, items=items.with_columns(pl.col("popularity").cast(pl.Float64).fill_null(0.0)))
+
+
+def read_catalog(settings: Settings) -> pl.DataFrame:
+    """``item_id, title, brand, category_path, price`` (and ``in_stock`` if present) of
+    ``marts.dim_items``, by item.
+
+    Raises:
+        WarehouseError: The warehouse or the model is missing.
+    """
+    names = read_warehouse(settings, "describe marts.dim_items")["column_name"].to_list()
+    columns = ["item_id", *FIELDS, "price", *([STOCK] if STOCK in names else [])]
+    return read_warehouse(settings, f"select {', '.join(columns)} from marts.dim_items order by item_id")
+
+
+def read_warehouse(settings: Settings, select: str) -> pl.DataFrame:
+    """The rows of a ``select`` over the warehouse, opened read-only.
+
+    Raises:
+        WarehouseError: The warehouse, or a model the select reads, is missing.
+    """
+    with connect(settings.warehouse, read_only=True) as warehouse:
+        try:
+            return warehouse.sql(select).pl()
+        except duckdb.CatalogException as exc:
+            raise WarehouseError(
+                f'Warehouse "{settings.warehouse}" cannot answer "{select}" ({str(exc).splitlines()[0]}); '
+                'run "shoprank build"'
+            ) from None
+
+
+def read_popularity(settings: Settings) -> pl.DataFrame:
+    """``item_id, popularity``: each item's views in the 7 days before its newest
+    ``item_features_daily`` row.
+
+    Raises:
+        WarehouseError: The mart's Parquet file is missing.
+    """
+    path = settings.marts / "item_features_daily.parquet"
+    if not path.is_file():
+        raise WarehouseError(f'Mart "{path}" does not exist; run "shoprank build"')
+    newest = pl.scan_parquet(path).filter(pl.col("event_timestamp") == pl.col("event_timestamp").max().over("item_id"))
+    return newest.select("item_id", popularity=pl.col("views_7d").cast(pl.Float64)).collect()
+
+
+def fingerprint(catalog: pl.DataFrame, fields: tuple[str, ...]) -> str:
+    """SHA-256 of the catalog rows (in item order), the fields, the index parameters and the
+    tokenizer's source."""
+    digest = hashlib.sha256()
+    recipe = {"format": FORMAT, "fields": fields, "k1": K1, "b": B, "bm25s": bm25s.__version__}
+    digest.update(json.dumps({**recipe, "tokenizer": tokenizer_digest()}, sort_keys=True).encode())
+    digest.update(catalog.sort("item_id").write_csv().encode())
+    return digest.hexdigest()
+
+
+def tokenizer_digest() -> str:
+    """SHA-256 of the source of ``shoprank.text`` (every file of the package, or the module)."""
+    source = Path(text.__file__)
+    files = sorted(source.parent.rglob("*.py")) if source.name == "__init__.py" else [source]
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def save_index(index: CatalogIndex, folder: Path) -> CatalogIndex:
+    """Write the index to ``folder`` (atomically: a reader sees all of it or nothing) and remove
+    the other indexes beside it."""
+    staging = folder.with_name(f".{folder.name}.{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    index.bm25.save(staging / "bm25", show_progress=False)
+    index.items.drop("popularity").write_parquet(staging / "items.parquet")
+    manifest = {"fingerprint": index.fingerprint, "fields": index.fields, "items": index.items.height}
+    (staging / MANIFEST).write_text(json.dumps(manifest))
+    try:
+        staging.rename(folder)
+    except OSError:  # another process saved the same index first
+        shutil.rmtree(staging)
+    for other in folder.parent.iterdir():
+        if other.name != folder.name and not other.name.startswith("."):
+            shutil.rmtree(other, ignore_errors=True)
+    return index
+
+
+def load_index(folder: Path) -> CatalogIndex:
+    """The index saved in ``folder`` (with popularity 0)."""
+    manifest = json.loads((folder / MANIFEST).read_text())
+    bm25 = bm25s.BM25.load(folder / "bm25", show_progress=False)
+    items = pl.read_parquet(folder / "items.parquet").with_columns(popularity=pl.lit(0.0))
+    return CatalogIndex(bm25, items, tuple(manifest["fields"]), manifest["fingerprint"])
