@@ -95,10 +95,10 @@ def test_unknown_versions_and_services_are_one_line_errors(shop):
     missing = invoke(shop, "models", "show", "ranker_v2", "v0009")
     assert missing.exit_code == 1
     assert missing.output == f'Error: Model "ranker_v2/v0009" not found in {shop.models}; versions: v0001, v0002\n'
-    none = invoke(shop, "models", "show", "search_ranker_v2")
+    none = invoke(shop, "models", "show", "search_ranker_v1")
     assert none.output == (
-        f'Error: No model of feature service "search_ranker_v2" in {shop.models}; '
-        'run "shoprank train --service search_ranker_v2"\n'
+        f'Error: No model of feature service "search_ranker_v1" in {shop.models}; '
+        'run "shoprank train --service search_ranker_v1"\n'
     )
 
 
