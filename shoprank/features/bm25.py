@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from shoprank.text import tokens
+from shoprank.text import Speller, tokens
 
 K1, B = 1.2, 0.75
 SCALE = K1 + 1  # bm25s's "lucene" term frequency part is Lucene's divided by k1 + 1
@@ -32,10 +32,12 @@ def index_documents(documents: Sequence[list[str]]) -> bm25s.BM25:
     return index
 
 
-def query_tokens(index: bm25s.BM25, queries: Sequence[str | None]) -> list[list[str]]:
-    """The distinct words of each query that the index knows (a query word counts once)."""
+def query_tokens(index: bm25s.BM25, queries: Sequence[str | None], speller: Speller | None = None) -> list[list[str]]:
+    """The distinct words of each query that the index knows (a query word counts once), each
+    first corrected by ``speller`` when given."""
     vocabulary = index.vocab_dict
-    return [sorted({word for word in tokens(query) if word in vocabulary and word}) for query in queries]
+    spelled = (speller.correct(tokens(query)) if speller else tokens(query) for query in queries)
+    return [sorted({word for word in words if word in vocabulary and word}) for words in spelled]
 
 
 def pair_scores(index: bm25s.BM25, documents: np.ndarray, queries: Sequence[list[str]]) -> np.ndarray:

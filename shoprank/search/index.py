@@ -19,18 +19,19 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import bm25s
 import duckdb
+import numpy as np
 import polars as pl
 
 from shoprank import text
 from shoprank.config import Settings
 from shoprank.errors import ConfigError, WarehouseError
 from shoprank.features.bm25 import K1, B, index_documents
-from shoprank.text import tokens
+from shoprank.text import Speller, tokens
 from shoprank.warehouse import connect
 
 FIELDS = ("title", "brand", "category_path")
@@ -50,12 +51,22 @@ class CatalogIndex:
             ``popularity`` (views in the past 7 days; 0 when unknown).
         fields: The catalog columns indexed.
         fingerprint: Digest of what the index was built from.
+        speller: Corrects a query word the index lacks to its most frequent word one edit away
+            (counted in documents).
     """
 
     bm25: bm25s.BM25
     items: pl.DataFrame
     fields: tuple[str, ...]
     fingerprint: str
+    speller: Speller = field(init=False)
+
+    def __post_init__(self) -> None:
+        frequencies = np.diff(self.bm25.scores["indptr"])
+        counts = {
+            word: int(frequencies[i]) for word, i in self.bm25.vocab_dict.items() if word and i < len(frequencies)
+        }
+        object.__setattr__(self, "speller", Speller(counts))
 
 
 def build_index(catalog: pl.DataFrame, fields: tuple[str, ...] = FIELDS) -> CatalogIndex:

@@ -1,5 +1,6 @@
 """Search candidates: the top items of the catalog index by BM25, within filters, backfilled with
-popular items of the matched categories when fewer than ``k`` items match.
+popular items of the matched categories when fewer than ``k`` items match. A query word the index
+lacks is first corrected to the index's most frequent word one edit away (``CatalogIndex.speller``).
 
 Filters keep an item when its category path is the ``category`` or under it (``"Electronics"``
 keeps ``"Electronics > TV & Video"``), its price is within ``[price_min, price_max]`` (an item
@@ -115,7 +116,7 @@ def matches(index: CatalogIndex, queries: Sequence[str | None], k: int, allowed:
     """
     weights, vocabulary = allowed.astype(np.float64), index.bm25.vocab_dict
     rows = {"query": [np.empty(0, np.int64)], "document": [np.empty(0, np.int64)], "score": [np.empty(0)]}
-    for query, words in enumerate(query_tokens(index.bm25, queries)):
+    for query, words in enumerate(query_tokens(index.bm25, queries, index.speller)):
         if words:
             scores = index.bm25.get_scores_from_ids([vocabulary[w] for w in words], weight_mask=weights)
             best = top(scores, k)

@@ -58,6 +58,13 @@ def test_an_exact_title_ranks_its_item_first(index):
     assert "e1" not in index.items["item_id"].to_list()
 
 
+def test_a_misspelled_query_finds_its_item(index):
+    assert ids(retrieve(index, "pleated midi skrit", k=3))[0] == "k2"  # swapped letters
+    assert ids(retrieve(index, "cordles dril", k=3))[0] == "d1"  # dropped letters
+    assert ids(retrieve(index, "hammerr", k=3, backfill=False)) == ["d2"]  # a doubled letter
+    assert ids(retrieve(index, "xyzzy", k=3, backfill=False)) == []  # nothing one edit away
+
+
 def test_brand_and_category_words_find_items(index):
     assert set(ids(retrieve(index, "torqen", k=10, backfill=False))) == {"d1", "d3", "s1"}
     assert ids(retrieve(index, "electronics", k=10, backfill=False)) == ["t1"]
