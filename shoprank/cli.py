@@ -347,6 +347,27 @@ def report(settings: Settings, service: str, version: str | None, output: Path |
     click.echo(f"Report of {model.name}: {write_report(model.path, output)}")
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("query")
+@click.option("--user", "user_id", help="Rank for this user's features [default: anonymous].")
+@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Results to print.")
+@click.option("--service", default="search_ranker_v2", show_default=True, help="Feature service of the model.")
+@click.option("--version", help="Model version [default: production, else the newest].")
+@click.pass_obj
+def search(settings: Settings, query: str, user_id: str | None, k: int, service: str, version: str | None) -> None:
+    """Answer QUERY as serving would: candidates from the catalog's text index (misspellings
+    corrected, backfilled with popular items of the matched categories), features from the online
+    store, ordered by the search model; each result with its three largest feature contributions.
+
+    \b
+    Example:
+        shoprank search "cordless drill 18v" --user u000042 -k 5
+    """
+    from serving.search import search as answer
+
+    click.echo(summary.searched(query, answer(settings, query, user_id, k, service, version)))
+
+
 @cli.command("evaluate-judgments", context_settings=CONTEXT)
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--service", default="search_ranker_v2", show_default=True, help="Feature service of the model.")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # only types: `shoprank --help` stays fast
     from serving.judgments import JudgmentCheck
+    from serving.search import SearchResult
     from shoprank.build import BuildResult
     from shoprank.config import Settings
     from shoprank.features.definitions import Definitions
@@ -280,3 +281,32 @@ def judgments(check: JudgmentCheck, path: Path) -> str:
             "gap: the share of the random -> ideal NDCG gap closed",
         ]
     )
+
+
+def searched(query: str, result: SearchResult, title_width: int = 48) -> str:
+    """The ranked results of a query, with where each came from and why it ranks there."""
+    if result.items.is_empty():
+        return f'No item matches "{query}", even with spelling corrected; try other words'
+    rows = [
+        [
+            r["rank"],
+            r["item_id"],
+            f"{r['score']:.4f}",
+            f"{r['bm25']:.2f}",
+            "backfill" if r["backfill"] else "match",
+            _clip(r["title"] or "", title_width),
+            r["reasons"],
+        ]
+        for r in result.items.iter_rows(named=True)
+    ]
+    return "\n".join(
+        [
+            f'Search "{query}": {result.candidates:,} candidates ({result.backfilled:,} backfilled), '
+            f"ranked by {result.model}",
+            table(["rank", "item", "score", "bm25", "from", "title", "top contributions"], rows),
+        ]
+    )
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."

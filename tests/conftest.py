@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -34,6 +36,14 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Pipeli
 def tiny_shop(tiny_run: tuple[Settings, PipelineResult]) -> Settings:
     """The tiny shop's settings (read it only; copy the workdir to change it)."""
     return tiny_run[0]
+
+
+@pytest.fixture(scope="session")
+def served_shop(tiny_shop: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A copy of the tiny shop for the serving commands (they open its online store and index)."""
+    workdir = tmp_path_factory.mktemp("served") / "shop"
+    shutil.copytree(tiny_shop.workdir, workdir)
+    return dataclasses.replace(tiny_shop, workdir=workdir)
 
 
 SERVERS = {"Redis": ("127.0.0.1", 6379), "PostgreSQL": ("127.0.0.1", 5432)}

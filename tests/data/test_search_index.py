@@ -23,6 +23,7 @@ from shoprank.search.index import FOLDER, build_index, document_words, open_inde
 from shoprank.search.recall import clicked_searches, retrieval_recall
 from shoprank.search.retrieve import retrieve, retrieve_batch
 from shoprank.text import tokens
+from tests.conftest import shared_dataset
 
 DRILLS, SKIRTS = "Tools > Power Tools > Drills", "Clothing > Women > Skirts"
 CATALOG = pl.DataFrame(
@@ -247,3 +248,49 @@ def test_recall_on_the_tiny_shops_clicked_searches(tiny_shop, tmp_path):
     shutil.copy(tiny_shop.marts / "item_features_daily.parquet", shop.marts)
     table = retrieval_recall(open_index(shop), clicked_searches(shop), ks=(20, 100, 500))
     assert table["recall"].is_sorted() and table["recall"][1] > 0.5
+
+
+TOYS = pl.DataFrame(
+    [
+        ("c1", "乐高积木城市系列警察局", "乐高", "玩具 > 积木", 399.0),
+        ("c2", "儿童遥控汽车", "奥迪双钻", "玩具 > 遥控车", 199.0),
+        ("c3", "毛绒玩具泰迪熊", None, "玩具 > 毛绒", 89.0),
+        ("c4", "LEGO Technic 赛车", "乐高", "玩具 > 积木", 299.0),
+    ],
+    schema=["item_id", "title", "brand", "category_path", "price"],
+    orient="row",
+)
+
+
+def test_a_chinese_titled_catalog_is_searchable():
+    index = build_index(TOYS)
+    assert ids(retrieve(index, "乐高积木", k=2, backfill=False)) == ["c1", "c4"]
+    assert ids(retrieve(index, "遥控汽车", k=1))[0] == "c2"
+    assert ids(retrieve(index, "泰迪熊", k=1))[0] == "c3"
+    assert ids(retrieve(index, "lego 赛车", k=1))[0] == "c4"
+
+
+@pytest.fixture(scope="module")
+def home_depot():
+    path = shared_dataset("homedepot_search_relevance/judgments_dev.csv")
+    rows = pl.read_csv(path, infer_schema=False).unique("product_uid", keep="first", maintain_order=True)
+    catalog = rows.select(
+        pl.col("product_uid").alias("item_id"),
+        pl.col("product_title").alias("title"),
+        pl.lit(None, pl.Utf8).alias("brand"),
+        pl.lit(None, pl.Utf8).alias("category_path"),
+        pl.lit(None, pl.Float64).alias("price"),
+    )
+    return catalog, build_index(catalog)
+
+
+def test_home_depot_titles_find_their_items_exactly_and_misspelled(home_depot):
+    catalog, index = home_depot
+    titles = catalog.filter(pl.col("title").is_unique()).sample(200, seed=1)
+    firsts = [ids(retrieve(index, title, k=1))[0] == item for item, title in titles.select("item_id", "title").rows()]
+    assert sum(firsts) >= 195  # an exact title ranks its item first (a few titles are near-copies of others)
+    typo = "Milwauke Hamer Dril"  # every word misspelled: nothing matches it as typed
+    assert index.speller.correct(tokens(typo)) == ["milwaukee", "hammer", "drill"]
+    found = catalog.filter(pl.col("item_id").is_in(retrieve(index, typo, k=10, backfill=False)["item_id"].implode()))
+    titles = found["title"].str.to_lowercase()
+    assert found.height == 10 and titles.str.contains("milwaukee").all() and titles.str.contains("hammer").all()

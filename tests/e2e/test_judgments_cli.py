@@ -29,11 +29,11 @@ def invoke(settings: Settings, *args: str):
 
 
 @pytest.fixture(scope="module")
-def judgments(tiny_shop: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def judgments(served_shop: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four queries that are an item's exact title (that item graded 3, three items of other
     categories 1), and one whose best item is absent from the catalog (only the file has its title)."""
     items = (
-        pl.from_arrow(read_warehouse(tiny_shop, "select * from marts.dim_items"))
+        pl.from_arrow(read_warehouse(served_shop, "select * from marts.dim_items"))
         .unique("title", keep="none")
         .sort("item_id")
     )
@@ -52,8 +52,8 @@ def judgments(tiny_shop: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
     return write(tmp_path_factory.mktemp("judgments") / "judgments.csv", rows)
 
 
-def test_bm25_ranks_exact_titles_first_and_the_model_is_measured_beside_it(tiny_shop, judgments):
-    result = invoke(tiny_shop, "evaluate-judgments", str(judgments))
+def test_bm25_ranks_exact_titles_first_and_the_model_is_measured_beside_it(served_shop, judgments):
+    result = invoke(served_shop, "evaluate-judgments", str(judgments))
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == (
@@ -89,19 +89,19 @@ def test_grades_cut_into_quarters_and_queries_that_normalize_alike_merge(tmp_pat
     assert judged.filter(pl.col("item_id") == "c")["grade"][0] == pytest.approx(2.3)
 
 
-def test_another_format_and_grades_off_the_scale_are_named(tiny_shop, tmp_path):
+def test_another_format_and_grades_off_the_scale_are_named(served_shop, tmp_path):
     other = tmp_path / "other.csv"
     other.write_text("query,item,grade\nx,1,3\n")
-    result = invoke(tiny_shop, "evaluate-judgments", str(other))
+    result = invoke(served_shop, "evaluate-judgments", str(other))
     assert result.exit_code == 1
     assert result.output == (
         f'Error: Judgment file "{other}" has header "query,item,grade"; '
         'expected "id,product_uid,product_title,search_term,relevance" (Home Depot\'s format)\n'
     )
     off = write(tmp_path / "off.csv", [[1, "a", "A", "lamp", 3.0], [2, "b", "B", "lamp", 4.0]])
-    result = invoke(tiny_shop, "evaluate-judgments", str(off))
+    result = invoke(served_shop, "evaluate-judgments", str(off))
     assert result.output == (
         f'Error: Judgment file "{off}": 1 row(s) have a relevance outside [1, 3] (e.g. id 2: "4.0"); '
         "fix them or pass the file's scale with --scale\n"
     )
-    assert invoke(tiny_shop, "evaluate-judgments", str(off), "--scale", "1", "4").exit_code == 0
+    assert invoke(served_shop, "evaluate-judgments", str(off), "--scale", "1", "4").exit_code == 0
