@@ -25,11 +25,11 @@ from shoprank.features.store import open_store
 from shoprank.features.transforms import query_title_match
 from shoprank.ingest.readers import first_row
 from shoprank.text import normalize_query
+from shoprank.warehouse import read
 from training.dataset import RETRIEVAL
 from training.metrics import ranking_metrics
 from training.plan import resolve
 from training.registry import load_ranker
-from training.signals import read_warehouse
 
 HEADER = ("id", "product_uid", "product_title", "search_term", "relevance")
 KS = (5, 10)
@@ -116,7 +116,7 @@ def check_judgments(
     judged = read_judgments(path, scale)
     ranker, model = load_ranker(settings, service, version)
     store = open_store(settings)
-    catalog = pl.from_arrow(read_warehouse(settings, "select * from marts.dim_items"))
+    catalog = read(settings.warehouse, "select * from marts.dim_items")
     known = judged["item_id"].is_in(catalog["item_id"].implode())
     titles = pl.concat(
         [catalog.select("item_id", "title"), judged.filter(~known).select("item_id", "title").unique("item_id")]

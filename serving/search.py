@@ -14,11 +14,12 @@ from shoprank.config import Settings
 from shoprank.features.store import open_store
 from shoprank.search.index import open_index
 from shoprank.search.retrieve import retrieve
+from shoprank.warehouse import read
 from training.dataset import RETRIEVAL
 from training.plan import resolve
 from training.rankers import POSITION
 from training.registry import load_ranker
-from training.signals import catalog_index, read_warehouse
+from training.signals import catalog_index
 
 SERVICE = "search_ranker_v2"
 CANDIDATES = 100
@@ -57,7 +58,7 @@ def search(
     """
     ranker, model = load_ranker(settings, service, version)
     found = retrieve(open_index(settings), query, k=CANDIDATES)
-    catalog = pl.from_arrow(read_warehouse(settings, "select * from marts.dim_items"))
+    catalog = read(settings.warehouse, "select * from marts.dim_items")
     if found.is_empty():
         return SearchResult(model.name, 0, 0, pl.DataFrame())
     ids = found["item_id"].to_list()

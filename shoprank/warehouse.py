@@ -76,3 +76,18 @@ def table_counts(con: duckdb.DuckDBPyConnection, schema: str) -> dict[str, int]:
         "select table_name from information_schema.tables where table_schema = ? order by table_name", [schema]
     ).fetchall()
     return {name: con.execute(f'select count(*) from {schema}."{name}"').fetchone()[0] for (name,) in names}
+
+
+def read(path: Path, select: str) -> pl.DataFrame:
+    """The rows of a ``select`` over the warehouse at ``path``, opened read-only.
+
+    Raises:
+        WarehouseError: The warehouse, or a model the select reads, is missing.
+    """
+    with connect(path, read_only=True) as warehouse:
+        try:
+            return warehouse.sql(select).pl()
+        except duckdb.CatalogException as exc:
+            raise WarehouseError(
+                f'Warehouse "{path}" cannot answer "{select}" ({str(exc).splitlines()[0]}); run "shoprank build"'
+            ) from None

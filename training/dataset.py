@@ -29,11 +29,12 @@ from shoprank.config import Settings
 from shoprank.errors import ConfigError, ContractError
 from shoprank.features.store import open_store
 from shoprank.progress import Advance
+from shoprank.warehouse import read
 from training.contracts import GROUP, training_frame_schema, validate_frame
 from training.labels import CONTEXT_COLUMNS, LABEL_COLUMNS, LIST_SURFACES, SEARCH_SURFACES, LabelSource, served
 from training.pit import CHUNK, ROW, connect, join_chunk
 from training.plan import ServicePlan, resolve
-from training.signals import catalog_index, read_warehouse
+from training.signals import catalog_index
 
 ENGINES = ("duckdb", "feast")
 ENTITIES = "entities"
@@ -254,5 +255,5 @@ def _register_retrieval(con: duckdb.DuckDBPyConnection, settings: Settings) -> N
 def _register_items(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     """Copy each item's current category and brand from the warehouse's ``marts.dim_items``."""
     con.register(
-        "items", read_warehouse(settings, f"select item_id, {', '.join(ITEM_COLUMNS.values())} from marts.dim_items")
+        "items", read(settings.warehouse, f"select item_id, {', '.join(ITEM_COLUMNS.values())} from marts.dim_items")
     )

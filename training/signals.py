@@ -13,13 +13,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shoprank import warehouse
 from shoprank.config import Settings
 from shoprank.errors import WarehouseError
 from shoprank.features.bm25 import TitleIndex
-from shoprank.warehouse import connect as connect_warehouse
 
 EVENTS = "events"
 HISTORY = timedelta(days=7)
@@ -30,8 +29,8 @@ GRADE = "case event_type when 'purchase' then 3 when 'add_to_cart' then 2 else 1
 def register_events(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     """Copy ``user_id, item_id, event_time, event_type`` of the warehouse's cleaned, sessionized
     events (bots excluded) into the temp table ``events``."""
-    events = read_warehouse(
-        settings, "select user_id, item_id, event_time, event_type from intermediate.int_events_sessionized"
+    events = warehouse.read(
+        settings.warehouse, "select user_id, item_id, event_time, event_type from intermediate.int_events_sessionized"
     )
     con.register("__events", events)
     con.execute(f"create or replace temp table {EVENTS} as select * from __events")
@@ -40,24 +39,8 @@ def register_events(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
 
 def catalog_index(settings: Settings) -> TitleIndex:
     """The BM25 index of the current catalog titles (``marts.dim_items``)."""
-    items = read_warehouse(settings, "select item_id, title from marts.dim_items")
-    return TitleIndex.build(items["item_id"].to_pylist(), items["title"].to_pylist())
-
-
-def read_warehouse(settings: Settings, select: str) -> pa.Table:
-    """The rows of a ``select`` over the warehouse, opened read-only.
-
-    Raises:
-        WarehouseError: The warehouse, or a model the select reads, is missing.
-    """
-    with connect_warehouse(settings.warehouse, read_only=True) as warehouse:
-        try:
-            return warehouse.sql(select).to_arrow_table()
-        except duckdb.CatalogException as exc:
-            raise WarehouseError(
-                f'Warehouse "{settings.warehouse}" cannot answer "{select}" ({str(exc).splitlines()[0]}); '
-                'run "shoprank build"'
-            ) from None
+    items = warehouse.read(settings.warehouse, "select item_id, title from marts.dim_items")
+    return TitleIndex.build(items["item_id"].to_list(), items["title"].to_list())
 
 
 def mart(settings: Settings, name: str) -> Path:

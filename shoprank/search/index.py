@@ -23,7 +23,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import bm25s
-import duckdb
 import numpy as np
 import polars as pl
 
@@ -32,7 +31,7 @@ from shoprank.config import Settings
 from shoprank.errors import ConfigError, WarehouseError
 from shoprank.features.bm25 import K1, B, index_documents
 from shoprank.text import Speller, tokens
-from shoprank.warehouse import connect
+from shoprank.warehouse import read
 
 FIELDS = ("title", "brand", "category_path")
 FOLDER = "search_index"
@@ -131,25 +130,9 @@ def read_catalog(settings: Settings) -> pl.DataFrame:
     Raises:
         WarehouseError: The warehouse or the model is missing.
     """
-    names = read_warehouse(settings, "describe marts.dim_items")["column_name"].to_list()
+    names = read(settings.warehouse, "describe marts.dim_items")["column_name"].to_list()
     columns = ["item_id", *FIELDS, "price", *([STOCK] if STOCK in names else [])]
-    return read_warehouse(settings, f"select {', '.join(columns)} from marts.dim_items order by item_id")
-
-
-def read_warehouse(settings: Settings, select: str) -> pl.DataFrame:
-    """The rows of a ``select`` over the warehouse, opened read-only.
-
-    Raises:
-        WarehouseError: The warehouse, or a model the select reads, is missing.
-    """
-    with connect(settings.warehouse, read_only=True) as warehouse:
-        try:
-            return warehouse.sql(select).pl()
-        except duckdb.CatalogException as exc:
-            raise WarehouseError(
-                f'Warehouse "{settings.warehouse}" cannot answer "{select}" ({str(exc).splitlines()[0]}); '
-                'run "shoprank build"'
-            ) from None
+    return read(settings.warehouse, f"select {', '.join(columns)} from marts.dim_items order by item_id")
 
 
 def read_popularity(settings: Settings) -> pl.DataFrame:

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 import polars as pl
 
 from shoprank.config import Settings
-from shoprank.search.index import CatalogIndex, read_warehouse
+from shoprank.search.index import CatalogIndex
 from shoprank.search.retrieve import retrieve_batch
+from shoprank.warehouse import read
 
 JUDGED_RELEVANT = 2.0  # grade on the raters' 1-3 scale (Home Depot: 1 irrelevant, 2 partly, 3 exactly)
 
@@ -40,8 +41,8 @@ def retrieval_recall(
 
 def clicked_searches(settings: Settings) -> pl.DataFrame:
     """``query, item_id`` of every clicked search impression (label > 0), by normalized query."""
-    return read_warehouse(
-        settings,
+    return read(
+        settings.warehouse,
         "select query_norm as query, item_id from intermediate.int_impressions_labeled "
         "where surface = 'search' and label > 0 and query_norm is not null",
     )
@@ -49,8 +50,8 @@ def clicked_searches(settings: Settings) -> pl.DataFrame:
 
 def judged_relevant(settings: Settings, grade: float = JUDGED_RELEVANT) -> pl.DataFrame:
     """``query, item_id`` of every judgment with a grade of at least ``grade``, by normalized query."""
-    return read_warehouse(
-        settings,
+    return read(
+        settings.warehouse,
         f"select query_norm as query, item_id from marts.fct_judgments where grade >= {float(grade)} "
         "and query_norm is not null",
     )

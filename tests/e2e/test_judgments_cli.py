@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from serving.judgments import read_judgments
 from shoprank.cli import cli
 from shoprank.config import Settings
-from training.signals import read_warehouse
+from shoprank.warehouse import read
 
 HEADER = ["id", "product_uid", "product_title", "search_term", "relevance"]
 
@@ -32,11 +32,7 @@ def invoke(settings: Settings, *args: str):
 def judgments(served_shop: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four queries that are an item's exact title (that item graded 3, three items of other
     categories 1), and one whose best item is absent from the catalog (only the file has its title)."""
-    items = (
-        pl.from_arrow(read_warehouse(served_shop, "select * from marts.dim_items"))
-        .unique("title", keep="none")
-        .sort("item_id")
-    )
+    items = read(served_shop.warehouse, "select * from marts.dim_items").unique("title", keep="none").sort("item_id")
     targets = items.unique("category_top", keep="first").sort("item_id").head(4)
     rows, n = [], 0
     for target in targets.iter_rows(named=True):

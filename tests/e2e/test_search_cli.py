@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from shoprank.cli import cli
 from shoprank.config import Settings
-from training.signals import read_warehouse
+from shoprank.warehouse import read
 
 HEADER = ["rank", "item", "score", "bm25", "from", "title", "top", "contributions"]
 
@@ -24,7 +24,7 @@ def results(output: str) -> list[list[str]]:
 
 
 def a_title(settings: Settings) -> tuple[str, str]:
-    items = pl.from_arrow(read_warehouse(settings, "select item_id, title from marts.dim_items"))
+    items = read(settings.warehouse, "select item_id, title from marts.dim_items")
     item_id, title = items.filter(pl.col("title").is_unique()).sort("item_id").row(0)
     return item_id, title
 
