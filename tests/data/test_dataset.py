@@ -27,10 +27,12 @@ SERVICES = ("ranker_v2", "search_ranker_v2")
 
 @pytest.fixture(scope="module")
 def shop(tiny_shop: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """A copy of the tiny shop with its feature store applied."""
+    """A copy of the tiny shop with a feature store of its own applied (the copied registry is
+    dropped: applying over it would tear down the online tables it records, the original's)."""
     workdir = tmp_path_factory.mktemp("dataset-shop")
     shutil.copytree(tiny_shop.workdir, workdir, dirs_exist_ok=True)
     settings = replace(tiny_shop, workdir=workdir)
+    settings.registry.unlink()
     feast(settings, "apply")
     return settings
 
