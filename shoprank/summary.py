@@ -204,8 +204,22 @@ def trained(run: TrainingRun) -> str:
         lines.append(f"Test metrics against {'true relevance' if against == 'truth' else 'observed labels'}:")
         rows = [[r, *(f"{values.get((r, m), float('nan')):.4f}" for m in HEADLINE_METRICS)] for r in rankers]
         lines += [table(["ranker", *HEADLINE_METRICS], rows), ""]
+        if "random" in rankers and against == "labels" and card["label_source"] == "judgments":
+            lines += [_random_gaps(rankers, values), ""]
     lines.append(f"Report: {run.report}")
     return "\n".join(lines)
+
+
+def _random_gaps(rankers: list[str], values: dict[tuple[str, str], float]) -> str:
+    """Each ranker's share of the gap from random order to the ideal order (NDCG 1)."""
+    shares = {
+        metric: {
+            r: (values[(r, metric)] - values[("random", metric)]) / (1 - values[("random", metric)]) for r in rankers
+        }
+        for metric in ("ndcg@5", "ndcg@10")
+    }
+    rows = [[r, *(f"{shares[m][r]:.1%}" for m in shares)] for r in rankers if r != "random"]
+    return "\n".join(["Share of the random -> ideal gap closed:", table(["ranker", *shares], rows)])
 
 
 def headline(head: dict) -> str:

@@ -46,6 +46,22 @@ def served_shop(tiny_shop: Settings, tmp_path_factory: pytest.TempPathFactory) -
     return dataclasses.replace(tiny_shop, workdir=workdir)
 
 
+@pytest.fixture(scope="session")
+def home_depot_shop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
+    """The first 2,000 Home Depot judgments, ingested and built, and the sample file."""
+    from shoprank.build import dbt_build
+    from shoprank.ingest.run import ingest
+
+    source = shared_dataset("homedepot_search_relevance/judgments_dev.csv")
+    settings = Settings(workdir=tmp_path_factory.mktemp("home-depot"))
+    sample = settings.workdir / "judgments.csv"
+    with source.open(encoding="utf-8") as full, sample.open("w", encoding="utf-8") as head:
+        head.writelines(line for _, line in zip(range(2001), full, strict=False))
+    ingest(settings.warehouse, [sample], fmt="homedepot")
+    dbt_build(settings)
+    return settings, sample
+
+
 SERVERS = {"Redis": ("127.0.0.1", 6379), "PostgreSQL": ("127.0.0.1", 5432)}
 
 

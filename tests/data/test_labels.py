@@ -11,12 +11,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from shoprank.build import dbt_build
 from shoprank.config import Settings
-from shoprank.ingest.run import ingest
 from shoprank.text import normalize_query
 from shoprank.warehouse import connect as connect_warehouse
-from tests.conftest import shared_dataset
 from tests.handmade import hand_shop
 from training.labels import CONTEXT_COLUMNS, LABEL_COLUMNS, LabelSource, candidate_recall, candidates, judgments
 from training.pit import connect
@@ -141,21 +138,8 @@ def test_daily_cutoffs_are_the_midnights_after_the_first_event_day_up_to_the_las
 # --- human judgments --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def home_depot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
-    """The first 2,000 Home Depot judgments, ingested and built."""
-    source = shared_dataset("homedepot_search_relevance/judgments_dev.csv")
-    settings = Settings(workdir=tmp_path_factory.mktemp("home-depot"))
-    sample = settings.workdir / "judgments.csv"
-    with source.open(encoding="utf-8") as full, sample.open("w", encoding="utf-8") as head:
-        head.writelines(line for _, line in zip(range(2001), full, strict=False))
-    ingest(settings.warehouse, [sample], fmt="homedepot")
-    dbt_build(settings)
-    return settings, sample
-
-
-def test_judgments_give_one_group_per_normalized_query_with_graded_labels(home_depot):
-    settings, sample = home_depot
+def test_judgments_give_one_group_per_normalized_query_with_graded_labels(home_depot_shop):
+    settings, sample = home_depot_shop
     frame = rows(settings, judgments())
     with sample.open(encoding="utf-8") as file:
         judged = list(csv.DictReader(file))

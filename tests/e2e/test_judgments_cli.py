@@ -101,3 +101,22 @@ def test_another_format_and_grades_off_the_scale_are_named(served_shop, tmp_path
         "fix them or pass the file's scale with --scale\n"
     )
     assert invoke(served_shop, "evaluate-judgments", str(off), "--scale", "1", "4").exit_code == 0
+
+
+def test_training_on_judgments_prints_each_rankers_share_of_the_random_to_ideal_gap(home_depot_shop):
+    settings, _ = home_depot_shop
+    assert invoke(settings, "features", "apply").exit_code == 0
+    prior = "query_title_match__title_bm25"
+    result = invoke(settings, "train", "--labels", "judgments", "--service", "search_ranker_v2", "--prior", prior)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    ndcg = {
+        line.split()[0]: float(line.split()[1])
+        for line in lines[lines.index("Test metrics against observed labels:") + 2 :][:4]
+    }
+    block = lines.index("Share of the random -> ideal gap closed:")
+    assert lines[block + 1].split() == ["ranker", "ndcg@5", "ndcg@10"]
+    shares = {line.split()[0]: line.split()[1] for line in lines[block + 2 : block + 5]}
+    assert list(shares) == ["lightgbm", "popularity", "bm25"]
+    expected = (ndcg["bm25"] - ndcg["random"]) / (1 - ndcg["random"])  # from the table's rounded NDCG
+    assert float(shares["bm25"].removesuffix("%")) / 100 == pytest.approx(expected, abs=0.002)
