@@ -1,24 +1,29 @@
-"""Answer a text query: candidates from the catalog's text index, their features from the online
-store, ordered by the search model; each result with the features that moved its score most."""
+"""Answer a text query or rerank given items: candidates from the catalog's text index, their
+features from the online store, ordered by the search model; each result with the features that
+moved its score most. A ``Searcher`` loads the model, index and catalog once and answers many
+requests (the CLI opens one per call, the HTTP service one per process)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
+from feast import FeatureStore
 
 from serving.features import online_features, request_rows
 from shoprank.config import Settings
+from shoprank.features.bm25 import TitleIndex
 from shoprank.features.store import open_store
-from shoprank.search.index import open_index
+from shoprank.search.index import CatalogIndex, open_index
 from shoprank.search.retrieve import retrieve
 from shoprank.warehouse import read
 from training.dataset import RETRIEVAL
-from training.plan import resolve
-from training.rankers import POSITION
-from training.registry import load_ranker
+from training.plan import ServicePlan, resolve
+from training.rankers import POSITION, Ranker
+from training.registry import ModelVersion, load_ranker
 from training.signals import catalog_index
 
 SERVICE = "search_ranker_v2"
@@ -32,7 +37,7 @@ class SearchResult:
 
     Attributes:
         model: The model version that ranked (``service/version``).
-        candidates: Items retrieved, of which ``backfilled`` came from the backfill.
+        candidates: Items ranked, of which ``backfilled`` came from the retrieval's backfill.
         items: The top results, best first: ``rank``, ``item_id``, ``title``, ``score``,
             ``bm25``, ``backfill``, ``reasons`` (the largest contributions, ``feature +0.12``).
     """
@@ -43,47 +48,70 @@ class SearchResult:
     items: pl.DataFrame
 
 
-def search(
-    settings: Settings,
-    query: str,
-    user_id: str | None = None,
-    k: int = 10,
-    service: str = SERVICE,
-    version: str | None = None,
-) -> SearchResult:
-    """Rank the catalog for ``query`` (and ``user_id``'s features, when given) with the model.
+@dataclass(frozen=True)
+class Searcher:
+    """What answering needs, loaded once: the model, the catalog's indexes and the online store."""
 
-    Raises:
-        ShoprankError: No model of ``service``, no index, feature store or warehouse.
-    """
-    ranker, model = load_ranker(settings, service, version)
-    found = retrieve(open_index(settings), query, k=CANDIDATES)
-    catalog = read(settings.warehouse, "select * from marts.dim_items")
-    if found.is_empty():
-        return SearchResult(model.name, 0, 0, pl.DataFrame())
-    ids = found["item_id"].to_list()
-    candidates = pl.DataFrame(
-        {"item_id": ids, "query": [query] * len(ids), RETRIEVAL: catalog_index(settings).score([query] * len(ids), ids)}
-    )
-    store = open_store(settings)
-    rows = request_rows(catalog, candidates, datetime.now(UTC).replace(tzinfo=None), user_id)
-    frame = online_features(store, resolve(store, service), rows)
-    contributions = ranker.contributions(frame).drop("bias", POSITION, strict=False)  # alike for every item
-    scores = ranker.predict(frame)
-    order = np.argsort(-scores, kind="stable")[:k]
-    titles = dict(catalog.select("item_id", "title").iter_rows())
-    items = pl.DataFrame(
-        {
-            "rank": np.arange(1, len(order) + 1),
-            "item_id": [ids[i] for i in order],
-            "title": [titles.get(ids[i]) for i in order],
-            "score": scores[order],
-            "bm25": candidates[RETRIEVAL].to_numpy()[order],
-            "backfill": found["backfill"].to_numpy()[order],
-            "reasons": [_reasons(contributions.row(int(i), named=True)) for i in order],
-        }
-    )
-    return SearchResult(model.name, found.height, int(found["backfill"].sum()), items)
+    model: ModelVersion
+    ranker: Ranker
+    plan: ServicePlan
+    store: FeatureStore
+    index: CatalogIndex
+    titles: TitleIndex
+    catalog: pl.DataFrame
+
+    @classmethod
+    def open(cls, settings: Settings, service: str = SERVICE, version: str | None = None) -> Searcher:
+        """Load ``service``'s model (the version named, else production, else the newest).
+
+        Raises:
+            ShoprankError: No model of ``service``, no index, feature store or warehouse.
+        """
+        ranker, model = load_ranker(settings, service, version)
+        store = open_store(settings)
+        catalog = read(settings.warehouse, "select * from marts.dim_items")
+        return cls(
+            model, ranker, resolve(store, service), store, open_index(settings), catalog_index(settings), catalog
+        )
+
+    def search(self, query: str, user_id: str | None = None, k: int = 10, **filters) -> SearchResult:
+        """The top ``k`` of the catalog for ``query``; ``filters`` as ``retrieve`` takes them."""
+        found = retrieve(self.index, query, k=CANDIDATES, **filters)
+        return self.rank(found["item_id"].to_list(), user_id, query, k, found["backfill"].to_numpy())
+
+    def rank(
+        self,
+        item_ids: Sequence[str],
+        user_id: str | None = None,
+        query: str | None = None,
+        k: int | None = None,
+        backfill: np.ndarray | None = None,
+    ) -> SearchResult:
+        """Order ``item_ids`` for the user (and query) with the model; keep the top ``k`` (all by default)."""
+        if not item_ids:
+            return SearchResult(self.model.name, 0, 0, pl.DataFrame())
+        ids = list(item_ids)
+        bm25 = self.titles.score([query] * len(ids), ids) if query else np.zeros(len(ids))
+        candidates = pl.DataFrame({"item_id": ids, "query": [query] * len(ids), RETRIEVAL: bm25})
+        rows = request_rows(self.catalog, candidates, datetime.now(UTC).replace(tzinfo=None), user_id)
+        frame = online_features(self.store, self.plan, rows)
+        contributions = self.ranker.contributions(frame).drop("bias", POSITION, strict=False)  # alike for every item
+        scores = self.ranker.predict(frame)
+        order = np.argsort(-scores, kind="stable")[:k]
+        backfill = np.zeros(len(ids), bool) if backfill is None else backfill
+        titles = dict(self.catalog.select("item_id", "title").iter_rows())
+        items = pl.DataFrame(
+            {
+                "rank": np.arange(1, len(order) + 1),
+                "item_id": [ids[i] for i in order],
+                "title": [titles.get(ids[i]) for i in order],
+                "score": scores[order],
+                "bm25": bm25[order],
+                "backfill": backfill[order],
+                "reasons": [_reasons(contributions.row(int(i), named=True)) for i in order],
+            }
+        )
+        return SearchResult(self.model.name, len(ids), int(backfill.sum()), items)
 
 
 def _reasons(contributions: dict[str, float]) -> str:

@@ -363,9 +363,9 @@ def search(settings: Settings, query: str, user_id: str | None, k: int, service:
     Example:
         shoprank search "cordless drill 18v" --user u000042 -k 5
     """
-    from serving.search import search as answer
+    from serving.search import Searcher
 
-    click.echo(summary.searched(query, answer(settings, query, user_id, k, service, version)))
+    click.echo(summary.searched(query, Searcher.open(settings, service, version).search(query, user_id, k)))
 
 
 @cli.command("evaluate-judgments", context_settings=CONTEXT)
