@@ -368,6 +368,30 @@ def search(settings: Settings, query: str, user_id: str | None, k: int, service:
     click.echo(summary.searched(query, Searcher.open(settings, service, version).search(query, user_id, k)))
 
 
+@cli.command(context_settings=CONTEXT)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--service", default="search_ranker_v2", show_default=True, help="Feature service of the model.")
+@click.option("--version", help="Model version [default: production, else the newest].")
+@click.pass_obj
+def serve(settings: Settings, host: str, port: int, service: str, version: str | None) -> None:
+    """Serve search and rerank over HTTP (FastAPI + uvicorn; OpenAPI at /docs): POST /v1/search,
+    POST /v1/rerank, GET /health.
+
+    \b
+    Example:
+        shoprank serve --port 8000
+        curl -s localhost:8000/v1/search -H 'content-type: application/json' -d '{"query": "drill", "k": 5}'
+    """
+    import uvicorn
+
+    from serving.app import create_app
+
+    app = create_app(settings, service, version)
+    click.echo(f"Serving {app.title} on http://{host}:{port} (OpenAPI at /docs)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
 @cli.command("evaluate-judgments", context_settings=CONTEXT)
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--service", default="search_ranker_v2", show_default=True, help="Feature service of the model.")

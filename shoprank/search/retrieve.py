@@ -86,10 +86,9 @@ def allowed_items(
     if category is not None:
         keep &= (pl.col("category_path") == category) | pl.col("category_path").str.starts_with(f"{category} > ")
         if not items.select(keep.any()).item():
-            raise ConfigError(
-                f'Category "{category}" is not in the catalog index ({items.height:,} items); give a category path '
-                f'or its beginning, e.g. "{items["category_path"].drop_nulls().min()}"'
-            )
+            example = items["category_path"].drop_nulls().min()
+            hint = f'give a category path or its beginning, e.g. "{example}"' if example else "drop the filter"
+            raise ConfigError(f'Category "{category}" is not in the catalog index ({items.height:,} items); {hint}')
     if price_min is not None and price_max is not None and price_min > price_max:
         raise ConfigError(f"The price range [{price_min}, {price_max}] is empty; give price_min <= price_max")
     if price_min is not None:

@@ -1,0 +1,103 @@
+"""The HTTP ranking service (FastAPI): search and rerank on the online store's features.
+
+``create_app(settings)`` loads the search model, the catalog's indexes and the online store once
+(``serving.search.Searcher``); every response carries a ``request_id`` and the ``model_version``
+that ranked. Bodies are validated by pydantic before anything touches a store: a bad request is a
+422 naming the field and the limit. OpenAPI at ``/docs``.
+"""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from serving.search import SERVICE, Searcher, SearchResult
+from shoprank.config import Settings
+from shoprank.errors import ConfigError
+
+MAX_K = 100
+MAX_RERANK = 1_000
+
+
+class Filters(BaseModel):
+    """Candidate filters of a search."""
+
+    category: str | None = Field(None, description='A category path or its beginning, e.g. "Tools"')
+    price_min: float | None = Field(None, ge=0)
+    price_max: float | None = Field(None, ge=0)
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(min_length=1, max_length=500)
+    user_id: str | None = Field(None, max_length=200)
+    k: int = Field(10, ge=1, le=MAX_K)
+    filters: Filters = Field(default_factory=Filters)
+
+
+class RerankRequest(BaseModel):
+    user_id: str | None = Field(None, max_length=200)
+    item_ids: list[str] = Field(min_length=1, max_length=MAX_RERANK)
+    query: str | None = Field(None, max_length=500)
+
+
+class RankedItem(BaseModel):
+    item_id: str
+    score: float
+    title: str | None
+    backfill: bool
+    reasons: str
+
+
+class Ranking(BaseModel):
+    request_id: str
+    model_version: str
+    items: list[RankedItem]
+
+
+class Health(BaseModel):
+    status: str
+    model_version: str
+    feature_service: str
+    catalog_items: int
+
+
+def create_app(settings: Settings, service: str = SERVICE, version: str | None = None) -> FastAPI:
+    """The service over ``settings``' workdir, ranking with ``service``'s model.
+
+    Raises:
+        ShoprankError: No model of ``service``, no index, feature store or warehouse.
+    """
+    searcher = Searcher.open(settings, service, version)
+    app = FastAPI(title="shoprank", summary="Search and rerank on Feast online features")
+
+    @app.exception_handler(ConfigError)
+    def bad_request(_: Request, exc: ConfigError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": str(exc)})  # e.g. an unknown category
+
+    @app.get("/health")
+    def health() -> Health:
+        return Health(
+            status="ok",
+            model_version=searcher.model.name,
+            feature_service=searcher.plan.service,
+            catalog_items=searcher.catalog.height,
+        )
+
+    @app.post("/v1/search")
+    def search(request: SearchRequest) -> Ranking:
+        filters = request.filters.model_dump(exclude_none=True)
+        return _ranking(searcher.search(request.query, request.user_id, request.k, **filters))
+
+    @app.post("/v1/rerank")
+    def rerank(request: RerankRequest) -> Ranking:
+        return _ranking(searcher.rank(request.item_ids, request.user_id, request.query))
+
+    return app
+
+
+def _ranking(result: SearchResult) -> Ranking:
+    items = [RankedItem(**row) for row in result.items.drop("rank", "bm25").iter_rows(named=True)] if result.candidates else []
+    return Ranking(request_id=uuid4().hex, model_version=result.model, items=items)
