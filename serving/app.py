@@ -1,4 +1,5 @@
-"""The HTTP ranking service (FastAPI): search and rerank on the online store's features.
+"""The HTTP ranking service (FastAPI): search and rerank on the online store's features, and
+feedback events landed for the next ingest.
 
 ``create_app(settings)`` loads the search model, the catalog's indexes and the online store once
 (``serving.search.Searcher``); every response carries a ``request_id`` and the ``model_version``
@@ -8,18 +9,24 @@ that ranked. Bodies are validated by pydantic before anything touches a store: a
 
 from __future__ import annotations
 
+import hmac
+import os
+from typing import Any
 from uuid import uuid4
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from serving.events import land_events
 from serving.search import SERVICE, Searcher, SearchResult
 from shoprank.config import Settings
 from shoprank.errors import ConfigError
 
 MAX_K = 100
 MAX_RERANK = 1_000
+MAX_EVENTS = 10_000
+API_KEY = "SHOPRANK_API_KEY"  # the environment variable holding the key of /v1/events
 
 
 class Filters(BaseModel):
@@ -57,6 +64,18 @@ class Ranking(BaseModel):
     items: list[RankedItem]
 
 
+class EventsRequest(BaseModel):
+    events: list[dict[str, Any]] = Field(
+        min_length=1, max_length=MAX_EVENTS, description="Rows of the raw events contract"
+    )
+
+
+class EventsResponse(BaseModel):
+    request_id: str
+    accepted: int
+    rejected: list[dict[str, Any]]
+
+
 class Health(BaseModel):
     status: str
     model_version: str
@@ -64,13 +83,17 @@ class Health(BaseModel):
     catalog_items: int
 
 
-def create_app(settings: Settings, service: str = SERVICE, version: str | None = None) -> FastAPI:
-    """The service over ``settings``' workdir, ranking with ``service``'s model.
+def create_app(
+    settings: Settings, service: str = SERVICE, version: str | None = None, api_key: str | None = None
+) -> FastAPI:
+    """The service over ``settings``' workdir, ranking with ``service``'s model; ``/v1/events``
+    asks for ``api_key`` (default: the ``SHOPRANK_API_KEY`` environment variable) in ``X-API-Key``.
 
     Raises:
         ShoprankError: No model of ``service``, no index, feature store or warehouse.
     """
     searcher = Searcher.open(settings, service, version)
+    key = api_key if api_key is not None else os.environ.get(API_KEY)
     app = FastAPI(title="shoprank", summary="Search and rerank on Feast online features")
 
     @app.exception_handler(ConfigError)
@@ -91,6 +114,14 @@ def create_app(settings: Settings, service: str = SERVICE, version: str | None =
         filters = request.filters.model_dump(exclude_none=True)
         return _ranking(searcher.search(request.query, request.user_id, request.k, **filters))
 
+    @app.post("/v1/events")
+    def events(request: EventsRequest, x_api_key: str | None = Header(None)) -> EventsResponse:
+        if not key or not hmac.compare_digest((x_api_key or "").encode(), key.encode()):
+            detail = "a valid X-API-Key header is required" if key else f"no API key is configured; set {API_KEY}"
+            raise HTTPException(status_code=401, detail=detail)
+        landed = land_events(settings, request.events)
+        return EventsResponse(request_id=uuid4().hex, accepted=landed.accepted, rejected=landed.rejected)
+
     @app.post("/v1/rerank")
     def rerank(request: RerankRequest) -> Ranking:
         return _ranking(searcher.rank(request.item_ids, request.user_id, request.query))
@@ -99,5 +130,9 @@ def create_app(settings: Settings, service: str = SERVICE, version: str | None =
 
 
 def _ranking(result: SearchResult) -> Ranking:
-    items = [RankedItem(**row) for row in result.items.drop("rank", "bm25").iter_rows(named=True)] if result.candidates else []
+    items = (
+        [RankedItem(**row) for row in result.items.drop("rank", "bm25").iter_rows(named=True)]
+        if result.candidates
+        else []
+    )
     return Ranking(request_id=uuid4().hex, model_version=result.model, items=items)

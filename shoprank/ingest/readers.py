@@ -33,7 +33,9 @@ def files_under(paths: list[Path]) -> list[Path]:
         if not path.exists():
             raise InputError(f'Input "{path}" does not exist; check the path')
         if path.is_dir():
-            inside = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FORMATS)
+            inside = sorted(  # hidden files are being written (e.g. events the service is landing)
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FORMATS and not p.name.startswith(".")
+            )
             if not inside:
                 raise InputError(f'Folder "{path}" holds no {"/".join(FORMATS)} file; point at the data files')
             found.extend(inside)

@@ -4,18 +4,25 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from polars import read_parquet
 
+from shoprank.cli import cli
 from shoprank.config import Settings
 from shoprank.warehouse import read
+
+KEY = "test-key"
 
 
 def free_port() -> int:
@@ -33,6 +40,7 @@ def server(served_shop: Settings):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env={**os.environ, "SHOPRANK_API_KEY": KEY},
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -49,9 +57,10 @@ def server(served_shop: Settings):
     process.wait(timeout=30)
 
 
-def call(url: str, body: dict | None = None) -> tuple[int, dict]:
+def call(url: str, body: dict | None = None, key: str | None = None) -> tuple[int, dict]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data, {"content-type": "application/json"})
+    headers = {"content-type": "application/json", **({"x-api-key": key} if key else {})}
+    request = urllib.request.Request(url, data, headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -91,3 +100,29 @@ def test_bad_requests_are_422s_that_name_the_problem(server):
     assert status == 422 and body["detail"][0]["loc"] == ["body", "k"]
     status, body = call(f"{server}/v1/search", {"query": "shoe", "filters": {"category": "Nope"}})
     assert status == 422 and body["detail"].startswith('Category "Nope" is not in the catalog index')
+
+
+def test_events_need_the_key_and_land_where_ingest_reads_them(server, served_shop):
+    user_id, item_id = read(served_shop.warehouse, "select user_id, item_id from raw.events limit 1").row(0)
+    now = datetime.now(UTC).replace(tzinfo=None).isoformat()
+    good = {"event_id": "http-e1", "event_time": now, "user_id": user_id, "item_id": item_id, "event_type": "click"}
+    events = [good, {**good, "event_id": "http-e2", "event_type": "PURCHASE", "price": 9.5, "quantity": 2}]
+    events.append({**good, "event_id": "http-e3", "event_type": "teleport", "item_id": None})
+    assert call(f"{server}/v1/events", {"events": events}) == (401, {"detail": "a valid X-API-Key header is required"})
+    assert call(f"{server}/v1/events", {"events": events}, "wrong")[0] == 401
+    status, body = call(f"{server}/v1/events", {"events": events}, KEY)
+    assert status == 200 and body["accepted"] == 2
+    reason = (
+        "event_type: unknown_event_type (allowed: view, click, add_to_cart, favorite, purchase); item_id: not_nullable"
+    )
+    assert body["rejected"] == [{"index": 2, "reason": reason}]
+    landed = sorted((served_shop.landing / "events").glob("events-*.parquet"))
+    rejected = list((served_shop.workdir / "serving" / "rejected").glob("events-*.parquet"))
+    assert len(landed) == 1 and len(rejected) == 1 and read_parquet(rejected[0])["_reason"].to_list() == [reason]
+    result = CliRunner().invoke(cli, ["--workdir", str(served_shop.workdir), "ingest", str(landed[0])])
+    assert result.exit_code == 0, result.output
+    rows = read(
+        served_shop.warehouse,
+        "select event_id, event_type, quantity from raw.events where event_id like 'http-%' order by 1",
+    )
+    assert rows.rows() == [("http-e1", "click", None), ("http-e2", "PURCHASE", 2)]
