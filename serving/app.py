@@ -50,12 +50,17 @@ class RerankRequest(BaseModel):
     query: str | None = Field(None, max_length=500)
 
 
+class Contribution(BaseModel):
+    feature: str
+    value: float
+
+
 class RankedItem(BaseModel):
     item_id: str
     score: float
     title: str | None
     backfill: bool
-    reasons: str
+    contributions: list[Contribution] | None = Field(None, description="The largest, with ?explain=true")
 
 
 class Ranking(BaseModel):
@@ -110,9 +115,9 @@ def create_app(
         )
 
     @app.post("/v1/search")
-    def search(request: SearchRequest) -> Ranking:
+    def search(request: SearchRequest, explain: bool = False) -> Ranking:
         filters = request.filters.model_dump(exclude_none=True)
-        return _ranking(searcher.search(request.query, request.user_id, request.k, **filters))
+        return _ranking(searcher.search(request.query, request.user_id, request.k, **filters), explain)
 
     @app.post("/v1/events")
     def events(request: EventsRequest, x_api_key: str | None = Header(None)) -> EventsResponse:
@@ -123,16 +128,14 @@ def create_app(
         return EventsResponse(request_id=uuid4().hex, accepted=landed.accepted, rejected=landed.rejected)
 
     @app.post("/v1/rerank")
-    def rerank(request: RerankRequest) -> Ranking:
-        return _ranking(searcher.rank(request.item_ids, request.user_id, request.query))
+    def rerank(request: RerankRequest, explain: bool = False) -> Ranking:
+        return _ranking(searcher.rank(request.item_ids, request.user_id, request.query), explain)
 
     return app
 
 
-def _ranking(result: SearchResult) -> Ranking:
-    items = (
-        [RankedItem(**row) for row in result.items.drop("rank", "bm25").iter_rows(named=True)]
-        if result.candidates
-        else []
-    )
+def _ranking(result: SearchResult, explain: bool) -> Ranking:
+    """The response of a ranking; each item's largest contributions only when asked to explain."""
+    rows = result.items.drop("rank", "bm25").iter_rows(named=True) if result.candidates else []
+    items = [RankedItem(**{**row, "contributions": row["contributions"] if explain else None}) for row in rows]
     return Ranking(request_id=uuid4().hex, model_version=result.model, items=items)

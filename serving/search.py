@@ -39,7 +39,8 @@ class SearchResult:
         model: The model version that ranked (``service/version``).
         candidates: Items ranked, of which ``backfilled`` came from the retrieval's backfill.
         items: The top results, best first: ``rank``, ``item_id``, ``title``, ``score``,
-            ``bm25``, ``backfill``, ``reasons`` (the largest contributions, ``feature +0.12``).
+            ``bm25``, ``backfill``, ``contributions`` (the largest by size: ``feature``, ``value``;
+            view prefixes dropped).
     """
 
     model: str
@@ -108,13 +109,13 @@ class Searcher:
                 "score": scores[order],
                 "bm25": bm25[order],
                 "backfill": backfill[order],
-                "reasons": [_reasons(contributions.row(int(i), named=True)) for i in order],
+                "contributions": [_largest(contributions.row(int(i), named=True)) for i in order],
             }
         )
         return SearchResult(self.model.name, len(ids), int(backfill.sum()), items)
 
 
-def _reasons(contributions: dict[str, float]) -> str:
-    """The largest contributions by size, as ``feature +0.12`` (view prefixes dropped)."""
+def _largest(contributions: dict[str, float]) -> list[dict[str, float | str]]:
+    """The ``REASONS`` largest contributions by size, as ``{"feature", "value"}``."""
     largest = sorted(contributions.items(), key=lambda item: -abs(item[1]))[:REASONS]
-    return ", ".join(f"{name.split('__')[-1]} {value:+.2f}" for name, value in largest)
+    return [{"feature": name.split("__")[-1], "value": value} for name, value in largest]

@@ -309,7 +309,7 @@ def searched(query: str, result: SearchResult, title_width: int = 48) -> str:
             f"{r['bm25']:.2f}",
             "backfill" if r["backfill"] else "match",
             _clip(r["title"] or "", title_width),
-            r["reasons"],
+            ", ".join(f"{c['feature']} {c['value']:+.2f}" for c in r["contributions"]),
         ]
         for r in result.items.iter_rows(named=True)
     ]

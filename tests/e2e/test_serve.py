@@ -79,7 +79,7 @@ def test_health_names_the_model_and_its_feature_service(server, served_shop):
     }
 
 
-def test_search_and_rerank_return_ranked_items_with_ids_and_reasons(server, served_shop):
+def test_search_and_rerank_return_ranked_items_explained_on_request(server, served_shop):
     item_id, title = read(served_shop.warehouse, "select item_id, title from marts.dim_items order by item_id").row(0)
     status, body = call(f"{server}/v1/search", {"query": title, "k": 10})
     assert status == 200 and body["model_version"] == "search_ranker_v2/v0001" and len(body["request_id"]) == 32
@@ -87,8 +87,13 @@ def test_search_and_rerank_return_ranked_items_with_ids_and_reasons(server, serv
     scores = [item["score"] for item in body["items"]]
     assert scores == sorted(scores, reverse=True)
     ids = [item["item_id"] for item in body["items"]][::-1]
-    status, reranked = call(f"{server}/v1/rerank", {"item_ids": ids, "query": title, "user_id": "u000001"})
+    assert all(item["contributions"] is None for item in body["items"])
+    status, reranked = call(f"{server}/v1/rerank?explain=true", {"item_ids": ids, "query": title, "user_id": "u000001"})
     assert status == 200 and sorted(item["item_id"] for item in reranked["items"]) == sorted(ids)
+    explained = reranked["items"][0]["contributions"]
+    assert len(explained) == 3 and {"feature", "value"} == set(explained[0]) and "position" not in str(explained)
+    values = [abs(c["value"]) for c in explained]
+    assert values == sorted(values, reverse=True)
     assert reranked["request_id"] != body["request_id"]
 
 
