@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hmac
 import os
+import time
 from typing import Any
 from uuid import uuid4
 
 from fastapi import FastAPI, Header, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import BaseModel, Field
 
 from serving.events import land_events
@@ -26,6 +28,7 @@ from shoprank.errors import ConfigError
 MAX_K = 100
 MAX_RERANK = 1_000
 MAX_EVENTS = 10_000
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 API_KEY = "SHOPRANK_API_KEY"  # the environment variable holding the key of /v1/events
 
 
@@ -88,6 +91,11 @@ class Health(BaseModel):
     catalog_items: int
 
 
+REQUESTS = Counter("shoprank_requests", "Requests answered", ["endpoint", "status"])
+LATENCY = Histogram("shoprank_request_seconds", "Whole-request latency", ["endpoint"], buckets=BUCKETS)
+STAGES = Histogram("shoprank_stage_seconds", "Latency of each ranking stage", ["endpoint", "stage"], buckets=BUCKETS)
+
+
 def create_app(
     settings: Settings, service: str = SERVICE, version: str | None = None, api_key: str | None = None
 ) -> FastAPI:
@@ -100,6 +108,19 @@ def create_app(
     searcher = Searcher.open(settings, service, version)
     key = api_key if api_key is not None else os.environ.get(API_KEY)
     app = FastAPI(title="shoprank", summary="Search and rerank on Feast online features")
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        endpoint = request.scope.get("route").path if request.scope.get("route") else "unmatched"
+        REQUESTS.labels(endpoint, str(response.status_code)).inc()
+        LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.exception_handler(ConfigError)
     def bad_request(_: Request, exc: ConfigError) -> JSONResponse:
@@ -117,7 +138,7 @@ def create_app(
     @app.post("/v1/search")
     def search(request: SearchRequest, explain: bool = False) -> Ranking:
         filters = request.filters.model_dump(exclude_none=True)
-        return _ranking(searcher.search(request.query, request.user_id, request.k, **filters), explain)
+        return _ranking("/v1/search", searcher.search(request.query, request.user_id, request.k, **filters), explain)
 
     @app.post("/v1/events")
     def events(request: EventsRequest, x_api_key: str | None = Header(None)) -> EventsResponse:
@@ -129,13 +150,16 @@ def create_app(
 
     @app.post("/v1/rerank")
     def rerank(request: RerankRequest, explain: bool = False) -> Ranking:
-        return _ranking(searcher.rank(request.item_ids, request.user_id, request.query), explain)
+        return _ranking("/v1/rerank", searcher.rank(request.item_ids, request.user_id, request.query), explain)
 
     return app
 
 
-def _ranking(result: SearchResult, explain: bool) -> Ranking:
-    """The response of a ranking; each item's largest contributions only when asked to explain."""
+def _ranking(endpoint: str, result: SearchResult, explain: bool) -> Ranking:
+    """The response of a ranking (its stages timed); each item's largest contributions only when
+    asked to explain."""
+    for stage, seconds in result.stages.items():
+        STAGES.labels(endpoint, stage).observe(seconds)
     rows = result.items.drop("rank", "bm25").iter_rows(named=True) if result.candidates else []
     items = [RankedItem(**{**row, "contributions": row["contributions"] if explain else None}) for row in rows]
     return Ranking(request_id=uuid4().hex, model_version=result.model, items=items)

@@ -5,8 +5,9 @@ requests (the CLI opens one per call, the HTTP service one per process)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -38,6 +39,7 @@ class SearchResult:
     Attributes:
         model: The model version that ranked (``service/version``).
         candidates: Items ranked, of which ``backfilled`` came from the retrieval's backfill.
+        stages: Seconds spent per stage (``retrieve``, ``features``, ``score``).
         items: The top results, best first: ``rank``, ``item_id``, ``title``, ``score``,
             ``bm25``, ``backfill``, ``contributions`` (the largest by size: ``feature``, ``value``;
             view prefixes dropped).
@@ -47,6 +49,7 @@ class SearchResult:
     candidates: int
     backfilled: int
     items: pl.DataFrame
+    stages: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,11 @@ class Searcher:
 
     def search(self, query: str, user_id: str | None = None, k: int = 10, **filters) -> SearchResult:
         """The top ``k`` of the catalog for ``query``; ``filters`` as ``retrieve`` takes them."""
+        started = time.perf_counter()
         found = retrieve(self.index, query, k=CANDIDATES, **filters)
-        return self.rank(found["item_id"].to_list(), user_id, query, k, found["backfill"].to_numpy())
+        retrieved = time.perf_counter() - started
+        result = self.rank(found["item_id"].to_list(), user_id, query, k, found["backfill"].to_numpy())
+        return replace(result, stages={"retrieve": retrieved, **result.stages})
 
     def rank(
         self,
@@ -91,11 +97,13 @@ class Searcher:
         """Order ``item_ids`` for the user (and query) with the model; keep the top ``k`` (all by default)."""
         if not item_ids:
             return SearchResult(self.model.name, 0, 0, pl.DataFrame())
+        started = time.perf_counter()
         ids = list(item_ids)
         bm25 = self.titles.score([query] * len(ids), ids) if query else np.zeros(len(ids))
         candidates = pl.DataFrame({"item_id": ids, "query": [query] * len(ids), RETRIEVAL: bm25})
         rows = request_rows(self.catalog, candidates, datetime.now(UTC).replace(tzinfo=None), user_id)
         frame = online_features(self.store, self.plan, rows)
+        featured = time.perf_counter()
         contributions = self.ranker.contributions(frame).drop("bias", POSITION, strict=False)  # alike for every item
         scores = self.ranker.predict(frame)
         order = np.argsort(-scores, kind="stable")[:k]
@@ -112,7 +120,8 @@ class Searcher:
                 "contributions": [_largest(contributions.row(int(i), named=True)) for i in order],
             }
         )
-        return SearchResult(self.model.name, len(ids), int(backfill.sum()), items)
+        stages = {"features": featured - started, "score": time.perf_counter() - featured}
+        return SearchResult(self.model.name, len(ids), int(backfill.sum()), items, stages)
 
 
 def _largest(contributions: dict[str, float]) -> list[dict[str, float | str]]:

@@ -131,3 +131,14 @@ def test_events_need_the_key_and_land_where_ingest_reads_them(server, served_sho
         "select event_id, event_type, quantity from raw.events where event_id like 'http-%' order by 1",
     )
     assert rows.rows() == [("http-e1", "click", None), ("http-e2", "PURCHASE", 2)]
+
+
+def test_metrics_count_requests_and_time_each_stage(server):
+    assert call(f"{server}/v1/search", {"query": "shoe", "k": 3})[0] == 200
+    with urllib.request.urlopen(f"{server}/metrics", timeout=30) as response:
+        assert response.headers["content-type"].startswith("text/plain")
+        text = response.read().decode()
+    assert 'shoprank_requests_total{endpoint="/v1/search",status="200"}' in text
+    assert 'shoprank_request_seconds_count{endpoint="/v1/search"}' in text
+    for stage in ("retrieve", "features", "score"):
+        assert f'shoprank_stage_seconds_count{{endpoint="/v1/search",stage="{stage}"}}' in text
