@@ -1,5 +1,6 @@
-"""The HTTP ranking service (FastAPI): search and rerank on the online store's features, and
-feedback events landed for the next ingest.
+"""The HTTP ranking service (FastAPI): search and rerank on the online store's features, every
+served list logged with its feature vectors (``serving.served_log``), and feedback events landed
+for the next ingest.
 
 ``create_app(settings)`` loads the search model, the catalog's indexes and the online store once
 (``serving.search.Searcher``); every response carries a ``request_id`` and the ``model_version``
@@ -12,7 +13,9 @@ from __future__ import annotations
 import hmac
 import os
 import time
-from typing import Any
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, Literal
 from uuid import uuid4
 
 from fastapi import FastAPI, Header, HTTPException, Request
@@ -21,7 +24,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from pydantic import BaseModel, Field
 
 from serving.events import land_events
+from serving.features import ANONYMOUS
 from serving.search import SERVICE, Searcher, SearchResult
+from serving.served_log import ServedLog
 from shoprank.config import Settings
 from shoprank.errors import ConfigError
 
@@ -49,6 +54,7 @@ class SearchRequest(BaseModel):
 
 class RerankRequest(BaseModel):
     user_id: str | None = Field(None, max_length=200)
+    surface: Literal["search", "recommend", "browse"] | None = Field(None, description="Default: search with a query")
     item_ids: list[str] = Field(min_length=1, max_length=MAX_RERANK)
     query: str | None = Field(None, max_length=500)
 
@@ -107,7 +113,23 @@ def create_app(
     """
     searcher = Searcher.open(settings, service, version)
     key = api_key if api_key is not None else os.environ.get(API_KEY)
-    app = FastAPI(title="shoprank", summary="Search and rerank on Feast online features")
+    served = ServedLog(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        served.close()
+
+    app = FastAPI(title="shoprank", summary="Search and rerank on Feast online features", lifespan=lifespan)
+
+    def answer(
+        endpoint: str, result: SearchResult, user_id: str | None, surface: str, query: str | None, explain: bool
+    ):
+        ranking = _ranking(endpoint, result, explain)
+        if result.candidates:
+            now = datetime.now(UTC).replace(tzinfo=None)
+            served.record(ranking.request_id, now, user_id or ANONYMOUS, surface, query, result.model, result.vectors)
+        return ranking
 
     @app.middleware("http")
     async def measure(request: Request, call_next):
@@ -138,7 +160,8 @@ def create_app(
     @app.post("/v1/search")
     def search(request: SearchRequest, explain: bool = False) -> Ranking:
         filters = request.filters.model_dump(exclude_none=True)
-        return _ranking("/v1/search", searcher.search(request.query, request.user_id, request.k, **filters), explain)
+        result = searcher.search(request.query, request.user_id, request.k, **filters)
+        return answer("/v1/search", result, request.user_id, "search", request.query, explain)
 
     @app.post("/v1/events")
     def events(request: EventsRequest, x_api_key: str | None = Header(None)) -> EventsResponse:
@@ -150,7 +173,9 @@ def create_app(
 
     @app.post("/v1/rerank")
     def rerank(request: RerankRequest, explain: bool = False) -> Ranking:
-        return _ranking("/v1/rerank", searcher.rank(request.item_ids, request.user_id, request.query), explain)
+        result = searcher.rank(request.item_ids, request.user_id, request.query)
+        surface = request.surface or ("search" if request.query else "recommend")
+        return answer("/v1/rerank", result, request.user_id, surface, request.query, explain)
 
     return app
 

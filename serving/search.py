@@ -40,6 +40,7 @@ class SearchResult:
         model: The model version that ranked (``service/version``).
         candidates: Items ranked, of which ``backfilled`` came from the retrieval's backfill.
         stages: Seconds spent per stage (``retrieve``, ``features``, ``score``).
+        vectors: ``item_id`` and the model's input features of each result, in result order.
         items: The top results, best first: ``rank``, ``item_id``, ``title``, ``score``,
             ``bm25``, ``backfill``, ``contributions`` (the largest by size: ``feature``, ``value``;
             view prefixes dropped).
@@ -50,6 +51,7 @@ class SearchResult:
     backfilled: int
     items: pl.DataFrame
     stages: dict[str, float] = field(default_factory=dict)
+    vectors: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,9 @@ class Searcher:
             }
         )
         stages = {"features": featured - started, "score": time.perf_counter() - featured}
-        return SearchResult(self.model.name, len(ids), int(backfill.sum()), items, stages)
+        inputs = ["item_id", *(name for name in self.ranker.features if name in frame.columns)]
+        vectors = frame.select(inputs)[order]
+        return SearchResult(self.model.name, len(ids), int(backfill.sum()), items, stages, vectors)
 
 
 def _largest(contributions: dict[str, float]) -> list[dict[str, float | str]]:

@@ -14,10 +14,12 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
+import polars as pl
 import pytest
 from click.testing import CliRunner
 from polars import read_parquet
 
+from serving.served_log import ServedLog
 from shoprank.cli import cli
 from shoprank.config import Settings
 from shoprank.warehouse import read
@@ -142,3 +144,35 @@ def test_metrics_count_requests_and_time_each_stage(server):
     assert 'shoprank_request_seconds_count{endpoint="/v1/search"}' in text
     for stage in ("retrieve", "features", "score"):
         assert f'shoprank_stage_seconds_count{{endpoint="/v1/search",stage="{stage}"}}' in text
+
+
+def _lines(folder: Path, pattern: str, request_id: str) -> list[dict]:
+    rows = [json.loads(line) for path in folder.glob(pattern) for line in path.read_text().splitlines()]
+    return [row for row in rows if row["request_id"] == request_id]
+
+
+def test_served_lists_are_logged_with_their_feature_vectors_and_ingest_as_requests(server, served_shop):
+    status, body = call(f"{server}/v1/search", {"query": "shoe", "k": 3, "user_id": "u000001"})
+    assert status == 200
+    served = _lines(served_shop.landing / "requests", ".requests-*.jsonl", body["request_id"])
+    assert [(r["position"], r["item_id"]) for r in served] == [(n, i["item_id"]) for n, i in enumerate(body["items"])]
+    assert {(r["user_id"], r["surface"], r["query"]) for r in served} == {("u000001", "search", "shoe")}
+    vectors = _lines(served_shop.workdir / "serving" / "features", ".features-*.jsonl", body["request_id"])
+    card = json.loads((served_shop.models / "search_ranker_v2" / "v0001" / "card.json").read_text())
+    assert [v["item_id"] for v in vectors] == [r["item_id"] for r in served]
+    assert list(vectors[0]["features"]) == [f for f in card["features"] if f != "position"]
+    assert {v["model_version"] for v in vectors} == {"search_ranker_v2/v0001"}
+
+    log = ServedLog(served_shop)  # what the service does when it stops: the files become visible
+    vectors = pl.DataFrame({"item_id": ["i000001", "i000002"], "f__x": [0.1, float("nan")]})
+    log.record("r-test", datetime.now(UTC).replace(tzinfo=None), "u000001", "recommend", None, "m/v1", vectors)
+    log.close()
+    (visible,) = [p for p in (served_shop.landing / "requests").glob("requests-*.jsonl") if "r-test" in p.read_text()]
+    logged = _lines(served_shop.workdir / "serving" / "features", "features-*.jsonl", "r-test")
+    assert [v["features"] for v in logged] == [{"f__x": 0.1}, {"f__x": None}]  # floats exact, NaN as null
+    result = CliRunner().invoke(cli, ["--workdir", str(served_shop.workdir), "ingest", str(visible)])
+    assert result.exit_code == 0, result.output
+    rows = read(
+        served_shop.warehouse, "select item_id, position from raw.requests where request_id = 'r-test' order by 2"
+    )
+    assert rows.rows() == [("i000001", 0), ("i000002", 1)]
