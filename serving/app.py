@@ -25,7 +25,8 @@ from pydantic import BaseModel, Field
 
 from serving.events import land_events
 from serving.features import ANONYMOUS
-from serving.search import SERVICE, Searcher, SearchResult
+from serving.reload import LiveSearcher
+from serving.search import SERVICE, SearchResult
 from serving.served_log import ServedLog
 from shoprank.config import Settings
 from shoprank.errors import ConfigError
@@ -95,6 +96,7 @@ class Health(BaseModel):
     model_version: str
     feature_service: str
     catalog_items: int
+    refused_version: str | None = Field(None, description="A promoted version that could not load, and why")
 
 
 REQUESTS = Counter("shoprank_requests", "Requests answered", ["endpoint", "status"])
@@ -105,13 +107,14 @@ STAGES = Histogram("shoprank_stage_seconds", "Latency of each ranking stage", ["
 def create_app(
     settings: Settings, service: str = SERVICE, version: str | None = None, api_key: str | None = None
 ) -> FastAPI:
-    """The service over ``settings``' workdir, ranking with ``service``'s model; ``/v1/events``
+    """The service over ``settings``' workdir, ranking with ``service``'s model (``version``, else
+    the production version, followed when another is promoted); ``/v1/events``
     asks for ``api_key`` (default: the ``SHOPRANK_API_KEY`` environment variable) in ``X-API-Key``.
 
     Raises:
         ShoprankError: No model of ``service``, no index, feature store or warehouse.
     """
-    searcher = Searcher.open(settings, service, version)
+    live = LiveSearcher(settings, service, version)
     key = api_key if api_key is not None else os.environ.get(API_KEY)
     served = ServedLog(settings)
 
@@ -150,17 +153,19 @@ def create_app(
 
     @app.get("/health")
     def health() -> Health:
+        searcher = live.current()
         return Health(
             status="ok",
             model_version=searcher.model.name,
             feature_service=searcher.plan.service,
             catalog_items=searcher.catalog.height,
+            refused_version=live.refused,
         )
 
     @app.post("/v1/search")
     def search(request: SearchRequest, explain: bool = False) -> Ranking:
         filters = request.filters.model_dump(exclude_none=True)
-        result = searcher.search(request.query, request.user_id, request.k, **filters)
+        result = live.current().search(request.query, request.user_id, request.k, **filters)
         return answer("/v1/search", result, request.user_id, "search", request.query, explain)
 
     @app.post("/v1/events")
@@ -173,7 +178,7 @@ def create_app(
 
     @app.post("/v1/rerank")
     def rerank(request: RerankRequest, explain: bool = False) -> Ranking:
-        result = searcher.rank(request.item_ids, request.user_id, request.query)
+        result = live.current().rank(request.item_ids, request.user_id, request.query)
         surface = request.surface or ("search" if request.query else "recommend")
         return answer("/v1/rerank", result, request.user_id, surface, request.query, explain)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -78,6 +79,7 @@ def test_health_names_the_model_and_its_feature_service(server, served_shop):
         "model_version": "search_ranker_v2/v0001",
         "feature_service": "search_ranker_v2",
         "catalog_items": read(served_shop.warehouse, "select count(*) as n from marts.dim_items")["n"][0],
+        "refused_version": None,
     }
 
 
@@ -176,3 +178,35 @@ def test_served_lists_are_logged_with_their_feature_vectors_and_ingest_as_reques
         served_shop.warehouse, "select item_id, position from raw.requests where request_id = 'r-test' order by 2"
     )
     assert rows.rows() == [("i000001", 0), ("i000002", 1)]
+
+
+def _copy_version(settings: Settings, version: str, **changes) -> None:
+    source = settings.models / "search_ranker_v2" / "v0001"
+    target = source.with_name(version)
+    shutil.copytree(source, target)
+    card = json.loads((target / "card.json").read_text())
+    (target / "card.json").write_text(json.dumps({**card, "version": version, **changes}))
+
+
+def _health_after(server: str, predicate, seconds: float = 30) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        body = call(f"{server}/health")[1]
+        if predicate(body):
+            return body
+        time.sleep(0.5)
+    raise AssertionError(f"health never changed as expected: {body}")
+
+
+def test_a_promoted_version_takes_over_and_one_that_cannot_load_is_refused(server, served_shop):
+    _copy_version(served_shop, "v0002")
+    promote = ["--workdir", str(served_shop.workdir), "models", "promote", "search_ranker_v2"]
+    assert CliRunner().invoke(cli, [*promote, "v0002"]).exit_code == 0
+    _health_after(server, lambda body: body["model_version"] == "search_ranker_v2/v0002")
+    assert call(f"{server}/v1/search", {"query": "shoe", "k": 2})[1]["model_version"] == "search_ranker_v2/v0002"
+
+    _copy_version(served_shop, "v0003", features_hash="0" * 16)  # as if its service had changed since
+    assert CliRunner().invoke(cli, [*promote, "v0003"]).exit_code == 0
+    body = _health_after(server, lambda body: body["refused_version"] is not None)
+    assert body["model_version"] == "search_ranker_v2/v0002"  # the old one keeps serving
+    assert body["refused_version"].startswith("search_ranker_v2/v0003: ")

@@ -1,0 +1,47 @@
+"""The model a service answers with, swapped when another version is promoted: the promoted
+version loads in the background while the current one keeps answering, then takes over between
+two requests. A version that cannot load (its feature service changed, a file is missing) is
+refused with its reason and the current one stays."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from serving.search import Searcher
+from shoprank.config import Settings
+from shoprank.errors import ShoprankError
+from training.registry import promoted
+
+CHECK_SECONDS = 2.0  # how often the registry's production marker is read
+
+
+class LiveSearcher:
+    """Follows the production version of a service (unless a version is pinned)."""
+
+    def __init__(self, settings: Settings, service: str, version: str | None = None) -> None:
+        self.settings, self.service, self.pinned = settings, service, version
+        self.searcher = Searcher.open(settings, service, version)
+        self.refused: str | None = None  # the last version that could not load, and why
+        self._refused_version: str | None = None
+        self._loading = threading.Lock()
+        self._checked = time.monotonic()
+
+    def current(self) -> Searcher:
+        """The searcher to answer with; starts loading a newly promoted version in the background."""
+        if self.pinned is None and time.monotonic() - self._checked >= CHECK_SECONDS:
+            self._checked = time.monotonic()
+            wanted = promoted(self.settings, self.service)
+            known = (self.searcher.model.card["version"], self._refused_version)
+            if wanted and wanted not in known and self._loading.acquire(blocking=False):
+                threading.Thread(target=self._load, args=(wanted,), daemon=True).start()
+        return self.searcher
+
+    def _load(self, version: str) -> None:
+        try:
+            self.searcher = Searcher.open(self.settings, self.service, version)
+            self.refused = self._refused_version = None
+        except ShoprankError as exc:
+            self.refused, self._refused_version = f"{self.service}/{version}: {exc}", version
+        finally:
+            self._loading.release()
