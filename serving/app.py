@@ -77,6 +77,7 @@ class Ranking(BaseModel):
     request_id: str
     model_version: str
     items: list[RankedItem]
+    fallback: str | None = Field(None, description="Set when the online store failed and a fallback ranked")
 
 
 class EventsRequest(BaseModel):
@@ -101,6 +102,7 @@ class Health(BaseModel):
 
 REQUESTS = Counter("shoprank_requests", "Requests answered", ["endpoint", "status"])
 LATENCY = Histogram("shoprank_request_seconds", "Whole-request latency", ["endpoint"], buckets=BUCKETS)
+FALLBACKS = Counter("shoprank_fallbacks", "Rankings answered by a fallback", ["endpoint"])
 STAGES = Histogram("shoprank_stage_seconds", "Latency of each ranking stage", ["endpoint", "stage"], buckets=BUCKETS)
 
 
@@ -129,7 +131,7 @@ def create_app(
         endpoint: str, result: SearchResult, user_id: str | None, surface: str, query: str | None, explain: bool
     ):
         ranking = _ranking(endpoint, result, explain)
-        if result.candidates:
+        if result.candidates and not result.fallback:
             now = datetime.now(UTC).replace(tzinfo=None)
             served.record(ranking.request_id, now, user_id or ANONYMOUS, surface, query, result.model, result.vectors)
         return ranking
@@ -192,4 +194,6 @@ def _ranking(endpoint: str, result: SearchResult, explain: bool) -> Ranking:
         STAGES.labels(endpoint, stage).observe(seconds)
     rows = result.items.drop("rank", "bm25").iter_rows(named=True) if result.candidates else []
     items = [RankedItem(**{**row, "contributions": row["contributions"] if explain else None}) for row in rows]
-    return Ranking(request_id=uuid4().hex, model_version=result.model, items=items)
+    if result.fallback:
+        FALLBACKS.labels(endpoint).inc()
+    return Ranking(request_id=uuid4().hex, model_version=result.model, items=items, fallback=result.fallback)

@@ -41,6 +41,7 @@ class SearchResult:
         candidates: Items ranked, of which ``backfilled`` came from the retrieval's backfill.
         stages: Seconds spent per stage (``retrieve``, ``features``, ``score``).
         vectors: ``item_id`` and the model's input features of each result, in result order.
+        fallback: Why the model did not rank (the online store failed), else None.
         items: The top results, best first: ``rank``, ``item_id``, ``title``, ``score``,
             ``bm25``, ``backfill``, ``contributions`` (the largest by size: ``feature``, ``value``;
             view prefixes dropped).
@@ -52,6 +53,7 @@ class SearchResult:
     items: pl.DataFrame
     stages: dict[str, float] = field(default_factory=dict)
     vectors: pl.DataFrame = field(default_factory=pl.DataFrame)
+    fallback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,14 +106,36 @@ class Searcher:
         bm25 = self.titles.score([query] * len(ids), ids) if query else np.zeros(len(ids))
         candidates = pl.DataFrame({"item_id": ids, "query": [query] * len(ids), RETRIEVAL: bm25})
         rows = request_rows(self.catalog, candidates, datetime.now(UTC).replace(tzinfo=None), user_id)
-        frame = online_features(self.store, self.plan, rows)
+        try:
+            frame = online_features(self.store, self.plan, rows)
+        except Exception as exc:  # noqa: BLE001 - any failure of the store: answer from the fallback
+            return self._fallback(ids, bm25, k, backfill, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
         featured = time.perf_counter()
         contributions = self.ranker.contributions(frame).drop("bias", POSITION, strict=False)  # alike for every item
         scores = self.ranker.predict(frame)
         order = np.argsort(-scores, kind="stable")[:k]
+        explained = [_largest(contributions.row(int(i), named=True)) for i in order]
+        items = self._items(ids, order, scores, bm25, backfill, explained)
+        stages = {"features": featured - started, "score": time.perf_counter() - featured}
+        inputs = ["item_id", *(name for name in self.ranker.features if name in frame.columns)]
+        vectors = frame.select(inputs)[order]
+        return SearchResult(self.model.name, len(ids), int(items["backfill"].sum()), items, stages, vectors)
+
+    def _fallback(
+        self, ids: list[str], bm25: np.ndarray, k: int | None, backfill: np.ndarray | None, reason: str
+    ) -> SearchResult:
+        """The candidates by BM25 (or in the given order without a query) when the online store fails."""
+        scores = bm25 if bm25.any() else -np.arange(len(ids), dtype="float64")
+        order = np.argsort(-scores, kind="stable")[:k]
+        items = self._items(ids, order, scores, bm25, backfill, [[] for _ in order])
+        fallback = f"online features unavailable ({reason}); ranked by {'BM25' if bm25.any() else 'the given order'}"
+        return SearchResult(self.model.name, len(ids), int(items["backfill"].sum()), items, fallback=fallback)
+
+    def _items(self, ids, order, scores, bm25, backfill, contributions) -> pl.DataFrame:
+        """The results in ``order``: ids, titles, scores, BM25, backfill flags, contributions."""
         backfill = np.zeros(len(ids), bool) if backfill is None else backfill
         titles = dict(self.catalog.select("item_id", "title").iter_rows())
-        items = pl.DataFrame(
+        return pl.DataFrame(
             {
                 "rank": np.arange(1, len(order) + 1),
                 "item_id": [ids[i] for i in order],
@@ -119,13 +143,9 @@ class Searcher:
                 "score": scores[order],
                 "bm25": bm25[order],
                 "backfill": backfill[order],
-                "contributions": [_largest(contributions.row(int(i), named=True)) for i in order],
+                "contributions": contributions,
             }
         )
-        stages = {"features": featured - started, "score": time.perf_counter() - featured}
-        inputs = ["item_id", *(name for name in self.ranker.features if name in frame.columns)]
-        vectors = frame.select(inputs)[order]
-        return SearchResult(self.model.name, len(ids), int(backfill.sum()), items, stages, vectors)
 
 
 def _largest(contributions: dict[str, float]) -> list[dict[str, float | str]]:

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -180,6 +181,27 @@ def test_served_lists_are_logged_with_their_feature_vectors_and_ingest_as_reques
     assert rows.rows() == [("i000001", 0), ("i000002", 1)]
 
 
+def test_a_failing_online_store_is_answered_by_the_fallback_until_it_returns(server, served_shop):
+    table = "shoprank_user_features"
+    title = read(served_shop.warehouse, "select title from marts.dim_items order by item_id")["title"][0]
+    with sqlite3.connect(served_shop.online_store) as store:
+        store.execute(f"alter table {table} rename to {table}_away")
+    try:
+        status, body = call(f"{server}/v1/search?explain=true", {"query": title, "k": 5})
+        assert status == 200
+        assert body["fallback"].startswith(f"online features unavailable (OperationalError: no such table: {table})")
+        assert body["fallback"].endswith("ranked by BM25")
+        scores = [item["score"] for item in body["items"]]
+        assert scores == sorted(scores, reverse=True) and all(item["contributions"] == [] for item in body["items"])
+    finally:
+        with sqlite3.connect(served_shop.online_store) as store:
+            store.execute(f"alter table {table}_away rename to {table}")
+    status, body = call(f"{server}/v1/search", {"query": "shoe", "k": 5})
+    assert status == 200 and body["fallback"] is None  # back by itself
+    with urllib.request.urlopen(f"{server}/metrics", timeout=30) as response:
+        assert 'shoprank_fallbacks_total{endpoint="/v1/search"} 1.0' in response.read().decode()
+
+
 def _copy_version(settings: Settings, version: str, **changes) -> None:
     source = settings.models / "search_ranker_v2" / "v0001"
     target = source.with_name(version)
@@ -199,14 +221,19 @@ def _health_after(server: str, predicate, seconds: float = 30) -> dict:
 
 
 def test_a_promoted_version_takes_over_and_one_that_cannot_load_is_refused(server, served_shop):
-    _copy_version(served_shop, "v0002")
     promote = ["--workdir", str(served_shop.workdir), "models", "promote", "search_ranker_v2"]
-    assert CliRunner().invoke(cli, [*promote, "v0002"]).exit_code == 0
-    _health_after(server, lambda body: body["model_version"] == "search_ranker_v2/v0002")
-    assert call(f"{server}/v1/search", {"query": "shoe", "k": 2})[1]["model_version"] == "search_ranker_v2/v0002"
+    try:
+        _copy_version(served_shop, "v0002")
+        assert CliRunner().invoke(cli, [*promote, "v0002"]).exit_code == 0
+        _health_after(server, lambda body: body["model_version"] == "search_ranker_v2/v0002")
+        assert call(f"{server}/v1/search", {"query": "shoe", "k": 2})[1]["model_version"] == "search_ranker_v2/v0002"
 
-    _copy_version(served_shop, "v0003", features_hash="0" * 16)  # as if its service had changed since
-    assert CliRunner().invoke(cli, [*promote, "v0003"]).exit_code == 0
-    body = _health_after(server, lambda body: body["refused_version"] is not None)
-    assert body["model_version"] == "search_ranker_v2/v0002"  # the old one keeps serving
-    assert body["refused_version"].startswith("search_ranker_v2/v0003: ")
+        _copy_version(served_shop, "v0003", features_hash="0" * 16)  # as if its service had changed since
+        assert CliRunner().invoke(cli, [*promote, "v0003"]).exit_code == 0
+        body = _health_after(server, lambda body: body["refused_version"] is not None)
+        assert body["model_version"] == "search_ranker_v2/v0002"  # the old one keeps serving
+        assert body["refused_version"].startswith("search_ranker_v2/v0003: ")
+    finally:  # the shop as the other tests know it
+        assert CliRunner().invoke(cli, [*promote, "v0001"]).exit_code == 0
+        for version in ("v0002", "v0003"):
+            shutil.rmtree(served_shop.models / "search_ranker_v2" / version, ignore_errors=True)
