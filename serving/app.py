@@ -25,15 +25,17 @@ from pydantic import BaseModel, Field
 
 from serving.events import land_events
 from serving.features import ANONYMOUS
+from serving.recommend import Recommender
 from serving.reload import LiveSearcher
 from serving.search import SERVICE, SearchResult
 from serving.served_log import ServedLog
 from shoprank.config import Settings
-from shoprank.errors import ConfigError
+from shoprank.errors import ConfigError, ShoprankError
 
 MAX_K = 100
 MAX_RERANK = 1_000
 MAX_EVENTS = 10_000
+RECOMMEND_SERVICE = "ranker_v2"
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 API_KEY = "SHOPRANK_API_KEY"  # the environment variable holding the key of /v1/events
 
@@ -51,6 +53,17 @@ class SearchRequest(BaseModel):
     user_id: str | None = Field(None, max_length=200)
     k: int = Field(10, ge=1, le=MAX_K)
     filters: Filters = Field(default_factory=Filters)
+
+
+class RecommendContext(BaseModel):
+    session_item_ids: list[str] = Field(default_factory=list, max_length=MAX_RERANK)
+    category: str | None = Field(None, max_length=500)
+
+
+class RecommendRequest(BaseModel):
+    user_id: str | None = Field(None, max_length=200)
+    k: int = Field(10, ge=1, le=MAX_K)
+    context: RecommendContext = Field(default_factory=RecommendContext)
 
 
 class RerankRequest(BaseModel):
@@ -117,6 +130,13 @@ def create_app(
         ShoprankError: No model of ``service``, no index, feature store or warehouse.
     """
     live = LiveSearcher(settings, service, version)
+    try:
+        recommending = LiveSearcher(settings, RECOMMEND_SERVICE)
+        recommender = Recommender.open(settings, recommending.current().catalog)
+        no_recommender = None
+    except ShoprankError as exc:  # a shop may serve search alone
+        recommending = recommender = None
+        no_recommender = f"recommendations are off: {exc}"
     key = api_key if api_key is not None else os.environ.get(API_KEY)
     served = ServedLog(settings)
 
@@ -177,6 +197,14 @@ def create_app(
             raise HTTPException(status_code=401, detail=detail)
         landed = land_events(settings, request.events)
         return EventsResponse(request_id=uuid4().hex, accepted=landed.accepted, rejected=landed.rejected)
+
+    @app.post("/v1/recommend")
+    def recommend(request: RecommendRequest, explain: bool = False) -> Ranking:
+        if recommender is None:
+            raise HTTPException(status_code=503, detail=no_recommender)
+        ids, backfill = recommender.candidates(request.context.session_item_ids, request.context.category)
+        result = recommending.current().rank(ids, request.user_id, None, request.k, backfill)
+        return answer("/v1/recommend", result, request.user_id, "recommend", None, explain)
 
     @app.post("/v1/rerank")
     def rerank(request: RerankRequest, explain: bool = False) -> Ranking:

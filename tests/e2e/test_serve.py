@@ -102,6 +102,24 @@ def test_search_and_rerank_return_ranked_items_explained_on_request(server, serv
     assert reranked["request_id"] != body["request_id"]
 
 
+def test_recommend_ranks_the_sessions_neighbours_first_and_fills_with_popular_items(server, served_shop):
+    pairs = read_parquet(served_shop.marts / "item_pair_features_weekly.parquet")
+    newest = pairs.filter(pl.col("event_timestamp") == pl.col("event_timestamp").max())
+    item = newest.group_by("item_id").len().sort(["len", "item_id"], descending=[True, False])["item_id"][0]
+    neighbours = set(newest.filter(pl.col("item_id") == item)["neighbour_item_id"])
+    body = {"user_id": "u000001", "k": 50, "context": {"session_item_ids": [item]}}
+    status, answer = call(f"{server}/v1/recommend?explain=true", body)
+    assert status == 200 and answer["model_version"] == "ranker_v2/v0001" and len(answer["items"]) == 50
+    returned = {i["item_id"]: i for i in answer["items"]}
+    assert item not in returned  # not the item the shopper is looking at
+    assert {i for i, r in returned.items() if not r["backfill"]} == neighbours & set(returned)
+    assert neighbours & set(returned)
+    scores = [i["score"] for i in answer["items"]]
+    assert scores == sorted(scores, reverse=True) and all(len(i["contributions"]) == 3 for i in answer["items"])
+    status, cold = call(f"{server}/v1/recommend", {"k": 5})  # no user, no session: popular items
+    assert status == 200 and len(cold["items"]) == 5 and all(i["backfill"] for i in cold["items"])
+
+
 def test_bad_requests_are_422s_that_name_the_problem(server):
     status, body = call(f"{server}/v1/rerank", {"item_ids": [f"i{n}" for n in range(1001)]})
     assert status == 422 and body["detail"][0]["loc"] == ["body", "item_ids"]
