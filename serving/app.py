@@ -35,6 +35,7 @@ from shoprank.errors import ConfigError, ShoprankError
 MAX_K = 100
 MAX_RERANK = 1_000
 MAX_EVENTS = 10_000
+MAX_BODY_BYTES = 4 * 1024 * 1024  # 10,000 events of a few hundred bytes fit
 RECOMMEND_SERVICE = "ranker_v2"
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 API_KEY = "SHOPRANK_API_KEY"  # the environment variable holding the key of /v1/events
@@ -155,6 +156,14 @@ def create_app(
             now = datetime.now(UTC).replace(tzinfo=None)
             served.record(ranking.request_id, now, user_id or ANONYMOUS, surface, query, result.model, result.vectors)
         return ranking
+
+    @app.middleware("http")
+    async def limit_size(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            detail = f"the request body is {length} bytes; the limit is {MAX_BODY_BYTES:,} bytes"
+            return JSONResponse(status_code=413, content={"detail": detail})
+        return await call_next(request)
 
     @app.middleware("http")
     async def measure(request: Request, call_next):

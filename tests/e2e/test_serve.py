@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -128,6 +129,16 @@ def test_bad_requests_are_422s_that_name_the_problem(server):
     assert status == 422 and body["detail"][0]["loc"] == ["body", "k"]
     status, body = call(f"{server}/v1/search", {"query": "shoe", "filters": {"category": "Nope"}})
     assert status == 422 and body["detail"].startswith('Category "Nope" is not in the catalog index')
+    host, port = server.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.putrequest("POST", "/v1/search")  # a 5 MB body announced: refused before it is read
+    connection.putheader("content-type", "application/json")
+    connection.putheader("content-length", str(5 * 1024 * 1024))
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 413
+    assert json.loads(response.read())["detail"] == "the request body is 5242880 bytes; the limit is 4,194,304 bytes"
+    connection.close()
 
 
 def test_events_need_the_key_and_land_where_ingest_reads_them(server, served_shop):
