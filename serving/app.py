@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import uuid4
 
-from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import BaseModel, Field
@@ -121,11 +121,16 @@ STAGES = Histogram("shoprank_stage_seconds", "Latency of each ranking stage", ["
 
 
 def create_app(
-    settings: Settings, service: str = SERVICE, version: str | None = None, api_key: str | None = None
+    settings: Settings,
+    service: str = SERVICE,
+    version: str | None = None,
+    api_key: str | None = None,
+    keyed_ranking: bool = False,
 ) -> FastAPI:
     """The service over ``settings``' workdir, ranking with ``service``'s model (``version``, else
-    the production version, followed when another is promoted); ``/v1/events``
-    asks for ``api_key`` (default: the ``SHOPRANK_API_KEY`` environment variable) in ``X-API-Key``.
+    the production version, followed when another is promoted); ``/v1/events`` (and the ranking
+    endpoints when ``keyed_ranking``) ask for ``api_key`` (default: the ``SHOPRANK_API_KEY``
+    environment variable) in ``X-API-Key``.
 
     Raises:
         ShoprankError: No model of ``service``, no index, feature store or warehouse.
@@ -156,6 +161,14 @@ def create_app(
             now = datetime.now(UTC).replace(tzinfo=None)
             served.record(ranking.request_id, now, user_id or ANONYMOUS, surface, query, result.model, result.vectors)
         return ranking
+
+    def keyed(x_api_key: str | None = Header(None)) -> None:
+        """Let the request through only with the configured key (compared in constant time)."""
+        if not key or not hmac.compare_digest((x_api_key or "").encode(), key.encode()):
+            detail = "a valid X-API-Key header is required" if key else f"no API key is configured; set {API_KEY}"
+            raise HTTPException(status_code=401, detail=detail)
+
+    ranking_guard = [Depends(keyed)] if keyed_ranking else []
 
     @app.middleware("http")
     async def limit_size(request: Request, call_next):
@@ -193,21 +206,18 @@ def create_app(
             refused_version=live.refused,
         )
 
-    @app.post("/v1/search")
+    @app.post("/v1/search", dependencies=ranking_guard)
     def search(request: SearchRequest, explain: bool = False) -> Ranking:
         filters = request.filters.model_dump(exclude_none=True)
         result = live.current().search(request.query, request.user_id, request.k, **filters)
         return answer("/v1/search", result, request.user_id, "search", request.query, explain)
 
     @app.post("/v1/events")
-    def events(request: EventsRequest, x_api_key: str | None = Header(None)) -> EventsResponse:
-        if not key or not hmac.compare_digest((x_api_key or "").encode(), key.encode()):
-            detail = "a valid X-API-Key header is required" if key else f"no API key is configured; set {API_KEY}"
-            raise HTTPException(status_code=401, detail=detail)
+    def events(request: EventsRequest, _: None = Depends(keyed)) -> EventsResponse:
         landed = land_events(settings, request.events)
         return EventsResponse(request_id=uuid4().hex, accepted=landed.accepted, rejected=landed.rejected)
 
-    @app.post("/v1/recommend")
+    @app.post("/v1/recommend", dependencies=ranking_guard)
     def recommend(request: RecommendRequest, explain: bool = False) -> Ranking:
         if recommender is None:
             raise HTTPException(status_code=503, detail=no_recommender)
@@ -215,7 +225,7 @@ def create_app(
         result = recommending.current().rank(ids, request.user_id, None, request.k, backfill)
         return answer("/v1/recommend", result, request.user_id, "recommend", None, explain)
 
-    @app.post("/v1/rerank")
+    @app.post("/v1/rerank", dependencies=ranking_guard)
     def rerank(request: RerankRequest, explain: bool = False) -> Ranking:
         result = live.current().rank(request.item_ids, request.user_id, request.query)
         surface = request.surface or ("search" if request.query else "recommend")

@@ -373,8 +373,9 @@ def search(settings: Settings, query: str, user_id: str | None, k: int, service:
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
 @click.option("--service", default="search_ranker_v2", show_default=True, help="Feature service of the model.")
 @click.option("--version", help="Model version [default: production, else the newest].")
+@click.option("--keyed-ranking", is_flag=True, help="Ranking endpoints also need the SHOPRANK_API_KEY key.")
 @click.pass_obj
-def serve(settings: Settings, host: str, port: int, service: str, version: str | None) -> None:
+def serve(settings: Settings, host: str, port: int, service: str, version: str | None, keyed_ranking: bool) -> None:
     """Serve search and rerank over HTTP (FastAPI + uvicorn; OpenAPI at /docs): POST /v1/search,
     POST /v1/rerank, GET /health.
 
@@ -387,7 +388,7 @@ def serve(settings: Settings, host: str, port: int, service: str, version: str |
 
     from serving.app import create_app
 
-    app = create_app(settings, service, version)
+    app = create_app(settings, service, version, keyed_ranking=keyed_ranking)
     click.echo(f"Serving {app.title} on http://{host}:{port} (OpenAPI at /docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

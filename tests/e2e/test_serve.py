@@ -36,12 +36,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(served_shop: Settings):
+def start(settings: Settings, *options: str):
+    """A running ``shoprank serve`` on a free port (with the events key); yields its base URL."""
     port = free_port()
     script = Path(sys.executable).with_name("shoprank")
     process = subprocess.Popen(
-        [str(script), "--workdir", str(served_shop.workdir), "serve", "--port", str(port)],
+        [str(script), "--workdir", str(settings.workdir), "serve", "--port", str(port), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -57,9 +57,16 @@ def server(served_shop: Settings):
             if process.poll() is not None:
                 pytest.fail(f"shoprank serve exited: {process.stdout.read()}")
             time.sleep(0.5)
-    yield base
-    process.terminate()
-    process.wait(timeout=30)
+    try:
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(served_shop: Settings):
+    yield from start(served_shop)
 
 
 def call(url: str, body: dict | None = None, key: str | None = None) -> tuple[int, dict]:
@@ -266,3 +273,15 @@ def test_a_promoted_version_takes_over_and_one_that_cannot_load_is_refused(serve
         assert CliRunner().invoke(cli, [*promote, "v0001"]).exit_code == 0
         for version in ("v0002", "v0003"):
             shutil.rmtree(served_shop.models / "search_ranker_v2" / version, ignore_errors=True)
+
+
+def test_ranking_endpoints_can_be_keyed_too(served_shop):
+    base = next(keyed := start(served_shop, "--keyed-ranking"))
+    try:
+        body = {"query": "shoe", "k": 2}
+        assert call(f"{base}/v1/search", body) == (401, {"detail": "a valid X-API-Key header is required"})
+        assert call(f"{base}/v1/recommend", {"k": 2})[0] == 401
+        assert call(f"{base}/v1/search", body, KEY)[0] == 200
+        assert call(f"{base}/health")[0] == 200  # health stays open
+    finally:
+        keyed.close()
