@@ -27,7 +27,7 @@ from shoprank.ingest.readers import first_row
 from shoprank.text import normalize_query
 from shoprank.warehouse import read
 from training.dataset import RETRIEVAL
-from training.metrics import ranking_metrics
+from training.metrics import gap_closed, ranking_metrics
 from training.plan import resolve
 from training.registry import load_ranker
 
@@ -139,7 +139,7 @@ def check_judgments(
             {
                 "ranker": name,
                 **{f"ndcg@{k}": values[f"ndcg@{k}"] for k in KS},
-                **{f"gap@{k}": _gap(values[f"ndcg@{k}"], results["random"][f"ndcg@{k}"]) for k in KS},
+                **{f"gap@{k}": gap_closed(values[f"ndcg@{k}"], results["random"][f"ndcg@{k}"]) for k in KS},
             }
             for name, values in results.items()
         ]
@@ -161,8 +161,3 @@ def _file_titles(frame: pl.DataFrame, judged: pl.DataFrame, known: pl.Series) ->
     unknown = pl.Series(np.flatnonzero(~known.to_numpy()))
     replaced = {c: frame[c].scatter(unknown, computed[c.removeprefix(f"{TEXT_VIEW}__")]) for c in columns}
     return frame.with_columns(**replaced)
-
-
-def _gap(value: float, random: float) -> float:
-    """The share of the gap from random order to the ideal order (NDCG 1) that ``value`` closes."""
-    return (value - random) / (1 - random) if random < 1 else float("nan")

@@ -212,10 +212,10 @@ def trained(run: TrainingRun) -> str:
 
 def _random_gaps(rankers: list[str], values: dict[tuple[str, str], float]) -> str:
     """Each ranker's share of the gap from random order to the ideal order (NDCG 1)."""
+    from training.metrics import gap_closed
+
     shares = {
-        metric: {
-            r: (values[(r, metric)] - values[("random", metric)]) / (1 - values[("random", metric)]) for r in rankers
-        }
+        metric: {r: gap_closed(values[(r, metric)], values[("random", metric)]) for r in rankers}
         for metric in ("ndcg@5", "ndcg@10")
     }
     rows = [[r, *(f"{shares[m][r]:.1%}" for m in shares)] for r in rankers if r != "random"]

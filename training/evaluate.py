@@ -156,8 +156,8 @@ def headline(table: pl.DataFrame, model: str) -> dict:
     result = {"metric": HEADLINE, "against": against, "model": value[model], "best_baseline": best}
     result["baseline"] = value.get(best)
     result["lift"] = 100 * (value[model] / value[best] - 1) if best and value[best] else None
-    gap = value.get(ORACLE, np.nan) - value.get(LOGGING_POLICY, np.nan)
-    result["gap_closed"] = 100 * (value[model] - value[LOGGING_POLICY]) / gap if gap > 0 else None
+    closed = metrics.gap_closed(value[model], value.get(LOGGING_POLICY, np.nan), value.get(ORACLE, np.nan))
+    result["gap_closed"] = None if np.isnan(closed) else 100 * closed
     return result
 
 

@@ -195,3 +195,9 @@ def ndcg_curve(labels: object, scores: object, groups: object, ks: Iterable[int]
     """Mean NDCG@k over groups with a positive, for each k."""
     ranking = _Ranking(labels, scores, groups)
     return {int(k): _mean(_ndcg(ranking, k)) for k in ks}
+
+
+def gap_closed(value: float, start: float, end: float = 1.0) -> float:
+    """The share of the gap from ``start`` to ``end`` (by default the ideal, 1) that ``value``
+    closes; NaN when there is no gap (``end <= start``, or either is missing)."""
+    return (value - start) / (end - start) if end > start else float("nan")
