@@ -209,7 +209,7 @@ def create_app(
     @app.post("/v1/search", dependencies=ranking_guard)
     def search(request: SearchRequest, explain: bool = False) -> Ranking:
         filters = request.filters.model_dump(exclude_none=True)
-        result = live.current().search(request.query, request.user_id, request.k, **filters)
+        result = live.current().search(request.query, request.user_id, request.k, explain, **filters)
         return answer("/v1/search", result, request.user_id, "search", request.query, explain)
 
     @app.post("/v1/events")
@@ -222,12 +222,12 @@ def create_app(
         if recommender is None:
             raise HTTPException(status_code=503, detail=no_recommender)
         ids, backfill = recommender.candidates(request.context.session_item_ids, request.context.category)
-        result = recommending.current().rank(ids, request.user_id, None, request.k, backfill)
+        result = recommending.current().rank(ids, request.user_id, None, request.k, backfill, explain)
         return answer("/v1/recommend", result, request.user_id, "recommend", None, explain)
 
     @app.post("/v1/rerank", dependencies=ranking_guard)
     def rerank(request: RerankRequest, explain: bool = False) -> Ranking:
-        result = live.current().rank(request.item_ids, request.user_id, request.query)
+        result = live.current().rank(request.item_ids, request.user_id, request.query, explain=explain)
         surface = request.surface or ("search" if request.query else "recommend")
         return answer("/v1/rerank", result, request.user_id, surface, request.query, explain)
 

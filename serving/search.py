@@ -67,6 +67,7 @@ class Searcher:
     index: CatalogIndex
     titles: TitleIndex
     catalog: pl.DataFrame
+    item_titles: dict[str, str | None]  # the catalog's titles by item, for the results
 
     @classmethod
     def open(cls, settings: Settings, service: str = SERVICE, version: str | None = None) -> Searcher:
@@ -78,16 +79,18 @@ class Searcher:
         ranker, model = load_ranker(settings, service, version)
         store = open_store(settings)
         catalog = read(settings.warehouse, "select * from marts.dim_items")
-        return cls(
-            model, ranker, resolve(store, service), store, open_index(settings), catalog_index(settings), catalog
-        )
+        titles = dict(catalog.select("item_id", "title").iter_rows())
+        plan = resolve(store, service)
+        return cls(model, ranker, plan, store, open_index(settings), catalog_index(settings), catalog, titles)
 
-    def search(self, query: str, user_id: str | None = None, k: int = 10, **filters) -> SearchResult:
+    def search(
+        self, query: str, user_id: str | None = None, k: int = 10, explain: bool = False, **filters
+    ) -> SearchResult:
         """The top ``k`` of the catalog for ``query``; ``filters`` as ``retrieve`` takes them."""
         started = time.perf_counter()
         found = retrieve(self.index, query, k=CANDIDATES, **filters)
         retrieved = time.perf_counter() - started
-        result = self.rank(found["item_id"].to_list(), user_id, query, k, found["backfill"].to_numpy())
+        result = self.rank(found["item_id"].to_list(), user_id, query, k, found["backfill"].to_numpy(), explain)
         return replace(result, stages={"retrieve": retrieved, **result.stages})
 
     def rank(
@@ -97,8 +100,11 @@ class Searcher:
         query: str | None = None,
         k: int | None = None,
         backfill: np.ndarray | None = None,
+        explain: bool = False,
     ) -> SearchResult:
-        """Order ``item_ids`` for the user (and query) with the model; keep the top ``k`` (all by default)."""
+        """Order ``item_ids`` for the user (and query) with the model; keep the top ``k`` (all by
+        default); with ``explain``, each result's largest contributions (SHAP values cost more than
+        the scores: they are computed for the results only, and only when asked)."""
         if not item_ids:
             return SearchResult(self.model.name, 0, 0, pl.DataFrame())
         started = time.perf_counter()
@@ -111,10 +117,13 @@ class Searcher:
         except Exception as exc:  # noqa: BLE001 - any failure of the store: answer from the fallback
             return self._fallback(ids, bm25, k, backfill, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
         featured = time.perf_counter()
-        contributions = self.ranker.contributions(frame).drop("bias", POSITION, strict=False)  # alike for every item
         scores = self.ranker.predict(frame)
         order = np.argsort(-scores, kind="stable")[:k]
-        explained = [_largest(contributions.row(int(i), named=True)) for i in order]
+        explained = [[] for _ in order]
+        if explain:
+            # position is a constant at serving, the bias alike for all: neither explains an order
+            contributions = self.ranker.contributions(frame[order]).drop("bias", POSITION, strict=False)
+            explained = [_largest(row) for row in contributions.iter_rows(named=True)]
         items = self._items(ids, order, scores, bm25, backfill, explained)
         stages = {"features": featured - started, "score": time.perf_counter() - featured}
         inputs = ["item_id", *(name for name in self.ranker.features if name in frame.columns)]
@@ -134,12 +143,11 @@ class Searcher:
     def _items(self, ids, order, scores, bm25, backfill, contributions) -> pl.DataFrame:
         """The results in ``order``: ids, titles, scores, BM25, backfill flags, contributions."""
         backfill = np.zeros(len(ids), bool) if backfill is None else backfill
-        titles = dict(self.catalog.select("item_id", "title").iter_rows())
         return pl.DataFrame(
             {
                 "rank": np.arange(1, len(order) + 1),
                 "item_id": [ids[i] for i in order],
-                "title": [titles.get(ids[i]) for i in order],
+                "title": [self.item_titles.get(ids[i]) for i in order],
                 "score": scores[order],
                 "bm25": bm25[order],
                 "backfill": backfill[order],

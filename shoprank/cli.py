@@ -365,7 +365,9 @@ def search(settings: Settings, query: str, user_id: str | None, k: int, service:
     """
     from serving.search import Searcher
 
-    click.echo(summary.searched(query, Searcher.open(settings, service, version).search(query, user_id, k)))
+    click.echo(
+        summary.searched(query, Searcher.open(settings, service, version).search(query, user_id, k, explain=True))
+    )
 
 
 @cli.command(context_settings=CONTEXT)
