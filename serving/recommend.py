@@ -18,6 +18,7 @@ import polars as pl
 from shoprank.config import Settings
 from shoprank.errors import WarehouseError
 from shoprank.search.index import read_popularity
+from shoprank.search.retrieve import in_category
 
 CANDIDATES = 100
 
@@ -62,14 +63,8 @@ class Recommender:
             .sort(["cosine_28d", "neighbour_item_id"], descending=[True, False])["neighbour_item_id"]
             .to_list()
         )
-        in_category = (
-            self.popular.filter(
-                (pl.col("category_path") == category) | pl.col("category_path").str.starts_with(f"{category} > ")
-            )
-            if category
-            else self.popular.head(0)
-        )
-        ids = list(dict.fromkeys([*similar, *in_category["item_id"], *self.popular["item_id"]]))
+        of_category = self.popular.filter(in_category(category))["item_id"] if category else []
+        ids = list(dict.fromkeys([*similar, *of_category, *self.popular["item_id"]]))
         ids = [item for item in ids if item not in seen][:CANDIDATES]
         neighbours = set(similar)
         return ids, np.array([item not in neighbours for item in ids], dtype=bool)

@@ -84,7 +84,7 @@ def allowed_items(
     """
     items, keep = index.items, pl.lit(True)
     if category is not None:
-        keep &= (pl.col("category_path") == category) | pl.col("category_path").str.starts_with(f"{category} > ")
+        keep &= in_category(category)
         if not items.select(keep.any()).item():
             example = items["category_path"].drop_nulls().min()
             hint = f'give a category path or its beginning, e.g. "{example}"' if example else "drop the filter"
@@ -103,6 +103,11 @@ def allowed_items(
             )
         keep &= pl.col(STOCK) == in_stock
     return items.with_columns(__keep=keep.fill_null(False))["__keep"].to_numpy()
+
+
+def in_category(category: str) -> pl.Expr:
+    """Whether an item's ``category_path`` is ``category`` or under it."""
+    return (pl.col("category_path") == category) | pl.col("category_path").str.starts_with(f"{category} > ")
 
 
 def matches(index: CatalogIndex, queries: Sequence[str | None], k: int, allowed: np.ndarray) -> pl.DataFrame:
