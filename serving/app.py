@@ -14,7 +14,7 @@ import hmac
 import os
 import time
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 from uuid import uuid4
 
@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import BaseModel, Field
 
+from serving.clock import WALL, Clock
 from serving.events import land_events
 from serving.features import ANONYMOUS
 from serving.recommend import Recommender
@@ -126,11 +127,13 @@ def create_app(
     version: str | None = None,
     api_key: str | None = None,
     keyed_ranking: bool = False,
+    as_of: str = WALL,
 ) -> FastAPI:
     """The service over ``settings``' workdir, ranking with ``service``'s model (``version``, else
     the production version, followed when another is promoted); ``/v1/events`` (and the ranking
     endpoints when ``keyed_ranking``) ask for ``api_key`` (default: the ``SHOPRANK_API_KEY``
-    environment variable) in ``X-API-Key``.
+    environment variable) in ``X-API-Key``; request times come from the clock ``as_of`` names
+    (``serving.clock.Clock.parse``).
 
     Raises:
         ShoprankError: No model of ``service``, no index, feature store or warehouse.
@@ -143,6 +146,7 @@ def create_app(
     except ShoprankError as exc:  # a shop may serve search alone
         recommending = recommender = None
         no_recommender = f"recommendations are off: {exc}"
+    clock = Clock.parse(as_of, live.current().store)
     key = api_key if api_key is not None else os.environ.get(API_KEY)
     served = ServedLog(settings)
 
@@ -154,12 +158,18 @@ def create_app(
     app = FastAPI(title="shoprank", summary="Search and rerank on Feast online features", lifespan=lifespan)
 
     def answer(
-        endpoint: str, result: SearchResult, user_id: str | None, surface: str, query: str | None, explain: bool
+        endpoint: str,
+        result: SearchResult,
+        at: datetime,
+        user_id: str | None,
+        surface: str,
+        query: str | None,
+        explain: bool,
     ):
         ranking = _ranking(endpoint, result, explain)
         if result.candidates and not result.fallback:
-            now = datetime.now(UTC).replace(tzinfo=None)
-            served.record(ranking.request_id, now, user_id or ANONYMOUS, surface, query, result.model, result.vectors)
+            logged = (result.model, result.vectors, result.entities)
+            served.record(ranking.request_id, at, user_id or ANONYMOUS, surface, query, *logged)
         return ranking
 
     def keyed(x_api_key: str | None = Header(None)) -> None:
@@ -209,8 +219,9 @@ def create_app(
     @app.post("/v1/search", dependencies=ranking_guard)
     def search(request: SearchRequest, explain: bool = False) -> Ranking:
         filters = request.filters.model_dump(exclude_none=True)
-        result = live.current().search(request.query, request.user_id, request.k, explain, **filters)
-        return answer("/v1/search", result, request.user_id, "search", request.query, explain)
+        at = clock.now()
+        result = live.current().search(request.query, request.user_id, request.k, explain, at, **filters)
+        return answer("/v1/search", result, at, request.user_id, "search", request.query, explain)
 
     @app.post("/v1/events")
     def events(request: EventsRequest, _: None = Depends(keyed)) -> EventsResponse:
@@ -222,14 +233,16 @@ def create_app(
         if recommender is None:
             raise HTTPException(status_code=503, detail=no_recommender)
         ids, backfill = recommender.candidates(request.context.session_item_ids, request.context.category)
-        result = recommending.current().rank(ids, request.user_id, None, request.k, backfill, explain)
-        return answer("/v1/recommend", result, request.user_id, "recommend", None, explain)
+        at = clock.now()
+        result = recommending.current().rank(ids, request.user_id, None, request.k, backfill, explain, at)
+        return answer("/v1/recommend", result, at, request.user_id, "recommend", None, explain)
 
     @app.post("/v1/rerank", dependencies=ranking_guard)
     def rerank(request: RerankRequest, explain: bool = False) -> Ranking:
-        result = live.current().rank(request.item_ids, request.user_id, request.query, explain=explain)
+        at = clock.now()
+        result = live.current().rank(request.item_ids, request.user_id, request.query, explain=explain, at=at)
         surface = request.surface or ("search" if request.query else "recommend")
-        return answer("/v1/rerank", result, request.user_id, surface, request.query, explain)
+        return answer("/v1/rerank", result, at, request.user_id, surface, request.query, explain)
 
     return app
 

@@ -14,7 +14,8 @@ import numpy as np
 import polars as pl
 from feast import FeatureStore
 
-from serving.features import online_features, request_rows
+from serving.features import request_rows
+from serving.online import OnlineReader
 from shoprank.config import Settings
 from shoprank.features.bm25 import TitleIndex
 from shoprank.features.store import open_store
@@ -40,7 +41,8 @@ class SearchResult:
         model: The model version that ranked (``service/version``).
         candidates: Items ranked, of which ``backfilled`` came from the retrieval's backfill.
         stages: Seconds spent per stage (``retrieve``, ``features``, ``score``).
-        vectors: ``item_id`` and the model's input features of each result, in result order.
+        vectors: Of each result, in result order: ``item_id``, the request columns the feature
+            service reads (its entity row) and the model's input features.
         fallback: Why the model did not rank (the online store failed), else None.
         items: The top results, best first: ``rank``, ``item_id``, ``title``, ``score``,
             ``bm25``, ``backfill``, ``contributions`` (the largest by size: ``feature``, ``value``;
@@ -53,6 +55,7 @@ class SearchResult:
     items: pl.DataFrame
     stages: dict[str, float] = field(default_factory=dict)
     vectors: pl.DataFrame = field(default_factory=pl.DataFrame)
+    entities: tuple[str, ...] = ()  # the columns of ``vectors`` that are the entity row
     fallback: str | None = None
 
 
@@ -64,6 +67,7 @@ class Searcher:
     ranker: Ranker
     plan: ServicePlan
     store: FeatureStore
+    reader: OnlineReader
     index: CatalogIndex
     titles: TitleIndex
     catalog: pl.DataFrame
@@ -81,16 +85,24 @@ class Searcher:
         catalog = read(settings.warehouse, "select * from marts.dim_items")
         titles = dict(catalog.select("item_id", "title").iter_rows())
         plan = resolve(store, service)
-        return cls(model, ranker, plan, store, open_index(settings), catalog_index(settings), catalog, titles)
+        reader = OnlineReader(store, plan)
+        return cls(model, ranker, plan, store, reader, open_index(settings), catalog_index(settings), catalog, titles)
 
     def search(
-        self, query: str, user_id: str | None = None, k: int = 10, explain: bool = False, **filters
+        self,
+        query: str,
+        user_id: str | None = None,
+        k: int = 10,
+        explain: bool = False,
+        at: datetime | None = None,
+        **filters,
     ) -> SearchResult:
         """The top ``k`` of the catalog for ``query``; ``filters`` as ``retrieve`` takes them."""
         started = time.perf_counter()
         found = retrieve(self.index, query, k=CANDIDATES, **filters)
         retrieved = time.perf_counter() - started
-        result = self.rank(found["item_id"].to_list(), user_id, query, k, found["backfill"].to_numpy(), explain)
+        ids = found["item_id"].to_list()
+        result = self.rank(ids, user_id, query, k, found["backfill"].to_numpy(), explain, at)
         return replace(result, stages={"retrieve": retrieved, **result.stages})
 
     def rank(
@@ -101,19 +113,21 @@ class Searcher:
         k: int | None = None,
         backfill: np.ndarray | None = None,
         explain: bool = False,
+        at: datetime | None = None,
     ) -> SearchResult:
-        """Order ``item_ids`` for the user (and query) with the model; keep the top ``k`` (all by
-        default); with ``explain``, each result's largest contributions (SHAP values cost more than
-        the scores: they are computed for the results only, and only when asked)."""
+        """Order ``item_ids`` for the user (and query) with the model, as of ``at`` (naive UTC;
+        default: now); keep the top ``k`` (all by default); with ``explain``, each result's largest
+        contributions (SHAP values cost more than the scores: they are computed for the results
+        only, and only when asked)."""
         if not item_ids:
             return SearchResult(self.model.name, 0, 0, pl.DataFrame())
         started = time.perf_counter()
         ids = list(item_ids)
         bm25 = self.titles.score([query] * len(ids), ids) if query else np.zeros(len(ids))
         candidates = pl.DataFrame({"item_id": ids, "query": [query] * len(ids), RETRIEVAL: bm25})
-        rows = request_rows(self.catalog, candidates, datetime.now(UTC).replace(tzinfo=None), user_id)
+        rows = request_rows(self.catalog, candidates, at or datetime.now(UTC).replace(tzinfo=None), user_id)
         try:
-            frame = online_features(self.store, self.plan, rows)
+            frame = self.reader.read(rows)
         except Exception as exc:  # noqa: BLE001 - any failure of the store: answer from the fallback
             return self._fallback(ids, bm25, k, backfill, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
         featured = time.perf_counter()
@@ -126,9 +140,11 @@ class Searcher:
             explained = [_largest(row) for row in contributions.iter_rows(named=True)]
         items = self._items(ids, order, scores, bm25, backfill, explained)
         stages = {"features": featured - started, "score": time.perf_counter() - featured}
-        inputs = ["item_id", *(name for name in self.ranker.features if name in frame.columns)]
+        entity = [column for column in self.plan.entity_columns if column != "item_id"]
+        inputs = ["item_id", *entity, *(name for name in self.ranker.features if name in frame.columns)]
         vectors = frame.select(inputs)[order]
-        return SearchResult(self.model.name, len(ids), int(items["backfill"].sum()), items, stages, vectors)
+        used = len(ids), int(items["backfill"].sum())
+        return SearchResult(self.model.name, *used, items, stages, vectors, tuple(entity))
 
     def _fallback(
         self, ids: list[str], bm25: np.ndarray, k: int | None, backfill: np.ndarray | None, reason: str

@@ -16,6 +16,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -50,18 +51,20 @@ class ServedLog:
         query: str | None,
         model_version: str,
         vectors: pl.DataFrame,
+        entities: Sequence[str] = (),
     ) -> None:
-        """Log one served list: ``vectors`` holds ``item_id`` and the features of each served item, in
-        served order (position 0 first)."""
+        """Log one served list: ``vectors`` holds ``item_id``, the ``entities`` columns (the entity
+        row the features were read for) and the features of each served item, in served order
+        (position 0 first)."""
         common = {"request_id": request_id, "request_time": request_time.isoformat(), "user_id": user_id}
         requests, features = [], []
         for position, row in enumerate(vectors.iter_rows(named=True)):
             item_id = row.pop("item_id")
             requests.append({**common, "surface": surface, "query": query, "item_id": item_id, "position": position})
+            entity = {name: _json_value(row.pop(name)) for name in entities}
             vector = {name: _json_value(value) for name, value in row.items()}
-            features.append(
-                {**common, "item_id": item_id, "position": position, "model_version": model_version, "features": vector}
-            )
+            logged = {"item_id": item_id, "position": position, "model_version": model_version}
+            features.append({**common, **logged, "entities": entity, "features": vector})
         with self._lock:
             if self._files and (self._rows >= ROTATE_ROWS or time.monotonic() - self._opened >= ROTATE_SECONDS):
                 self._rotate()

@@ -376,8 +376,17 @@ def search(settings: Settings, query: str, user_id: str | None, k: int, service:
 @click.option("--service", default="search_ranker_v2", show_default=True, help="Feature service of the model.")
 @click.option("--version", help="Model version [default: production, else the newest].")
 @click.option("--keyed-ranking", is_flag=True, help="Ranking endpoints also need the SHOPRANK_API_KEY key.")
+@click.option(
+    "--as-of",
+    default="now",
+    show_default=True,
+    help='The service\'s clock: "now", "materialized" (a past shop served from the end of its online data on) '
+    "or an ISO time.",
+)
 @click.pass_obj
-def serve(settings: Settings, host: str, port: int, service: str, version: str | None, keyed_ranking: bool) -> None:
+def serve(
+    settings: Settings, host: str, port: int, service: str, version: str | None, keyed_ranking: bool, as_of: str
+) -> None:
     """Serve search and rerank over HTTP (FastAPI + uvicorn; OpenAPI at /docs): POST /v1/search,
     POST /v1/rerank, GET /health.
 
@@ -390,7 +399,7 @@ def serve(settings: Settings, host: str, port: int, service: str, version: str |
 
     from serving.app import create_app
 
-    app = create_app(settings, service, version, keyed_ranking=keyed_ranking)
+    app = create_app(settings, service, version, keyed_ranking=keyed_ranking, as_of=as_of)
     click.echo(f"Serving {app.title} on http://{host}:{port} (OpenAPI at /docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

@@ -131,7 +131,7 @@ class _Writer:
             + [_scalar(b"\r\n")]
         )
 
-    def update(self, wire: _Wire, part: LatestRows, keys: pa.Array) -> int:
+    def update(self, wire: Wire, part: LatestRows, keys: pa.Array) -> int:
         """Feast's way for ``part`` (``keys``: its Redis keys): read the held event times, then write
         the newer entities with HSET (and EXPIRE). Return the entities written."""
         if self.dedup:
@@ -187,7 +187,7 @@ def write_redis(config: RepoConfig, view: FeatureView, rows: LatestRows, advance
         writer = _Writer(fields, config.project.encode(), online.key_ttl_seconds or 0, not online.skip_dedup, listpack)
         connection = client.connection_pool.get_connection()
         try:
-            wire = _Wire(connection._sock)  # redis-py has connected and authenticated it
+            wire = Wire(connection._sock)  # redis-py has connected and authenticated it
             with ThreadPoolExecutor(1) as pool:  # the next chunk is built while Redis works on this one
                 chunks = ahead(pool, lambda span: writer.build(span, rows), spans(len(rows), CHUNK))
                 return _write(wire, writer, chunks, advance)
@@ -201,7 +201,7 @@ def write_redis(config: RepoConfig, view: FeatureView, rows: LatestRows, advance
         ) from None
 
 
-def _write(wire: _Wire, writer: _Writer, chunks: Iterable[_Chunk], advance: Advance) -> int:
+def _write(wire: Wire, writer: _Writer, chunks: Iterable[_Chunk], advance: Advance) -> int:
     """Each chunk: RESTORE what it can, then Feast's way for the rest. Return the entities written."""
     written = 0
     for chunk in chunks:
@@ -329,14 +329,19 @@ def _decimal(numbers: np.ndarray | pa.Array) -> pa.Array:
     return pa.array(numbers).cast(pa.string()).cast(online_rows.BINARY)
 
 
-class _Wire:
-    """Commands written to, and replies read from, a connected Redis socket."""
+class Wire:
+    """Commands written to, and replies read from, a connected Redis socket (``connection``: the
+    redis-py connection that opened it, closed with ``close``)."""
 
-    def __init__(self, sock: Any) -> None:
+    def __init__(self, sock: Any, connection: Any = None) -> None:
         import hiredis
 
-        self.sock, self.reader, self.buffer = sock, hiredis.Reader(), bytearray(1 << 20)
-        self.error = hiredis.ReplyError
+        self.sock, self.connection, self.reader = sock, connection, hiredis.Reader()
+        self.buffer, self.error = bytearray(1 << 20), hiredis.ReplyError
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.disconnect()
 
     def send(self, data: memoryview) -> None:
         self.sock.sendall(data)

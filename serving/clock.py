@@ -1,0 +1,58 @@
+"""The service's clock: what "now" is for request times, request-time features and the served log.
+
+In production it is the wall clock. A shop whose data lies in the past (simulated, replayed) is
+served as of the end of its materialized data instead: the clock starts there and advances with
+the wall clock, so request times fall just after the online values, as they do live, and the
+offline store answers the same request times with the same rows (``shoprank parity``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from feast import FeatureStore
+
+from shoprank.errors import ConfigError
+
+WALL = "now"
+MATERIALIZED = "materialized"
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Now, naive UTC: the wall clock, or ``start`` plus the time since the clock was made."""
+
+    start: datetime | None = None
+    _made: float = field(default_factory=time.monotonic)
+
+    def now(self) -> datetime:
+        if self.start is None:
+            return datetime.now(UTC).replace(tzinfo=None)
+        return self.start + timedelta(seconds=time.monotonic() - self._made)
+
+    @classmethod
+    def parse(cls, as_of: str, store: FeatureStore) -> Clock:
+        """The clock ``as_of`` names: ``now`` (the wall clock), ``materialized`` (the end of the
+        newest materialized interval of the store's views) or an ISO timestamp (naive: UTC).
+
+        Raises:
+            ConfigError: ``as_of`` is none of these, or nothing is materialized.
+        """
+        if as_of == WALL:
+            return cls()
+        if as_of == MATERIALIZED:
+            ends = [end for view in store.list_feature_views() for _, end in view.materialization_intervals]
+            if not ends:
+                raise ConfigError(
+                    '--as-of materialized: nothing is materialized yet; run "shoprank features materialize"'
+                )
+            return cls(max(ends).astimezone(UTC).replace(tzinfo=None))
+        try:
+            moment = datetime.fromisoformat(as_of)
+        except ValueError:
+            raise ConfigError(
+                f'--as-of "{as_of}" is not "now", "materialized" or an ISO time such as 2025-09-22T00:00:00'
+            ) from None
+        return cls(moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment)

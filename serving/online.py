@@ -1,0 +1,334 @@
+"""The fast online read: a feature service's values for one request, read straight from the Feast
+online store's tables (SQLite) or hashes (Redis), equal to ``get_online_features``.
+
+Feast's ``get_online_features`` resolves the service in the registry, builds entity-key protos and
+parses a ``ValueProto`` per value on every call: 16-21 ms for 100 candidates here. This reader
+resolves the service once, serializes entity keys as Feast does (``serialize_entity_key``,
+version 3), reads every view of the request in one round trip (one ``HMGET`` per Redis hash, all
+pipelined; one query per SQLite table) and decodes numbers without protobuf. Item-keyed views
+(whose keys all come from the catalog) are kept in memory for ``CACHE_SECONDS``: a materialized
+value reaches serving at most that late. On-demand views run through Feast's own objects on the
+same inputs Feast gives them. ``tests/data/test_online_read.py`` compares both paths on random
+requests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import sqlite3
+import struct
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+from feast import FeatureStore
+from feast.infra.online_stores.helpers import _mmh3, compute_table_id
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.type_map import feast_value_type_to_python_type
+from feast.value_type import ValueType
+
+from serving.features import NO_KEY
+from shoprank.errors import ContractError, FeatureStoreError
+from shoprank.features.online_redis import Wire
+from training.dataset import ITEM_COLUMNS
+from training.plan import OnDemandPlan, ServicePlan
+
+CACHE_SECONDS = 60.0  # how long an item-keyed value is served from memory
+TIMEOUT_SECONDS = 0.25  # the store's budget per read: past it the request takes the fallback
+MEMO_ROWS = 200_000  # on-demand outputs remembered per view, by their input row
+CATALOG_COLUMNS = frozenset({"item_id", *ITEM_COLUMNS})
+_DOUBLE, _INT64 = ValueType.DOUBLE, ValueType.INT64
+
+
+@dataclass(frozen=True)
+class _View:
+    """One feature view as stored online.
+
+    Attributes:
+        name: Its stored name (Redis field prefix, SQLite table suffix).
+        keys: Its join keys (sorted, as Feast serializes them) and the request column of each.
+        features: The features read, with their value types.
+        cached: Whether its keys all come from the catalog (its values change only when
+            materialized): kept in memory.
+    """
+
+    name: str
+    keys: tuple[tuple[str, str], ...]
+    features: tuple[tuple[str, ValueType], ...]
+    cached: bool
+
+    def key_header(self) -> bytes:
+        """The start of its serialized entity keys: the key count and names."""
+        header = struct.pack("<I", len(self.keys))
+        for name, _ in self.keys:
+            header += struct.pack("<II", ValueType.STRING.value, len(name.encode())) + name.encode()
+        return header
+
+
+class OnlineReader:
+    """Reads one feature service's online values for request rows (thread-safe)."""
+
+    def __init__(self, store: FeatureStore, plan: ServicePlan) -> None:
+        self.plan = plan
+        registry = {view.name: view for view in store.list_feature_views()}
+        self.views = [_stored_view(registry, view) for view in plan.views]
+        self._headers = [view.key_header() for view in self.views]
+        self._tables = _tables(store, self.views)
+        self._cache: dict[tuple[int, bytes], tuple[float, tuple]] = {}
+        self._memo: dict[str, dict[tuple, tuple]] = {odfv.view.name: {} for odfv in plan.on_demand}
+        self._memo_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._tables.close()
+
+    def read(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """``rows`` with the service's features appended, as ``serving.features.online_features``
+        returns them.
+
+        Raises:
+            ContractError: ``rows`` lack an entity column the service needs.
+            FeatureStoreError: The store failed or did not answer in ``TIMEOUT_SECONDS``.
+        """
+        missing = [column for column in self.plan.entity_columns if column not in rows.columns]
+        if missing:
+            raise ContractError(
+                f'Feature service "{self.plan.service}" needs request column(s) {missing}; add them to the rows'
+            )
+        n = rows.height
+        given = {column: rows[column].to_list() for column in self.plan.entity_columns}
+        keys = [_keys(view, header, given) for view, header in zip(self.views, self._headers, strict=True)]
+        found = self._values(keys)
+        columns: dict[str, list[Any]] = {}
+        for plan, view_keys, values in zip(self.plan.views, keys, found, strict=True):
+            per_row = [values[key] for key in view_keys]
+            for position, column in enumerate(plan.columns):
+                columns[column] = [row[position] if row is not None else None for row in per_row]
+        if self.plan.on_demand:
+            for odfv in self.plan.on_demand:
+                columns.update(self._on_demand(odfv, {**given, **columns}))
+        values = pl.DataFrame({name: columns[name] for name in self.plan.features}, strict=False)
+        if values.height != n:
+            values = pl.DataFrame(schema=values.schema)  # a service of on-demand features only
+        return pl.concat([rows, values], how="horizontal")
+
+    def _on_demand(self, odfv: OnDemandPlan, columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """One on-demand view's outputs for every row, from Feast's object run on the distinct input
+        rows not seen before (its outputs depend on its own row only, as in training)."""
+        names = [*odfv.sources, *odfv.requests]
+        rows = list(zip(*(columns[name] for name in names), strict=True))
+        memo = self._memo[odfv.view.name]
+        with self._memo_lock:
+            known = {row: memo[row] for row in dict.fromkeys(rows) if row in memo}
+        unseen = [row for row in dict.fromkeys(rows) if row not in known]
+        if unseen:
+            inputs = pa.Table.from_pydict(dict(zip(names, map(list, zip(*unseen, strict=True)), strict=True)))
+            done = odfv.view.transform_arrow(inputs, True)
+            outputs = list(zip(*(done[column].to_pylist() for column in odfv.columns), strict=True))
+            known.update(zip(unseen, outputs, strict=True))
+            with self._memo_lock:
+                memo.update(zip(unseen, outputs, strict=True))
+                if len(memo) > MEMO_ROWS:  # forget the oldest half
+                    for row in list(itertools.islice(memo, len(memo) - MEMO_ROWS // 2)):
+                        del memo[row]
+        return {column: [known[row][index] for row in rows] for index, column in enumerate(odfv.columns)}
+
+    def _values(self, keys: list[list[bytes]]) -> list[dict[bytes, tuple | None]]:
+        """Each view's decoded values by entity key: from the cache when fresh, else from the store
+        (every view in one round trip)."""
+        now = time.monotonic()
+        found: list[dict[bytes, tuple | None]] = []
+        wanted: list[tuple[int, list[bytes]]] = []
+        for index, (view, view_keys) in enumerate(zip(self.views, keys, strict=True)):
+            values: dict[bytes, tuple | None] = {}
+            missing = []
+            for key in dict.fromkeys(view_keys):
+                hit = self._cache.get((index, key)) if view.cached else None
+                if hit is not None and now - hit[0] < CACHE_SECONDS:
+                    values[key] = hit[1]
+                else:
+                    missing.append(key)
+            found.append(values)
+            if missing:
+                wanted.append((index, missing))
+        if wanted:
+            read = self._tables.read([(self.views[index], missing) for index, missing in wanted])
+            for (index, missing), blobs in zip(wanted, read, strict=True):
+                view = self.views[index]
+                for key, row in zip(missing, blobs, strict=True):
+                    decoded = None if row is None else tuple(map(_decode, row, (k for _, k in view.features)))
+                    found[index][key] = decoded
+                    if view.cached:
+                        self._cache[(index, key)] = (now, decoded)
+        return found
+
+
+def _keys(view: _View, header: bytes, given: dict[str, list[Any]]) -> list[bytes]:
+    """The serialized entity key of each row for ``view`` (a missing key value is ``NO_KEY``)."""
+    columns = [[NO_KEY if value is None else value for value in given[column]] for _, column in view.keys]
+    return [_serialize(header, values) for values in zip(*columns, strict=True)]
+
+
+@lru_cache(maxsize=1 << 17)
+def _serialize(header: bytes, values: tuple[str, ...]) -> bytes:
+    """Feast's ``serialize_entity_key`` (version 3) of string key values after ``header``."""
+    body = b"".join(struct.pack("<II", ValueType.STRING.value, len(data)) + data for data in map(str.encode, values))
+    return header + body
+
+
+def _decode(blob: bytes | None, kind: ValueType) -> Any:
+    """A ``ValueProto``'s Python value as Feast's ``to_dict`` gives it; numbers without protobuf."""
+    if not blob:
+        return None
+    if kind is _DOUBLE and blob[0] == 0x29:
+        return struct.unpack_from("<d", blob, 1)[0]
+    if kind is _INT64 and blob[0] == 0x20:
+        number, shift = 0, 0
+        for byte in blob[1:]:
+            number |= (byte & 0x7F) << shift
+            shift += 7
+        return number - (1 << 64) if number >= 1 << 63 else number
+    return feast_value_type_to_python_type(ValueProto.FromString(blob), kind)
+
+
+def _stored_view(registry: dict, view) -> _View:
+    """How ``view`` (a plan's view) is stored online."""
+    stored = registry[view.name] if view.name in registry else None
+    if stored is None:
+        raise FeatureStoreError(f'Feature view "{view.name}" is not registered; run "shoprank features apply"')
+    kinds = {field.name: field.dtype.to_value_type() for field in stored.features}
+    keys = tuple(sorted(view.join_keys.items()))
+    cached = all(column in CATALOG_COLUMNS for _, column in keys)
+    return _View(stored.name, keys, tuple((name, kinds[name]) for name in view.features), cached)
+
+
+def _tables(store: FeatureStore, views: list[_View]) -> _SqliteTables | _RedisHashes:
+    """The reader of the store's online store type.
+
+    Raises:
+        FeatureStoreError: The online store is neither SQLite nor Redis.
+    """
+    online = store.config.online_store
+    kind = getattr(online, "type", "")
+    if kind in ("sqlite", "feast.infra.online_stores.sqlite.SqliteOnlineStore"):
+        return _SqliteTables(store, views)
+    if kind in ("redis", "feast.infra.online_stores.redis.RedisOnlineStore"):
+        return _RedisHashes(store, views)
+    raise FeatureStoreError(f'The fast online read supports SQLite and Redis, not "{kind}"; use online_features()')
+
+
+class _SqliteTables:
+    """Reads views from Feast's SQLite online store: one query per table, a connection per thread."""
+
+    def __init__(self, store: FeatureStore, views: list[_View]) -> None:
+        from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+        config = store.config
+        self.path = SqliteOnlineStore._get_db_path(config)
+        versioned = config.registry.enable_online_feature_view_versioning
+        registered = {view.name: view for view in store.list_feature_views()}
+        self.tables = {view.name: compute_table_id(config.project, registered[view.name], versioned) for view in views}
+        self._local = threading.local()
+
+    def close(self) -> None:
+        pass  # each thread's connection closes with the thread
+
+    def read(self, wanted: Iterable[tuple[_View, list[bytes]]]) -> list[list[list[bytes | None] | None]]:
+        """For each view and its keys: each key's value blobs in feature order (None: not stored)."""
+        conn = self._connection()
+        results = []
+        for view, keys in wanted:
+            names = [name for name, _ in view.features]
+            marks, features = ",".join("?" * len(keys)), ",".join("?" * len(names))
+            try:
+                rows = conn.execute(
+                    f'SELECT entity_key, feature_name, value FROM "{self.tables[view.name]}" '
+                    f"WHERE entity_key IN ({marks}) AND feature_name IN ({features})",
+                    [*keys, *names],
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise FeatureStoreError(f'Online table of view "{view.name}" unreadable in {self.path}: {exc}') from exc
+            position = {name: index for index, name in enumerate(names)}
+            by_key: dict[bytes, list[bytes | None]] = {}
+            for key, name, value in rows:
+                by_key.setdefault(key, [None] * len(names))[position[name]] = value
+            results.append([by_key.get(key) for key in keys])
+        return results
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=TIMEOUT_SECONDS)
+            self._local.conn = conn
+        return conn
+
+
+class _RedisHashes:
+    """Reads views from Feast's Redis online store: one ``HMGET`` per entity hash (the views sharing
+    an entity key share its hash), all pipelined on one connection per request."""
+
+    def __init__(self, store: FeatureStore, views: list[_View]) -> None:
+        from feast.infra.online_stores.redis import RedisOnlineStore
+
+        self.online = store.config.online_store
+        self.project = store.config.project.encode()
+        self._client = RedisOnlineStore()._get_client(self.online)
+        self.fields = {view.name: [_mmh3(f"{view.name}:{name}") for name, _ in view.features] for view in views}
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+
+    def close(self) -> None:
+        while not self._idle.empty():
+            self._idle.get().close()
+
+    def read(self, wanted: Iterable[tuple[_View, list[bytes]]]) -> list[list[list[bytes | None] | None]]:
+        """For each view and its keys: each key's value blobs in feature order (None: not stored)."""
+        wanted = list(wanted)
+        hashes: dict[bytes, list[bytes]] = {}
+        for view, keys in wanted:
+            for key in keys:
+                hashes.setdefault(key + self.project, []).extend(self.fields[view.name])
+        commands = bytearray()
+        for key, fields in hashes.items():
+            commands += b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(fields))
+            for part in (key, *fields):
+                commands += b"$%d\r\n%s\r\n" % (len(part), part)
+        replies = dict(zip(hashes, self._exchange(bytes(commands), len(hashes)), strict=True))
+        offsets: dict[bytes, int] = {}
+        results = []
+        for view, keys in wanted:
+            count = len(self.fields[view.name])
+            blobs = []
+            for key in keys:
+                redis_key = key + self.project
+                start = offsets.get(redis_key, 0)
+                offsets[redis_key] = start + count
+                values = replies[redis_key][start : start + count]
+                blobs.append(values if any(v is not None for v in values) else None)
+            results.append(blobs)
+        return results
+
+    def _exchange(self, commands: bytes, count: int) -> list[Any]:
+        """Send pipelined commands on an idle connection; return their ``count`` replies."""
+        try:
+            wire = self._idle.get_nowait()
+        except queue.Empty:
+            wire = None
+        try:
+            if wire is None:
+                connection = self._client.connection_pool.make_connection()
+                connection.connect()
+                connection._sock.settimeout(TIMEOUT_SECONDS)
+                wire = Wire(connection._sock, connection)
+            wire.send(memoryview(commands))
+            replies = wire.replies(count)
+        except (OSError, ConnectionError) as exc:
+            if wire is not None:
+                wire.close()
+            raise FeatureStoreError(f"Redis at {self.online.connection_string} failed: {exc}") from exc
+        self._idle.put(wire)
+        return replies
