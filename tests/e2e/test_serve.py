@@ -225,7 +225,10 @@ def test_a_failing_online_store_is_answered_by_the_fallback_until_it_returns(ser
     try:
         status, body = call(f"{server}/v1/search?explain=true", {"query": title, "k": 5})
         assert status == 200
-        assert body["fallback"].startswith(f"online features unavailable (OperationalError: no such table: {table})")
+        assert body["fallback"].startswith(
+            'online features unavailable (FeatureStoreError: Online table of view "user_features" unreadable in '
+            f"{served_shop.online_store}: no such table: {table})"
+        )
         assert body["fallback"].endswith("ranked by BM25")
         scores = [item["score"] for item in body["items"]]
         assert scores == sorted(scores, reverse=True) and all(item["contributions"] == [] for item in body["items"])
