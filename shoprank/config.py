@@ -7,6 +7,8 @@ The config file is TOML (``shoprank.toml`` in the current directory, or ``--conf
     seed = 7
     profile = "embedded"      # or "production": Redis online store, PostgreSQL registry
     project = "shoprank"      # the Feast project
+    redis = "10.0.0.5:6379"   # production: the Redis online store (default 127.0.0.1:6379)
+    registry_url = "postgresql+psycopg://feast@db:5432/feast"  # production: the SQL registry
 
     [simulate]
     preset = "small"
@@ -38,13 +40,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 FEATURE_REPO_DIR = REPO_ROOT / "feature_repo"
 PROFILES = ("embedded", "production")
-FIELDS = {"workdir": Path, "seed": int, "profile": str, "project": str}
+FIELDS = {"workdir": Path, "seed": int, "profile": str, "project": str, "redis": str, "registry_url": str}
 TABLES = ("simulate", "train")
 ENVIRONMENT = {
     "workdir": "SHOPRANK_HOME",
     "seed": "SHOPRANK_SEED",
     "profile": "SHOPRANK_PROFILE",
     "project": "SHOPRANK_PROJECT",
+    "redis": "SHOPRANK_REDIS",
+    "registry_url": "SHOPRANK_REGISTRY_URL",
 }
 
 
@@ -58,6 +62,9 @@ class Settings:
         profile: Feature store profile: ``embedded`` (SQLite, file registry) or ``production``
             (Redis online store, PostgreSQL registry).
         project: Feast project name: separates feature stores that share Redis and PostgreSQL.
+        redis: The production profile's Redis (Feast's ``connection_string``; None: the one in
+            ``feature_repo/feature_store.production.yaml``).
+        registry_url: The production profile's SQL registry (SQLAlchemy URL; None: the YAML's).
         simulate: Simulator options: ``preset`` plus overrides of the preset's fields.
         train: Ranker hyperparameters (fields of ``training.rankers.RankerConfig``).
     """
@@ -66,6 +73,8 @@ class Settings:
     seed: int = 7
     profile: str = "embedded"
     project: str = "shoprank"
+    redis: str | None = None
+    registry_url: str | None = None
     simulate: Mapping[str, Any] = field(default_factory=lambda: {"preset": "small"})
     train: Mapping[str, Any] = field(default_factory=dict)
 

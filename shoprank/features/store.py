@@ -30,6 +30,11 @@ def write_config(settings: Settings) -> Path:
     if settings.profile == "embedded":
         config["registry"] = str(settings.registry.resolve())
         config["online_store"]["path"] = str(settings.online_store.resolve())
+    else:
+        if settings.redis:
+            config["online_store"]["connection_string"] = settings.redis
+        if settings.registry_url:
+            config["registry"]["path"] = settings.registry_url
     settings.feature_store_yaml.parent.mkdir(parents=True, exist_ok=True)
     settings.feature_store_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
     return settings.feature_store_yaml

@@ -1,3 +1,4 @@
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,10 @@ def test_env_points_dbt_at_the_absolute_workdir(tmp_path):
     ("content", "message"),
     [
         ("seed = [", "is not valid TOML"),
-        ("colour = 1", "unknown key(s) ['colour']; allowed: workdir, seed, profile, project, [simulate], [train]"),
+        (
+            "colour = 1",
+            "unknown key(s) ['colour']; allowed: workdir, seed, profile, project, redis, registry_url, [simulate], [train]",
+        ),
         ('profile = "cloud"', 'Unknown profile "cloud"; use one of embedded, production'),
         ('seed = "many"', 'seed must be an integer, got "many"'),
         ("simulate = 3", '"simulate" must be a table ([simulate])'),
@@ -69,3 +73,21 @@ def test_missing_config_file_and_bad_seed_variable(tmp_path):
         load_settings(tmp_path / "nope.toml", environ={})
     with pytest.raises(ConfigError, match='SHOPRANK_SEED must be an integer, got "x"'):
         load_settings(environ={"SHOPRANK_SEED": "x"})
+
+
+def test_production_servers_come_from_settings_or_the_profile_yaml(tmp_path):
+    import yaml
+
+    from shoprank.features.store import write_config
+
+    chosen = load_settings(
+        environ={"SHOPRANK_REDIS": "10.0.0.5:6380", "SHOPRANK_REGISTRY_URL": "postgresql+psycopg://feast@db/feast"}
+    )
+    config = yaml.safe_load(write_config(replace(chosen, workdir=tmp_path, profile="production")).read_text())
+    assert config["online_store"]["connection_string"] == "10.0.0.5:6380"
+    assert config["registry"]["path"] == "postgresql+psycopg://feast@db/feast"
+    default = yaml.safe_load(write_config(Settings(workdir=tmp_path, profile="production")).read_text())
+    assert (default["online_store"]["connection_string"], default["registry"]["path"]) == (
+        "127.0.0.1:6379",
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    )
