@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 
@@ -80,3 +81,33 @@ def production_servers() -> None:
         if os.environ.get("SHOPRANK_REQUIRE_SERVERS"):
             pytest.fail(reason)
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def production_shop(production_servers, tiny_shop: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A copy of the tiny shop on the production profile: a Feast project of its own in the
+    PostgreSQL registry, its online values materialized into Redis; both dropped afterwards."""
+    from shoprank.features.definitions import apply
+    from shoprank.features.materialize import materialize
+    from shoprank.features.store import open_store
+
+    workdir = tmp_path_factory.mktemp("production") / "shop"
+    shutil.copytree(tiny_shop.workdir, workdir, ignore=shutil.ignore_patterns("registry.db", "online_store.db"))
+    settings = dataclasses.replace(tiny_shop, workdir=workdir, profile="production", project=f"t_{uuid4().hex[:8]}")
+    apply(settings)
+    materialize(settings)
+    yield settings
+    store = open_store(settings)
+    redis = redis_of(store)
+    keys = list(redis.scan_iter(match=b"*" + store.project.encode(), count=10_000))
+    for start in range(0, len(keys), 10_000):
+        redis.unlink(*keys[start : start + 10_000])
+    store.registry.delete_project(store.project)
+
+
+def redis_of(store):
+    """A client of the store's Redis online store."""
+    from redis import Redis
+
+    host, port = store.config.online_store.connection_string.split(",")[0].split(":")
+    return Redis(host, int(port))
