@@ -36,16 +36,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(settings: Settings, *options: str):
-    """A running ``shoprank serve`` on a free port (with the events key); yields its base URL."""
+def start(settings: Settings, *options: str, env: dict[str, str] | None = None):
+    """A running ``shoprank serve`` of the settings' workdir, profile and project on a free port
+    (with the events key and ``env``); yields its base URL."""
     port = free_port()
     script = Path(sys.executable).with_name("shoprank")
+    store = ["--workdir", str(settings.workdir), "--profile", settings.profile, "--project", settings.project]
     process = subprocess.Popen(
-        [str(script), "--workdir", str(settings.workdir), "serve", "--port", str(port), *options],
+        [str(script), *store, "serve", "--port", str(port), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "SHOPRANK_API_KEY": KEY},
+        env={**os.environ, "SHOPRANK_API_KEY": KEY, **(env or {})},
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
