@@ -2,8 +2,9 @@
 
 In production it is the wall clock. A shop whose data lies in the past (simulated, replayed) is
 served as of the end of its materialized data instead: the clock starts there and advances with
-the wall clock, so request times fall just after the online values, as they do live, and the
-offline store answers the same request times with the same rows (``shoprank parity``).
+the wall clock (``speed`` times faster, for simulated live traffic: 3600 makes a day pass in 24
+seconds), so request times fall just after the online values, as they do live, and the offline
+store answers the same request times with the same rows (``shoprank parity``).
 """
 
 from __future__ import annotations
@@ -22,25 +23,31 @@ MATERIALIZED = "materialized"
 
 @dataclass(frozen=True)
 class Clock:
-    """Now, naive UTC: the wall clock, or ``start`` plus the time since the clock was made."""
+    """Now, naive UTC: the wall clock, or ``start`` plus ``speed`` times the time since the clock
+    was made."""
 
     start: datetime | None = None
+    speed: float = 1.0
     _made: float = field(default_factory=time.monotonic)
 
     def now(self) -> datetime:
         if self.start is None:
             return datetime.now(UTC).replace(tzinfo=None)
-        return self.start + timedelta(seconds=time.monotonic() - self._made)
+        return self.start + timedelta(seconds=(time.monotonic() - self._made) * self.speed)
 
     @classmethod
-    def parse(cls, as_of: str, store: FeatureStore) -> Clock:
+    def parse(cls, as_of: str, store: FeatureStore, speed: float = 1.0) -> Clock:
         """The clock ``as_of`` names: ``now`` (the wall clock), ``materialized`` (the end of the
-        newest materialized interval of the store's views) or an ISO timestamp (naive: UTC).
+        newest materialized interval of the store's views) or an ISO timestamp (naive: UTC); a
+        clock other than the wall clock runs ``speed`` times faster than it.
 
         Raises:
-            ConfigError: ``as_of`` is none of these, or nothing is materialized.
+            ConfigError: ``as_of`` is none of these, nothing is materialized, or ``speed`` is set
+                on the wall clock.
         """
         if as_of == WALL:
+            if speed != 1.0:
+                raise ConfigError('--speed needs a clock of its own: --as-of "materialized" or an ISO time')
             return cls()
         if as_of == MATERIALIZED:
             ends = [end for view in store.list_feature_views() for _, end in view.materialization_intervals]
@@ -48,11 +55,11 @@ class Clock:
                 raise ConfigError(
                     '--as-of materialized: nothing is materialized yet; run "shoprank features materialize"'
                 )
-            return cls(max(ends).astimezone(UTC).replace(tzinfo=None))
+            return cls(max(ends).astimezone(UTC).replace(tzinfo=None), speed)
         try:
             moment = datetime.fromisoformat(as_of)
         except ValueError:
             raise ConfigError(
                 f'--as-of "{as_of}" is not "now", "materialized" or an ISO time such as 2025-09-22T00:00:00'
             ) from None
-        return cls(moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment)
+        return cls(moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment, speed)

@@ -383,9 +383,22 @@ def search(settings: Settings, query: str, user_id: str | None, k: int, service:
     help='The service\'s clock: "now", "materialized" (a past shop served from the end of its online data on) '
     "or an ISO time.",
 )
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=1.0),
+    default=1.0,
+    help="How much faster than the wall clock a clock of --as-of runs (3600: an hour a second).",
+)
 @click.pass_obj
 def serve(
-    settings: Settings, host: str, port: int, service: str, version: str | None, keyed_ranking: bool, as_of: str
+    settings: Settings,
+    host: str,
+    port: int,
+    service: str,
+    version: str | None,
+    keyed_ranking: bool,
+    as_of: str,
+    speed: float,
 ) -> None:
     """Serve search and rerank over HTTP (FastAPI + uvicorn; OpenAPI at /docs): POST /v1/search,
     POST /v1/rerank, GET /health.
@@ -399,9 +412,47 @@ def serve(
 
     from serving.app import create_app
 
-    app = create_app(settings, service, version, keyed_ranking=keyed_ranking, as_of=as_of)
+    app = create_app(settings, service, version, keyed_ranking=keyed_ranking, as_of=as_of, speed=speed)
     click.echo(f"Serving {app.title} on http://{host}:{port} (OpenAPI at /docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Served requests to check (all their items), chosen at random with --seed.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "feast"]),
+    default="duckdb",
+    show_default=True,
+    help="duckdb: the training frames' point-in-time joins; feast: Feast's get_historical_features.",
+)
+@click.pass_obj
+def parity(settings: Settings, sample: int, engine: str) -> None:
+    """Check training-serving parity: recompute the features `shoprank serve` logged for served
+    items (WORKDIR/serving/features) offline at their request times, the way training frames are
+    built, and compare them value by value; exit with 1 on any mismatch (for CI).
+
+    A past shop (simulated, replayed) served on the wall clock reads online values that training
+    would see expired (older than their view's TTL) or not at all: serve it with
+    `shoprank serve --as-of materialized`, whose clock starts where the online data ends.
+
+    \b
+    Example:
+        shoprank serve --as-of materialized     # serve some requests, then stop it
+        shoprank parity --sample 500
+    """
+    from serving.parity import check_parity, render
+
+    report = check_parity(settings, sample, engine=engine)
+    click.echo(render(report))
+    if report.mismatches:
+        raise click.exceptions.Exit(1)
 
 
 @cli.command("evaluate-judgments", context_settings=CONTEXT)
