@@ -42,7 +42,8 @@ from training.plan import ServicePlan, resolve
 SAMPLE = 200  # served requests checked by default
 RELATIVE_TOLERANCE = 1e-9
 ABSOLUTE_TOLERANCE = 1e-12  # for values that are zero up to rounding
-EXAMPLES = 3  # mismatches shown per feature
+EXAMPLES = 3  # mismatches kept per feature
+SHOWN = 10  # features the command prints
 CHUNK_ROWS = 100_000  # entity rows joined at a time
 PATTERN = "features-*.jsonl"
 _REQUEST_ID = re.compile(r'"request_id":\s*"([^"\\]*)"')
@@ -291,38 +292,44 @@ HINT = (
 
 
 def render(report: ParityReport) -> str:
-    """The report as the ``shoprank parity`` command prints it."""
-    requests = sum(service.requests for service in report.services)
+    """The report as the ``shoprank parity`` command prints it: a line per service, then the
+    ``SHOWN`` features with most mismatches, each with its first example."""
     head = (
-        f"Parity of {requests:,} served requests (of {report.logged:,} logged), recomputed by the {report.engine} "
-        "engine at their request times:"
+        f"Parity of {report.requests:,} served requests (of {report.logged:,} logged), recomputed by the "
+        f"{report.engine} engine at their request times:"
     )
     services = [
         [s.service, ", ".join(s.models), s.requests, s.items, len(s.features), s.values, s.mismatches]
         for s in report.services
     ]
     lines = [head, table(["service", "models", "requests", "items", "features", "values", "mismatches"], services)]
-    failing = report.failing
+    failing = sorted(report.failing, key=lambda feature: -feature.mismatches)
     if not failing:
+        tolerance = f"1e{math.log10(RELATIVE_TOLERANCE):.0f}"
         lines.append(
-            f"No mismatch: every served value equals its offline value (floats within {RELATIVE_TOLERANCE:g})."
+            f"No mismatch: every served value equals its offline value (floats within a relative {tolerance})."
         )
         return "\n".join(lines)
-    per_feature = [[f.service, f.feature, f.mismatches, f.rows] for f in failing]
-    examples = [
-        [f.feature, m.request_id, m.item_id, _shown(m.served), _shown(m.offline)] for f in failing for m in f.examples
-    ]
+    shown = failing[:SHOWN]
+    more = f" ({len(failing) - SHOWN:,} more features not shown)" if len(failing) > SHOWN else ""
+    counts = [[f.service, f.feature, f.mismatches, f.rows] for f in shown]
+    examples = [[f.feature, *_example(f.examples[0])] for f in shown]
     lines += [
-        "Mismatches:",
-        table(["service", "feature", "mismatches", "rows"], per_feature),
-        "Examples:",
-        table(["feature", "request_id", "item_id", "served", "offline"], examples),
         f"{report.mismatches:,} mismatching value(s) in {len(failing):,} feature(s): serving and training disagree.",
+        f"Features with most mismatches{more}:",
+        table(["service", "feature", "mismatches", "rows"], counts),
+        "First mismatch of each:",
+        table(["feature", "request_id", "item_id", "served", "offline"], examples),
     ]
     if 2 * sum(f.missing_offline for f in failing) > report.mismatches:
         lines.append(HINT)
     return "\n".join(lines)
 
 
-def _shown(value: object) -> str:
-    return "missing" if value is None else repr(value) if isinstance(value, str) else str(value)
+def _example(mismatch: Mismatch) -> list[str]:
+    """Where a mismatch is and both its values (text quoted, a missing value as ``missing``)."""
+    shown = [
+        "missing" if v is None else repr(v) if isinstance(v, str) else str(v)
+        for v in (mismatch.served, mismatch.offline)
+    ]
+    return [mismatch.request_id, mismatch.item_id, *shown]
