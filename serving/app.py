@@ -14,21 +14,23 @@ import hmac
 import os
 import time
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import uuid4
 
+import polars as pl
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
+from feast import FeatureStore
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import BaseModel, Field
 
 from serving.clock import WALL, Clock
-from serving.events import land_events
-from serving.features import ANONYMOUS
+from serving.events import Landed, land_events
+from serving.features import ANONYMOUS, request_rows
 from serving.recommend import Recommender
 from serving.reload import LiveSearcher
-from serving.search import SERVICE, SearchResult
+from serving.search import SERVICE, Searcher, SearchResult
 from serving.served_log import ServedLog
 from shoprank.config import Settings
 from shoprank.errors import ConfigError, ShoprankError
@@ -85,6 +87,9 @@ class RankedItem(BaseModel):
     score: float
     title: str | None
     backfill: bool
+    source: Literal["session", "history", "category", "popular"] | None = Field(
+        None, description="Recommendations: the candidate generator that found the item (category, popular: backfill)"
+    )
     contributions: list[Contribution] | None = Field(None, description="The largest, with ?explain=true")
 
 
@@ -108,11 +113,30 @@ class EventsResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: Literal["ok", "degraded"] = Field(
+        description="degraded: the online store failed (rankings come from the fallback meanwhile); still HTTP 200"
+    )
     model_version: str
     feature_service: str
     catalog_items: int
     refused_version: str | None = Field(None, description="A promoted version that could not load, and why")
+    online_store: str = Field(description='"reachable", or why reading features from it failed')
+    materialized_until: datetime | None = Field(
+        description="The newest end of the feature views' materialized intervals (UTC; the registry as cached)"
+    )
+    now: datetime = Field(description="The service clock's now (UTC): the time of requests and request-time features")
+
+
+class ServedVersion(BaseModel):
+    service: str
+    model_version: str = Field(description="The version answering now")
+    loading: str | None = Field(description="The promoted version loading in the background; it answers once loaded")
+    refused_version: str | None = Field(description="A promoted version that could not load, and why")
+
+
+class Reloaded(BaseModel):
+    request_id: str
+    services: list[ServedVersion]
 
 
 REQUESTS = Counter("shoprank_requests", "Requests answered", ["endpoint", "status"])
@@ -128,11 +152,12 @@ def create_app(
     api_key: str | None = None,
     keyed_ranking: bool = False,
     as_of: str = WALL,
+    speed: float = 1.0,
 ) -> FastAPI:
     """The service over ``settings``' workdir, ranking with ``service``'s model (``version``, else
     the production version, followed when another is promoted); ``/v1/events`` (and the ranking
     endpoints when ``keyed_ranking``) ask for ``api_key`` (default: the ``SHOPRANK_API_KEY``
-    environment variable) in ``X-API-Key``; request times come from the clock ``as_of`` names
+    environment variable) in ``X-API-Key``; request times come from the clock ``as_of`` and ``speed`` name
     (``serving.clock.Clock.parse``).
 
     Raises:
@@ -146,7 +171,7 @@ def create_app(
     except ShoprankError as exc:  # a shop may serve search alone
         recommending = recommender = None
         no_recommender = f"recommendations are off: {exc}"
-    clock = Clock.parse(as_of, live.current().store)
+    clock = Clock.parse(as_of, live.current().store, speed)
     key = api_key if api_key is not None else os.environ.get(API_KEY)
     served = ServedLog(settings)
 
@@ -165,8 +190,9 @@ def create_app(
         surface: str,
         query: str | None,
         explain: bool,
+        sources: dict[str, str] | None = None,
     ):
-        ranking = _ranking(endpoint, result, explain)
+        ranking = _ranking(endpoint, result, explain, sources)
         if result.candidates and not result.fallback:
             logged = (result.model, result.vectors, result.entities)
             served.record(ranking.request_id, at, user_id or ANONYMOUS, surface, query, *logged)
@@ -205,16 +231,33 @@ def create_app(
     def bad_request(_: Request, exc: ConfigError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": str(exc)})  # e.g. an unknown category
 
+    def followed() -> list[LiveSearcher]:
+        return [live, *([recommending] if recommending else [])]
+
     @app.get("/health")
     def health() -> Health:
-        searcher = live.current()
+        """The search model, and whether the online store answers (a read of each served feature
+        service's views) and how fresh its values are; a failing store is ``degraded``, not an
+        error: the service still answers, from the fallback."""
+        searcher, now = live.current(), clock.now()
+        problems = [problem for each in followed() if (problem := _store_problem(each.current(), now))]
         return Health(
-            status="ok",
+            status="degraded" if problems else "ok",
             model_version=searcher.model.name,
             feature_service=searcher.plan.service,
             catalog_items=searcher.catalog.height,
             refused_version=live.refused,
+            online_store="; ".join(problems) or "reachable",
+            materialized_until=_materialized_until(searcher.store),
+            now=now,
         )
+
+    @app.post("/v1/admin/reload")
+    def reload(_: None = Depends(keyed)) -> Reloaded:
+        """Read the production markers now (instead of within 2 s), retrying a refused version."""
+        for each in followed():
+            each.check(retry_refused=True)
+        return Reloaded(request_id=uuid4().hex, services=[_served_version(each) for each in followed()])
 
     @app.post("/v1/search", dependencies=ranking_guard)
     def search(request: SearchRequest, explain: bool = False) -> Ranking:
@@ -226,16 +269,19 @@ def create_app(
     @app.post("/v1/events")
     def events(request: EventsRequest, _: None = Depends(keyed)) -> EventsResponse:
         landed = land_events(settings, request.events)
+        if recommender is not None:
+            _remember(recommender, landed)
         return EventsResponse(request_id=uuid4().hex, accepted=landed.accepted, rejected=landed.rejected)
 
     @app.post("/v1/recommend", dependencies=ranking_guard)
     def recommend(request: RecommendRequest, explain: bool = False) -> Ranking:
         if recommender is None:
             raise HTTPException(status_code=503, detail=no_recommender)
-        ids, backfill = recommender.candidates(request.context.session_item_ids, request.context.category)
+        context = request.context
+        found = recommender.candidates(context.session_item_ids, context.category, request.user_id)
         at = clock.now()
-        result = recommending.current().rank(ids, request.user_id, None, request.k, backfill, explain, at)
-        return answer("/v1/recommend", result, at, request.user_id, "recommend", None, explain)
+        result = recommending.current().rank(found.ids, request.user_id, None, request.k, found.backfill, explain, at)
+        return answer("/v1/recommend", result, at, request.user_id, "recommend", None, explain, found.source_of())
 
     @app.post("/v1/rerank", dependencies=ranking_guard)
     def rerank(request: RerankRequest, explain: bool = False) -> Ranking:
@@ -247,13 +293,59 @@ def create_app(
     return app
 
 
-def _ranking(endpoint: str, result: SearchResult, explain: bool) -> Ranking:
+def _ranking(endpoint: str, result: SearchResult, explain: bool, sources: dict[str, str] | None = None) -> Ranking:
     """The response of a ranking (its stages timed); each item's largest contributions only when
-    asked to explain."""
+    asked to explain, its candidate generator when ``sources`` name them."""
     for stage, seconds in result.stages.items():
         STAGES.labels(endpoint, stage).observe(seconds)
     rows = result.items.drop("rank", "bm25").iter_rows(named=True) if result.candidates else []
-    items = [RankedItem(**{**row, "contributions": row["contributions"] if explain else None}) for row in rows]
+    sources = sources or {}
+    items = [
+        RankedItem(
+            **{**row, "source": sources.get(row["item_id"]), "contributions": row["contributions"] if explain else None}
+        )
+        for row in rows
+    ]
     if result.fallback:
         FALLBACKS.labels(endpoint).inc()
     return Ranking(request_id=uuid4().hex, model_version=result.model, items=items, fallback=result.fallback)
+
+
+def _remember(recommender: Recommender, landed: Landed) -> None:
+    """Add the accepted events to their users' recent items (read back from the landed file)."""
+    if landed.path is not None:
+        columns = ["user_id", "item_id", "event_type", "event_time"]
+        recommender.recent.record(pl.read_parquet(landed.path, columns=columns))
+
+
+def _store_problem(searcher: Searcher, at: datetime) -> str | None:
+    """Why reading the searcher's feature service for one catalog item fails, or None. The user
+    views are read from the store itself (only item-keyed values are cached)."""
+    probe = request_rows(searcher.catalog, searcher.catalog.select("item_id").head(1), at)
+    try:
+        searcher.reader.read(probe)
+    except Exception as exc:  # noqa: BLE001 - any failure of the store is what health reports
+        return f"{searcher.plan.service}: {type(exc).__name__}: {str(exc).strip()}"
+    return None
+
+
+def _materialized_until(store: FeatureStore) -> datetime | None:
+    """The newest end of the feature views' materialized intervals (naive UTC); None before any
+    materialization or when the registry cannot be read."""
+    try:
+        views = store.list_feature_views(allow_cache=True)
+    except Exception:  # noqa: BLE001 - the store's failure is reported by the read; freshness is unknown
+        return None
+    ends = [end for view in views for _, end in view.materialization_intervals]
+    return max(ends).astimezone(UTC).replace(tzinfo=None) if ends else None
+
+
+def _served_version(live: LiveSearcher) -> ServedVersion:
+    """What ``live`` answers with and loads."""
+    loading = f"{live.service}/{live.loading}" if live.loading else None
+    return ServedVersion(
+        service=live.service,
+        model_version=live.searcher.model.name,
+        loading=loading,
+        refused_version=live.refused,
+    )

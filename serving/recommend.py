@@ -1,16 +1,31 @@
-"""Recommendation candidates for a request: co-visitation neighbours of the session's items, then
-the most popular items of the requested category, then the most popular items overall (a cold
-start gets the last two only), for the recommendation model to rank (``Searcher.rank``).
+"""Recommendation candidates for a request, for the recommendation model to rank
+(``Searcher.rank``), each marked with the generator that found it:
+
+1. ``session``: co-visitation neighbours of the session's items;
+2. ``history``: co-visitation neighbours of the user's recent items (newest weigh most);
+3. ``category``: the most popular items of the requested category;
+4. ``popular``: the most popular items overall.
+
+The last two are backfill; a cold start (no session, no history) gets them only. Items of the
+session are never candidates, nor items the user bought among their recent items: a purchase
+ends that need for a while (a second drill is no recommendation), and its neighbours — the
+accessories — are candidates instead. Only recent purchases count, so a consumable bought long
+ago can come back.
 
 Neighbours come from the newest snapshot of the ``item_pair_features_weekly`` mart (cosine
 similarity of co-visitation over 28 days), popularity from the newest ``item_features_daily``
-rows (views over 7 days): both read once, when the service opens.
+rows (views over 7 days), recent items from ``int_events_sessionized`` (human users, duplicates
+dropped, clocks repaired): all read once, when the service opens. Events the service accepts
+afterwards (``POST /v1/events``) update the recent items in memory (``RecentItems.record``).
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import polars as pl
@@ -19,23 +34,132 @@ from shoprank.config import Settings
 from shoprank.errors import WarehouseError
 from shoprank.search.index import read_popularity
 from shoprank.search.retrieve import in_category
+from shoprank.warehouse import read
 
 CANDIDATES = 100
+RECENT_ITEMS = 20  # distinct items remembered per user
+LIVE_USERS = 100_000  # users whose posted events are remembered (the least recently active forgotten)
+RECENCY_DECAY = 0.9  # the weight of a user's n-th newest item's neighbours: RECENCY_DECAY ** n
+PURCHASE = "purchase"
+SESSION, HISTORY, CATEGORY, POPULAR = "session", "history", "category", "popular"
+BACKFILL = frozenset({CATEGORY, POPULAR})
+
+RECENT_SQL = f"""
+with touched as (
+    select user_id, item_id, max(event_time) as last_time, bool_or(event_type = '{PURCHASE}') as bought
+    from intermediate.int_events_sessionized
+    where item_id is not null
+    group by user_id, item_id
+)
+select user_id, item_id, last_time, bought
+from touched
+qualify row_number() over (partition by user_id order by last_time desc, item_id) <= {RECENT_ITEMS}
+order by user_id, last_time desc, item_id
+"""
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Items to rank, in generator order, and the generator of each (``session``, ``history``,
+    ``category``, ``popular``)."""
+
+    ids: list[str]
+    sources: list[str]
+
+    @property
+    def backfill(self) -> np.ndarray:
+        """Whether each candidate came from popularity rather than neighbours."""
+        return np.array([source in BACKFILL for source in self.sources], dtype=bool)
+
+    def source_of(self) -> dict[str, str]:
+        return dict(zip(self.ids, self.sources, strict=True))
+
+
+@dataclass(frozen=True)
+class Recent:
+    """A user's recent items, newest first, and those of them bought."""
+
+    items: list[str]
+    bought: set[str]
+
+
+class RecentItems:
+    """The ``RECENT_ITEMS`` distinct items each user touched last: the warehouse's as of opening
+    (a Polars frame sorted by user, looked up by binary search) merged with the events accepted
+    since (at most ``RECENT_ITEMS`` per user for ``LIVE_USERS`` users). Thread-safe."""
+
+    def __init__(self, stored: pl.DataFrame) -> None:
+        self.stored = stored.sort("user_id", maintain_order=True)  # user_id, item_id, last_time, bought
+        self._live: OrderedDict[str, dict[str, tuple[datetime, bool]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def read(cls, settings: Settings) -> RecentItems:
+        """Read every user's recent items from the warehouse.
+
+        Raises:
+            WarehouseError: The warehouse or ``int_events_sessionized`` is missing.
+        """
+        return cls(read(settings.warehouse, RECENT_SQL))
+
+    def record(self, events: pl.DataFrame) -> None:
+        """Remember accepted events (``user_id``, ``item_id``, ``event_type``, ``event_time``)."""
+        rows = events.select(
+            "user_id",
+            "item_id",
+            (pl.col("event_type").str.strip_chars().str.to_lowercase() == PURCHASE).alias("bought"),
+            "event_time",
+        ).drop_nulls()
+        with self._lock:
+            for user_id, item_id, bought, at in rows.iter_rows():
+                touched = self._live.pop(user_id, {})
+                _touch(touched, item_id, at, bought)
+                self._live[user_id] = dict(_newest(touched.items()))
+            while len(self._live) > LIVE_USERS:
+                self._live.popitem(last=False)
+
+    def of(self, user_id: str | None) -> Recent:
+        """``user_id``'s recent items (none for an unknown or anonymous user)."""
+        if user_id is None:
+            return Recent([], set())
+        users = self.stored["user_id"]
+        start, end = users.search_sorted(user_id, "left"), users.search_sorted(user_id, "right")
+        touched = {item: (at, bought) for item, at, bought in self.stored[start:end].drop("user_id").iter_rows()}
+        with self._lock:
+            live = list(self._live.get(user_id, {}).items())
+        for item_id, (at, bought) in live:
+            _touch(touched, item_id, at, bought)
+        newest = _newest(touched.items())
+        return Recent([item for item, _ in newest], {item for item, (_, bought) in newest if bought})
+
+
+def _touch(touched: dict[str, tuple[datetime, bool]], item_id: str, at: datetime, bought: bool) -> None:
+    """Record a touch of ``item_id`` at ``at``: its newest time, and whether it was ever bought."""
+    last, was_bought = touched.get(item_id, (at, False))
+    touched[item_id] = (max(last, at), was_bought or bought)
+
+
+def _newest(touched) -> list[tuple[str, tuple[datetime, bool]]]:
+    """The ``RECENT_ITEMS`` newest of ``(item_id, (time, bought))`` pairs, newest first."""
+    by_item = sorted(touched)
+    return sorted(by_item, key=lambda pair: pair[1][0], reverse=True)[:RECENT_ITEMS]  # stable: ties by item
 
 
 @dataclass(frozen=True)
 class Recommender:
-    """Candidate generators over the newest marts."""
+    """Candidate generators over the newest marts and the users' recent items."""
 
     neighbours: pl.DataFrame  # item_id, neighbour_item_id, cosine_28d
     popular: pl.DataFrame  # item_id, category_path, popularity; most popular first
+    recent: RecentItems
 
     @classmethod
     def open(cls, settings: Settings, catalog: pl.DataFrame) -> Recommender:
-        """Read the generators' marts (``catalog``: ``item_id`` and ``category_path`` of every item).
+        """Read the generators' marts (``catalog``: ``item_id`` and ``category_path`` of every item)
+        and the users' recent items.
 
         Raises:
-            WarehouseError: A mart is missing.
+            WarehouseError: A mart or the warehouse is missing.
         """
         pairs = settings.marts / "item_pair_features_weekly.parquet"
         if not pairs.is_file():
@@ -48,23 +172,41 @@ class Recommender:
             .with_columns(pl.col("popularity").fill_null(0.0))
             .sort(["popularity", "item_id"], descending=[True, False])
         )
-        return cls(neighbours, popular)
+        return cls(neighbours, popular, RecentItems.read(settings))
 
     def candidates(
-        self, session_item_ids: Sequence[str] = (), category: str | None = None
-    ) -> tuple[list[str], np.ndarray]:
-        """Up to ``CANDIDATES`` items, the session's neighbours first, and whether each came from
-        popularity (backfill) rather than the neighbours."""
-        seen = set(session_item_ids)
-        similar = (
-            self.neighbours.filter(pl.col("item_id").is_in(list(seen)) & ~pl.col("neighbour_item_id").is_in(list(seen)))
+        self, session_item_ids: Sequence[str] = (), category: str | None = None, user_id: str | None = None
+    ) -> Candidates:
+        """Up to ``CANDIDATES`` items from the generators in order (an item keeps the first
+        generator that found it), without the session's items and the user's recent purchases."""
+        session = list(dict.fromkeys(session_item_ids))
+        recent = self.recent.of(user_id)
+        generators = {
+            SESSION: self._neighbours_of(session, [1.0] * len(session)),
+            HISTORY: self._neighbours_of(recent.items, [RECENCY_DECAY**n for n in range(len(recent.items))]),
+            CATEGORY: self.popular.filter(in_category(category))["item_id"] if category else [],
+            POPULAR: self.popular["item_id"],
+        }
+        excluded = {*session, *recent.bought}
+        found: dict[str, str] = {}
+        for source, ids in generators.items():
+            for item in ids:
+                if len(found) == CANDIDATES:
+                    break
+                if item not in excluded:
+                    found.setdefault(item, source)
+        return Candidates(list(found), list(found.values()))
+
+    def _neighbours_of(self, item_ids: list[str], weights: list[float]) -> list[str]:
+        """The neighbours of ``item_ids``, by their cosine similarity summed over the items, each
+        weighted by its ``weights``; the best first."""
+        if not item_ids:
+            return []
+        weighted = pl.DataFrame({"item_id": item_ids, "weight": weights}, schema_overrides={"weight": pl.Float64})
+        return (
+            self.neighbours.join(weighted, on="item_id")
             .group_by("neighbour_item_id")
-            .agg(pl.col("cosine_28d").sum())
-            .sort(["cosine_28d", "neighbour_item_id"], descending=[True, False])["neighbour_item_id"]
+            .agg((pl.col("cosine_28d") * pl.col("weight")).sum().alias("score"))
+            .sort(["score", "neighbour_item_id"], descending=[True, False])["neighbour_item_id"]
             .to_list()
         )
-        of_category = self.popular.filter(in_category(category))["item_id"] if category else []
-        ids = list(dict.fromkeys([*similar, *of_category, *self.popular["item_id"]]))
-        ids = [item for item in ids if item not in seen][:CANDIDATES]
-        neighbours = set(similar)
-        return ids, np.array([item not in neighbours for item in ids], dtype=bool)

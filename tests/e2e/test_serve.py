@@ -1,5 +1,5 @@
-"""`shoprank serve`: a real HTTP server on the tiny shop answering search and rerank, with the
-422s a client meets."""
+"""`shoprank serve`: a real HTTP server on the tiny shop answering search, rerank and
+recommendations, with the 422s a client meets, its health and its keyed operations."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -25,6 +25,7 @@ from polars import read_parquet
 from serving.served_log import ServedLog
 from shoprank.cli import cli
 from shoprank.config import Settings
+from shoprank.features.store import open_store
 from shoprank.warehouse import read
 
 KEY = "test-key"
@@ -82,15 +83,20 @@ def call(url: str, body: dict | None = None, key: str | None = None) -> tuple[in
         return error.code, json.loads(error.read())
 
 
-def test_health_names_the_model_and_its_feature_service(server, served_shop):
+def test_health_names_the_model_its_store_and_how_fresh_it_is(server, served_shop):
+    ends = [end for view in open_store(served_shop).list_feature_views() for _, end in view.materialization_intervals]
     status, body = call(f"{server}/health")
     assert status == 200
+    now = datetime.fromisoformat(body.pop("now"))  # the wall clock: served as of now by default
+    assert abs(now - datetime.now(UTC).replace(tzinfo=None)) < timedelta(seconds=30)
     assert body == {
         "status": "ok",
         "model_version": "search_ranker_v2/v0001",
         "feature_service": "search_ranker_v2",
         "catalog_items": read(served_shop.warehouse, "select count(*) as n from marts.dim_items")["n"][0],
         "refused_version": None,
+        "online_store": "reachable",
+        "materialized_until": max(ends).astimezone(UTC).replace(tzinfo=None).isoformat(),
     }
 
 
@@ -112,22 +118,38 @@ def test_search_and_rerank_return_ranked_items_explained_on_request(server, serv
     assert reranked["request_id"] != body["request_id"]
 
 
+def newest_pairs(settings: Settings) -> pl.DataFrame:
+    """The newest snapshot of the item-pair mart: ``item_id``, ``neighbour_item_id``."""
+    pairs = read_parquet(settings.marts / "item_pair_features_weekly.parquet")
+    return pairs.filter(pl.col("event_timestamp") == pl.col("event_timestamp").max())
+
+
+def neighbours_of(pairs: pl.DataFrame, items) -> set[str]:
+    return set(pairs.filter(pl.col("item_id").is_in(list(items)))["neighbour_item_id"])
+
+
+def sources(answer: dict) -> dict[str, set[str]]:
+    """The returned items by the generator that found them."""
+    found: dict[str, set[str]] = {}
+    for item in answer["items"]:
+        found.setdefault(item["source"], set()).add(item["item_id"])
+    return found
+
+
 def test_recommend_ranks_the_sessions_neighbours_first_and_fills_with_popular_items(server, served_shop):
-    pairs = read_parquet(served_shop.marts / "item_pair_features_weekly.parquet")
-    newest = pairs.filter(pl.col("event_timestamp") == pl.col("event_timestamp").max())
+    newest = newest_pairs(served_shop)
     item = newest.group_by("item_id").len().sort(["len", "item_id"], descending=[True, False])["item_id"][0]
-    neighbours = set(newest.filter(pl.col("item_id") == item)["neighbour_item_id"])
+    neighbours = neighbours_of(newest, [item])
     body = {"user_id": "u000001", "k": 50, "context": {"session_item_ids": [item]}}
     status, answer = call(f"{server}/v1/recommend?explain=true", body)
     assert status == 200 and answer["model_version"] == "ranker_v2/v0001" and len(answer["items"]) == 50
     returned = {i["item_id"]: i for i in answer["items"]}
     assert item not in returned  # not the item the shopper is looking at
-    assert {i for i, r in returned.items() if not r["backfill"]} == neighbours & set(returned)
+    assert sources(answer).get("session", set()) == neighbours & set(returned)
     assert neighbours & set(returned)
+    assert all(r["backfill"] == (r["source"] in ("category", "popular")) for r in returned.values())
     scores = [i["score"] for i in answer["items"]]
     assert scores == sorted(scores, reverse=True) and all(len(i["contributions"]) == 3 for i in answer["items"])
-    status, cold = call(f"{server}/v1/recommend", {"k": 5})  # no user, no session: popular items
-    assert status == 200 and len(cold["items"]) == 5 and all(i["backfill"] for i in cold["items"])
 
 
 def test_bad_requests_are_422s_that_name_the_problem(server):
@@ -174,6 +196,87 @@ def test_events_need_the_key_and_land_where_ingest_reads_them(server, served_sho
         "select event_id, event_type, quantity from raw.events where event_id like 'http-%' order by 1",
     )
     assert rows.rows() == [("http-e1", "click", None), ("http-e2", "PURCHASE", 2)]
+
+
+RECENT_SQL = """
+    select user_id, list(distinct item_id order by item_id) as items,
+        coalesce(list(distinct item_id order by item_id) filter (where event_type = 'purchase'), []) as bought
+    from intermediate.int_events_sessionized
+    group by user_id
+    having count(distinct item_id) <= 15  -- all of them recent, with room for two more
+    order by user_id
+"""
+
+
+def user_with_history(settings: Settings, pairs: pl.DataFrame) -> tuple[str, set[str], set[str]]:
+    """A user the service has not heard from whose items have the most neighbours: the user, the
+    items and those bought."""
+    posted = {
+        user
+        for path in (settings.landing / "events").glob("events-*.parquet")
+        for user in read_parquet(path)["user_id"]
+    }
+    users = [
+        (user, set(items), set(bought))
+        for user, items, bought in read(settings.warehouse, RECENT_SQL).iter_rows()
+        if user not in posted
+    ]
+    return max(users, key=lambda row: (len(neighbours_of(pairs, row[1]) - row[2]), row[0]))
+
+
+def test_recommend_draws_on_the_neighbours_of_the_users_recent_items(server, served_shop):
+    pairs = newest_pairs(served_shop)
+    user, items, bought = user_with_history(served_shop, pairs)
+    expected = neighbours_of(pairs, items) - bought
+    assert 0 < len(expected) < 100  # every history candidate is returned with k=100
+    status, answer = call(f"{server}/v1/recommend", {"user_id": user, "k": 100})
+    assert status == 200 and len(answer["items"]) == 100
+    assert sources(answer) == {"history": expected, "popular": sources(answer)["popular"]}
+    assert not bought & {i["item_id"] for i in answer["items"]}  # recent purchases are not offered again
+    assert all(not i["backfill"] for i in answer["items"] if i["source"] == "history")
+
+    session = min(item for item in items if neighbours_of(pairs, [item]) - bought)  # the session comes first
+    body = {"user_id": user, "k": 100, "context": {"session_item_ids": [session]}}
+    found = sources(call(f"{server}/v1/recommend", body)[1])
+    assert found["session"] == neighbours_of(pairs, [session]) - bought - {session}
+    assert found.get("history", set()) == expected - found["session"] - {session}
+
+
+def test_events_posted_for_a_user_change_the_history_behind_their_recommendations(server, served_shop):
+    pairs = newest_pairs(served_shop)
+    user, items, bought = user_with_history(served_shop, pairs)
+    before = sources(call(f"{server}/v1/recommend", {"user_id": user, "k": 100})[1])["history"]
+    clicked = max(  # a new item whose neighbours the user's recommendations lack most
+        set(pairs["item_id"]) - items, key=lambda item: (len(neighbours_of(pairs, [item]) - before), item)
+    )
+    purchased = min(before)  # bought now: no longer offered, its neighbours are
+    at = (datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=1)).isoformat()
+    event = {"event_time": at, "user_id": user, "item_id": clicked, "event_type": "click"}
+    events = [{**event, "event_id": "history-e1"}, {**event, "event_id": "history-e2", "item_id": purchased}]
+    events[1].update(event_type="purchase", price=5.0, quantity=1)
+    landing = set((served_shop.landing / "events").glob("*.parquet"))
+    try:
+        assert call(f"{server}/v1/events", {"events": events}, KEY)[1]["accepted"] == 2
+        after = call(f"{server}/v1/recommend", {"user_id": user, "k": 100})[1]
+    finally:  # the landing folder as the other tests know it
+        for path in set((served_shop.landing / "events").glob("*.parquet")) - landing:
+            path.unlink()
+    expected = neighbours_of(pairs, items | {clicked, purchased}) - bought - {purchased}
+    assert len(expected) < 100 and neighbours_of(pairs, [clicked]) - before - {purchased}
+    assert sources(after)["history"] == expected
+    assert purchased not in {i["item_id"] for i in after["items"]}
+
+
+def test_a_cold_start_gets_popular_items_only(server, served_shop):
+    for body in ({"k": 100}, {"user_id": "u-never-seen", "k": 100}):
+        status, answer = call(f"{server}/v1/recommend", body)
+        assert status == 200 and len(answer["items"]) == 100
+        assert {i["source"] for i in answer["items"]} == {"popular"} and all(i["backfill"] for i in answer["items"])
+    catalog = read(served_shop.warehouse, "select item_id, category_path from marts.dim_items order by item_id")
+    category = catalog["category_path"][0]
+    in_category = set(catalog.filter(pl.col("category_path") == category)["item_id"])
+    answer = call(f"{server}/v1/recommend", {"k": 100, "context": {"category": category}})[1]
+    assert sources(answer)["category"] == in_category and set(sources(answer)) == {"category", "popular"}
 
 
 def test_metrics_count_requests_and_time_each_stage(server):
@@ -234,11 +337,16 @@ def test_a_failing_online_store_is_answered_by_the_fallback_until_it_returns(ser
         assert body["fallback"].endswith("ranked by BM25")
         scores = [item["score"] for item in body["items"]]
         assert scores == sorted(scores, reverse=True) and all(item["contributions"] == [] for item in body["items"])
+        status, health = call(f"{server}/health")  # degraded, not down: the service still answers
+        assert status == 200 and health["status"] == "degraded"
+        assert health["online_store"].startswith("search_ranker_v2: FeatureStoreError: Online table of view")
+        assert f"no such table: {table}" in health["online_store"]
     finally:
         with sqlite3.connect(served_shop.online_store) as store:
             store.execute(f"alter table {table}_away rename to {table}")
     status, body = call(f"{server}/v1/search", {"query": "shoe", "k": 5})
     assert status == 200 and body["fallback"] is None  # back by itself
+    assert call(f"{server}/health")[1]["status"] == "ok"
     with urllib.request.urlopen(f"{server}/metrics", timeout=30) as response:
         assert 'shoprank_fallbacks_total{endpoint="/v1/search"} 1.0' in response.read().decode()
 
@@ -278,6 +386,33 @@ def test_a_promoted_version_takes_over_and_one_that_cannot_load_is_refused(serve
         assert CliRunner().invoke(cli, [*promote, "v0001"]).exit_code == 0
         for version in ("v0002", "v0003"):
             shutil.rmtree(served_shop.models / "search_ranker_v2" / version, ignore_errors=True)
+
+
+def test_an_admin_reload_reads_the_production_marker_at_once_and_needs_the_key(server, served_shop):
+    assert call(f"{server}/v1/admin/reload", {}) == (401, {"detail": "a valid X-API-Key header is required"})
+    assert call(f"{server}/v1/admin/reload", {}, "wrong")[0] == 401
+    promote = ["--workdir", str(served_shop.workdir), "models", "promote", "search_ranker_v2"]
+    try:
+        call(f"{server}/v1/admin/reload", {}, KEY)  # back on v0001 after the promotion test, if not yet
+        _health_after(server, lambda body: body["model_version"] == "search_ranker_v2/v0001")
+        _copy_version(served_shop, "v0002")
+        assert CliRunner().invoke(cli, [*promote, "v0002"]).exit_code == 0
+        status, body = call(f"{server}/v1/admin/reload", {}, KEY)
+        assert status == 200 and len(body["request_id"]) == 32
+        search, recommend = body["services"]
+        assert "search_ranker_v2/v0002" in (search["loading"], search["model_version"])  # not 2 s later
+        assert recommend == {
+            "service": "ranker_v2",
+            "model_version": "ranker_v2/v0001",
+            "loading": None,
+            "refused_version": None,
+        }
+        _health_after(server, lambda body: body["model_version"] == "search_ranker_v2/v0002")
+    finally:  # the shop as the other tests know it
+        assert CliRunner().invoke(cli, [*promote, "v0001"]).exit_code == 0
+        call(f"{server}/v1/admin/reload", {}, KEY)
+        _health_after(server, lambda body: body["model_version"] == "search_ranker_v2/v0001")
+        shutil.rmtree(served_shop.models / "search_ranker_v2" / "v0002", ignore_errors=True)
 
 
 def test_ranking_endpoints_can_be_keyed_too(served_shop):
