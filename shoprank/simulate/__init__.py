@@ -83,9 +83,8 @@ def simulate(
         raise ConfigError(
             f'Truth folder "{truth}" lies inside landing folder "{landing}"; keep ground truth out of landing'
         )
-    catalog = build_catalog(spec, np.random.default_rng([seed, CATALOG_STREAM]))
-    population = build_population(spec, catalog, np.random.default_rng([seed, USERS_STREAM]))
-    world = World(spec, catalog, population)
+    world = build_world(spec, seed)
+    catalog, population = world.catalog, world.population
     writer.prepare(landing, truth)
     items = writer.items_frame(catalog)
     writer.write(items, landing / "items.parquet")
@@ -93,12 +92,12 @@ def simulate(
     user_ids, item_ids = population.ids(), catalog.ids()
 
     history = History.empty(spec.n_users)
-    blocks = np.array_split(np.arange(spec.n_users), -(-spec.n_users // spec.chunk_users))
+    blocks = user_blocks(spec)
     chunks = [(day, block) for day in range(spec.days) for block in range(len(blocks))]
     rows, dirt, manifests, pairs = Counter(), Counter(), [], ground_truth.ShownPairs(spec.n_items)
     next_session = next_list = next_event = 0
     for index, (day, block) in enumerate(chunks):
-        rng = np.random.default_rng([seed, CHUNK_STREAM, day, block])
+        rng = chunk_rng(seed, day, block)
         chunk = simulate_chunk(world, history, day, blocks[block], (next_session, next_list), rng)
         dirty = inject(chunk.events, next_event, spec, rng)
         events = writer.events_frame(dirty.events, user_ids, item_ids)
@@ -126,6 +125,22 @@ def simulate(
         dirt={kind: dirt[kind] for kind in (*KINDS, "bot_users", "bot_events")},
         seconds=time.perf_counter() - started,
     )
+
+
+def build_world(spec: ShopSpec, seed: int) -> World:
+    """The catalog and users of ``spec`` and ``seed``: the same for every run (and for live users)."""
+    catalog = build_catalog(spec, np.random.default_rng([seed, CATALOG_STREAM]))
+    return World(spec, catalog, build_population(spec, catalog, np.random.default_rng([seed, USERS_STREAM])))
+
+
+def user_blocks(spec: ShopSpec) -> list[np.ndarray]:
+    """User numbers of each block simulated together (``spec.chunk_users`` at most)."""
+    return np.array_split(np.arange(spec.n_users), -(-spec.n_users // spec.chunk_users))
+
+
+def chunk_rng(seed: int, day: int, block: int) -> np.random.Generator:
+    """The random source of one day of one user block (days past ``spec.days`` continue the shop)."""
+    return np.random.default_rng([seed, CHUNK_STREAM, day, block])
 
 
 def _write_truth(truth: Path, world: World, pairs: ground_truth.ShownPairs, dirt: pl.DataFrame) -> None:

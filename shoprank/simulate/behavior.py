@@ -84,13 +84,13 @@ def simulate_chunk(
         first: Run-wide numbers of the chunk's first session and first list.
         rng: The chunk's random source.
     """
-    session_user, session_start = _sessions(world, day, users, rng)
-    lists = _lists(world, session_user, session_start, first, rng)
+    session_user, session_start = draw_sessions(world, day, users, rng)
+    lists = draw_lists(world, session_user, session_start, first, rng)
     shown = policy.show(world.catalog, lists, history, world.spec.list_size, rng)
-    clicks, views = _clicks(world, lists, shown, rng)
+    clicks, views = draw_clicks(world, lists, shown, rng)
     revisits = _revisits(world, history, session_user, session_start, first[0], rng)
     parts = [clicks, views, revisits, _bots(world, day, users, rng)]
-    parts += _conversions(world, views, 0.0, rng) + _conversions(world, revisits, REVISIT_BOOST, rng)
+    parts += draw_conversions(world, views, 0.0, rng) + draw_conversions(world, revisits, REVISIT_BOOST, rng)
     events = {c: np.concatenate([p[c] for p in parts]) for c in EVENT_COLUMNS}
     order = np.lexsort(tuple(events[c] for c in ("item", "kind", "user", "time")))
     events = {c: v[order] for c, v in events.items()}
@@ -116,7 +116,8 @@ def event_rows(time: np.ndarray, user: np.ndarray, kind: int, item: np.ndarray, 
     return rows
 
 
-def _sessions(world: World, day: int, users: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def draw_sessions(world: World, day: int, users: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The sessions of ``users`` (bots aside) on ``day``: user number and start, in time order."""
     spec, population = world.spec, world.population
     humans = users[population.bot_phase[users] < 0]
     rate = (
@@ -131,9 +132,10 @@ def _sessions(world: World, day: int, users: np.ndarray, rng: np.random.Generato
     return user[keep][order], start[keep][order]
 
 
-def _lists(
+def draw_lists(
     world: World, session_user: np.ndarray, session_start: np.ndarray, first: tuple[int, int], rng: np.random.Generator
 ) -> Lists:
+    """The lists the sessions ask for (surface, time, intent leaf, query), before any item is chosen."""
     spec, catalog = world.spec, world.catalog
     per_session = np.minimum(rng.geometric(1 / spec.lists_per_session, len(session_user)), MAX_LISTS)
     session = np.repeat(np.arange(len(session_user)), per_session)
@@ -180,9 +182,11 @@ def _queries(spec: ShopSpec, catalog: Catalog, wanted: np.ndarray, rng: np.rando
     return query
 
 
-def _clicks(
+def draw_clicks(
     world: World, lists: Lists, shown: tuple[np.ndarray, np.ndarray, np.ndarray], rng: np.random.Generator
 ) -> tuple[Events, Events]:
+    """Position-biased clicks on the ``shown`` (list, position, item) triples, by true relevance and
+    fit with the list's intent, and the product-page view that follows each click."""
     catalog = world.catalog
     row, position, item = shown
     user = lists.user[row]
@@ -219,7 +223,7 @@ def _revisits(
     return event_rows(time, session_user[s], VIEW, item[s], session=first_session + s, price=price)
 
 
-def _conversions(world: World, views: Events, boost: float, rng: np.random.Generator) -> list[Events]:
+def draw_conversions(world: World, views: Events, boost: float, rng: np.random.Generator) -> list[Events]:
     """Favorites, add-to-carts and purchases that follow product-page views."""
     catalog, population = world.catalog, world.population
     user, item, n = views["user"], views["item"], len(views["time"])
