@@ -12,8 +12,9 @@ Equal means: both missing; or both numbers, equal within ``RELATIVE_TOLERANCE`` 
 float; or equal exactly (strings, integers). Stored values reach both paths as the same doubles
 (Parquet offline, protobuf doubles online) and on-demand views run the same code, so the tolerance
 only absorbs float rounding of request-time arithmetic (``request_context``'s hours and days
-between timestamps, which pandas computes from timestamps of different resolutions and zones):
-far below any real difference, far above the last bits of a double.
+between timestamps, naive online and zoned offline): 1e-9 is millions of times a double's last
+bit, and a thousand times below a timestamp one second off at 100 hours (3e-6). On the tiny shop
+every float is equal bit for bit.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+from feast import FeatureStore
 from feast.types import UnixTimestamp
 
 from shoprank.config import Settings
@@ -154,7 +156,7 @@ def check_parity(
     store = open_store(settings)
     services = []
     for service, served in sorted(by_service.items()):
-        offline = _recompute(settings, resolve(store, service), served, engine)
+        offline = _recompute(settings, store, resolve(store, service), served, engine)
         services.append(_compare(service, served, offline))
     return ParityReport(folder, engine, logged, tuple(services))
 
@@ -184,13 +186,15 @@ def _lines(files: list[Path]) -> Iterator[tuple[str, str]]:
                 yield found.group(1), line
 
 
-def _recompute(settings: Settings, plan: ServicePlan, served: list[dict], engine: str) -> dict[tuple[str, int], dict]:
+def _recompute(
+    settings: Settings, store: FeatureStore, plan: ServicePlan, served: list[dict], engine: str
+) -> dict[tuple[str, int], dict]:
     """The service's offline features of each served item, by ``(request_id, position)``."""
     con = connect(settings.workdir / "serving" / ".parity-spill")
     try:
         con.register("served_rows", _entity_rows(plan, served).to_arrow())
         entity_table(con, "select * from served_rows", CHUNK_ROWS)
-        join = join_chunk if engine == "duckdb" else feast_join(open_store(settings))
+        join = join_chunk if engine == "duckdb" else feast_join(store)
         chunks = [chunk for (chunk,) in con.sql(f"select distinct {CHUNK} from {ENTITIES} order by 1").fetchall()]
         frame = pl.concat([pl.from_arrow(join(con, plan, ENTITIES, chunk)) for chunk in chunks], how="vertical")
     finally:
@@ -313,13 +317,13 @@ def render(report: ParityReport) -> str:
     shown = failing[:SHOWN]
     more = f" ({len(failing) - SHOWN:,} more features not shown)" if len(failing) > SHOWN else ""
     counts = [[f.service, f.feature, f.mismatches, f.rows] for f in shown]
-    examples = [[f.feature, *_example(f.examples[0])] for f in shown]
+    examples = [[f.service, f.feature, *_example(f.examples[0])] for f in shown]
     lines += [
         f"{report.mismatches:,} mismatching value(s) in {len(failing):,} feature(s): serving and training disagree.",
         f"Features with most mismatches{more}:",
         table(["service", "feature", "mismatches", "rows"], counts),
         "First mismatch of each:",
-        table(["feature", "request_id", "item_id", "served", "offline"], examples),
+        table(["service", "feature", "request_id", "item_id", "served", "offline"], examples),
     ]
     if 2 * sum(f.missing_offline for f in failing) > report.mismatches:
         lines.append(HINT)
