@@ -40,6 +40,7 @@ POSITION_MODES = ("feature", "unbiased", "none")
 POSITION = "position"
 SERVING_POSITION = 0
 EVAL_AT = 10
+ONE_THREAD_ROWS = 5_000  # rows a prediction scores on one thread
 MODEL_FILES = {"lightgbm": "model.lgb.txt", "xgboost": "model.xgb.json"}
 
 
@@ -129,10 +130,18 @@ class Ranker:
         return path
 
     def _predict(self, frame: pl.DataFrame, contributions: bool) -> np.ndarray:
-        matrix = _matrix(_serving(frame, self.config), self.features, self.categories)
+        rows = _serving(frame, self.config)
+        # a plain array when every input is a number: the boosters read it without pandas' checks
+        numeric = not self.categories
+        matrix = _numbers(rows, self.features) if numeric else _matrix(rows, self.features, self.categories)
+        # one thread for a request's candidates: starting the others costs more than they save
+        threads = 1 if frame.height <= ONE_THREAD_ROWS else self.config.threads
         if self.config.algorithm == "lightgbm":
-            return self.booster.predict(matrix, num_iteration=self.best_iteration, pred_contrib=contributions)
-        data = xgb.DMatrix(matrix, enable_categorical=True, nthread=self.config.threads)
+            return self.booster.predict(
+                matrix, num_iteration=self.best_iteration, pred_contrib=contributions, num_threads=threads
+            )
+        names = list(self.features) if numeric else None
+        data = xgb.DMatrix(matrix, enable_categorical=True, nthread=threads, feature_names=names)
         rounds = (0, self.best_iteration)
         return self.booster.predict(data, iteration_range=rounds, pred_contribs=contributions).astype("float64")
 
@@ -213,6 +222,11 @@ def _matrix(rows: pl.DataFrame, columns: tuple[str, ...], categories: dict[str, 
     for name, vocabulary in categories.items():
         matrix[name] = pd.Categorical(rows[name].to_list(), categories=vocabulary)
     return matrix[list(columns)]
+
+
+def _numbers(rows: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+    """The model's input when it is all numbers: a float64 array, columns in model order."""
+    return rows.select([pl.col(c).cast(pl.Float64) for c in columns]).to_numpy()
 
 
 def _serving(frame: pl.DataFrame, config: RankerConfig) -> pl.DataFrame:
