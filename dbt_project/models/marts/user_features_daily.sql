@@ -81,8 +81,9 @@ features as (
         sqrt(greatest(
             w.purchase_price_sq_sum_30d / nullif(w.priced_purchases_30d, 0)
             - power(w.purchase_price_sum_30d / nullif(w.priced_purchases_30d, 0), 2), 0)) as purchase_price_std_30d,
-        w.last_event_at,
-        u.signup_time
+        -- whole seconds: Feast keeps a timestamp online in seconds, and training must read the value served
+        date_trunc('second', w.last_event_at) as last_event_at,
+        date_trunc('second', u.signup_time) as signup_time
     from windowed w
     left join priors p on w.as_of_date = p.as_of_date
     left join users u on w.user_id = u.user_id
