@@ -1,11 +1,8 @@
 """`shoprank parity`: what a real server on the tiny shop logged, recomputed by the training path.
 
-KNOWN_SKEW: Feast keeps a ``UnixTimestamp`` online in whole seconds (``type_map``'s
-``_python_datetime_to_int_timestamp``), so serving computes ``request_context``'s
-``hours_since_last_event`` from ``last_event_at`` cut to the second while training frames read
-it to the microsecond from the mart. Until training sees it cut too, the full-parity test is an
-expected failure (strict: it fails when the skew is fixed, so the marker gets removed), and the
-other tests cut it offline the way the online store does (``whole_seconds``).
+It found one skew, fixed since: Feast keeps a ``UnixTimestamp`` online in whole seconds, so
+``request_context__hours_since_last_event`` was served from ``last_event_at`` cut to the second
+while training read it to the microsecond; ``user_features_daily`` now keeps it in whole seconds.
 """
 
 from __future__ import annotations
@@ -17,19 +14,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from serving.parity import HINT, check_parity
+from serving.parity import HINT
 from shoprank.cli import cli
 from shoprank.config import Settings
-from shoprank.features import transforms
 from shoprank.warehouse import read
 from tests.e2e.test_serve import call, start
 
-KNOWN_SKEW = "online last_event_at is in whole seconds (Feast's UnixTimestamp), training's in microseconds"
-SKEWED = "request_context__hours_since_last_event"
 USERS = ["u000001", "u000002", "u000003", None, "u000005"]
 
 
@@ -65,20 +58,6 @@ def _requests(items: list[tuple[str, str, str]]) -> Iterator[tuple[str, dict]]:
         yield "/v1/recommend", {"user_id": USERS[n % len(USERS)], "k": 10, "context": context}
 
 
-@pytest.fixture
-def whole_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Training reads last_event_at and signup_time cut to the second, as serving does (KNOWN_SKEW)."""
-    exact = transforms.request_context
-
-    def cut(inputs: pd.DataFrame) -> pd.DataFrame:
-        stamps = {
-            name: pd.to_datetime(inputs[name], utc=True).dt.floor("s") for name in ("last_event_at", "signup_time")
-        }
-        return exact(inputs.assign(**stamps))
-
-    monkeypatch.setattr(transforms, "request_context", cut)
-
-
 def parity(settings: Settings, *options: str):
     return CliRunner().invoke(cli, ["--workdir", str(settings.workdir), "parity", *options])
 
@@ -96,35 +75,18 @@ def head(engine: str = "duckdb") -> str:
 
 
 def exact(engine: str) -> str:
-    return (
-        head(engine)
-        + services_table()
-        + ("No mismatch: every served value equals its offline value (floats within a relative 1e-9).\n")
-    )
-
-
-@pytest.mark.xfail(strict=True, reason=KNOWN_SKEW)
-def test_served_vectors_equal_the_training_path(parity_shop):
-    result = parity(parity_shop)
-    assert (result.exit_code, result.output) == (0, exact("duckdb"))
-
-
-def test_the_one_skew_is_last_event_at_cut_to_whole_seconds_online(parity_shop):
-    report = check_parity(parity_shop)
-    assert {(f.service, f.feature) for f in report.failing} <= {("search_ranker_v2", SKEWED), ("ranker_v2", SKEWED)}
-    assert report.mismatches > 0
-    for feature in report.failing:  # served from a last event up to a second earlier: up to 1/3600 hours more
-        assert all(0 < example.served - example.offline < 1 / 3600 for example in feature.examples)
+    no_mismatch = "No mismatch: every served value equals its offline value (floats within a relative 1e-9).\n"
+    return head(engine) + services_table() + no_mismatch
 
 
 @pytest.mark.parametrize("engine", ["duckdb", "feast"])
-def test_every_other_served_value_is_recomputed_exactly(parity_shop, whole_seconds, engine):
+def test_served_vectors_equal_the_training_path(parity_shop, engine):
     result = parity(parity_shop, "--engine", engine)
     assert (result.exit_code, result.output) == (0, exact(engine))
 
 
 @contextmanager
-def edited_log(settings: Settings, edit: Callable[[list[dict]], None]) -> Iterator[list[dict]]:
+def edited_log(settings: Settings, edit: Callable[[list[dict]], None]) -> Iterator[None]:
     """The served log with ``edit`` applied to its rows, restored afterwards."""
     (path,) = (settings.workdir / "serving" / "features").glob("features-*.jsonl")
     logged = path.read_text()
@@ -132,12 +94,12 @@ def edited_log(settings: Settings, edit: Callable[[list[dict]], None]) -> Iterat
     edit(rows)
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     try:
-        yield rows
+        yield
     finally:
         path.write_text(logged)
 
 
-def test_a_wrong_served_value_is_one_mismatch_of_its_feature(parity_shop, whole_seconds):
+def test_a_wrong_served_value_is_one_mismatch_of_its_feature(parity_shop):
     feature, served = "item_features__price", {}
 
     def overprice(rows: list[dict]) -> None:
@@ -164,7 +126,7 @@ def test_a_wrong_served_value_is_one_mismatch_of_its_feature(parity_shop, whole_
     )
 
 
-def test_a_clock_past_the_data_reads_expired_values_online_and_gets_the_hint(parity_shop, whole_seconds):
+def test_a_clock_past_the_data_reads_expired_values_online_and_gets_the_hint(parity_shop):
     def later(rows: list[dict]) -> None:  # as if served on the wall clock, long after the shop's data
         for row in rows:
             moment = (datetime.fromisoformat(row["request_time"]) + timedelta(days=60)).isoformat()
