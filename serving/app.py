@@ -14,7 +14,7 @@ import hmac
 import os
 import time
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 from uuid import uuid4
 
@@ -25,7 +25,7 @@ from feast import FeatureStore
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import BaseModel, Field
 
-from serving.clock import WALL, Clock
+from serving.clock import WALL, Clock, materialized_until
 from serving.events import Landed, land_events
 from serving.features import ANONYMOUS, request_rows
 from serving.recommend import Recommender
@@ -330,14 +330,11 @@ def _store_problem(searcher: Searcher, at: datetime) -> str | None:
 
 
 def _materialized_until(store: FeatureStore) -> datetime | None:
-    """The newest end of the feature views' materialized intervals (naive UTC); None before any
-    materialization or when the registry cannot be read."""
+    """``serving.clock.materialized_until``, None when the registry cannot be read."""
     try:
-        views = store.list_feature_views(allow_cache=True)
+        return materialized_until(store)
     except Exception:  # noqa: BLE001 - the store's failure is reported by the read; freshness is unknown
         return None
-    ends = [end for view in views for _, end in view.materialization_intervals]
-    return max(ends).astimezone(UTC).replace(tzinfo=None) if ends else None
 
 
 def _served_version(live: LiveSearcher) -> ServedVersion:

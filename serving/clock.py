@@ -63,3 +63,10 @@ class Clock:
                 f'--as-of "{as_of}" is not "now", "materialized" or an ISO time such as 2025-09-22T00:00:00'
             ) from None
         return cls(moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment, speed)
+
+
+def materialized_until(store: FeatureStore) -> datetime | None:
+    """The newest end of the store's views' materialized intervals (naive UTC; the registry as
+    cached), None before any materialization."""
+    ends = [end for view in store.list_feature_views(allow_cache=True) for _, end in view.materialization_intervals]
+    return max(ends).astimezone(UTC).replace(tzinfo=None) if ends else None
