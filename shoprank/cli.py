@@ -174,6 +174,38 @@ def pipeline(settings: Settings, preset: str | None, days: int | None) -> None:
     click.echo(summary.pipeline(result, settings))
 
 
+@cli.command(context_settings=CONTEXT)
+@_preset
+@click.option(
+    "--days", type=click.IntRange(min=1), default=1, show_default=True, help="Live days after the served data."
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=1.0),
+    help="How much faster than the wall clock the service's clock runs (3600: a day in 24 s) "
+    "[default: a pace of 10 lists a second, at most 3600].",
+)
+@click.pass_obj
+def loop(settings: Settings, preset: str | None, days: int, speed: float | None) -> None:
+    """Close the loop on a workdir `shoprank pipeline` ran on: serve its models
+    (`shoprank serve --as-of materialized --speed SPEED`) to the simulator's users for DAYS live
+    days (their clicks, carts and purchases posted to /v1/events), then ingest what they did,
+    rebuild, rematerialize and retrain, and show each new model next to the one that served, on
+    the same test rows. The simulator's preset is found from the workdir's users; give the --seed
+    (and [simulate] options) it was simulated with.
+
+    \b
+    Example:
+        shoprank --workdir /tmp/shop pipeline --preset tiny
+        shoprank --workdir /tmp/shop loop --days 1
+    """
+    from shoprank.loop import run_loop
+
+    settings = settings.with_overrides(preset=preset)
+    result = run_loop(settings, days, speed, progress_bar)
+    click.echo(summary.loop(result, settings))
+
+
 @cli.group(context_settings=CONTEXT)
 def features() -> None:
     """The Feast feature store over the marts: apply definitions, materialize, status.

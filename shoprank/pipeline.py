@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple, TypeVar
 
 from shoprank import warehouse
 from shoprank.build import BuildResult, dbt_build
@@ -15,12 +17,13 @@ from shoprank.features.definitions import Definitions, apply
 from shoprank.features.materialize import MaterializeResult, materialize
 from shoprank.ingest.run import IngestReport, ingest
 from shoprank.progress import Advance
-from shoprank.simulate import SimulationSummary, simulate, spec_for
+from shoprank.simulate import ShopSpec, SimulationSummary, simulate, spec_for
 from shoprank.validate import MartReport, validate_marts
 from training.dataset import DatasetResult, build_dataset
 from training.run import TrainingRun, train_model
 
 ProgressFactory = Callable[[str], AbstractContextManager[Advance]]
+T = TypeVar("T")
 
 
 SERVICES = ("ranker_v2", "search_ranker_v2")
@@ -47,10 +50,18 @@ def run_simulation(settings: Settings, advance: Advance | None = None) -> Simula
     Raises:
         ConfigError: Unknown preset or simulator option.
     """
-    options = dict(settings.simulate)
-    spec = spec_for(options.pop("preset"), options)
     report = None if advance is None else (lambda done, total, what: advance(1, what, total))
-    return simulate(spec, settings.seed, settings.landing, settings.truth, report)
+    return simulate(shop_spec(settings), settings.seed, settings.landing, settings.truth, report)
+
+
+def shop_spec(settings: Settings) -> ShopSpec:
+    """The simulator's spec of the settings: the preset with its overrides.
+
+    Raises:
+        ConfigError: Unknown preset or simulator option.
+    """
+    options = dict(settings.simulate)
+    return spec_for(options.pop("preset"), options)
 
 
 def run_pipeline(settings: Settings, progress: ProgressFactory) -> PipelineResult:
@@ -65,23 +76,58 @@ def run_pipeline(settings: Settings, progress: ProgressFactory) -> PipelineResul
     Raises:
         ShoprankError: A step failed; later steps do not run.
     """
-    seconds: dict[str, float] = {}
+    timed = Steps(progress)
+    simulation = timed("simulate", lambda advance: run_simulation(settings, advance))
+    loaded = load_and_build(settings, [settings.landing], timed)
+    definitions = timed("features apply", lambda advance: apply(settings))
+    trained = materialize_and_train(settings, timed)
+    return PipelineResult(simulation, *loaded, definitions, *trained, timed.seconds)
 
-    def timed(step: str, run: Callable[[Advance], object]) -> object:
+
+class Steps:
+    """Runs the steps of a job, each under its own progress display, and times them."""
+
+    def __init__(self, progress: ProgressFactory) -> None:
+        self.progress = progress
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, step: str, run: Callable[[Advance], T]) -> T:
         started = time.perf_counter()
-        with progress(step) as advance:
+        with self.progress(step) as advance:
             result = run(advance)
-        seconds[step] = time.perf_counter() - started
+        self.seconds[step] = time.perf_counter() - started
         return result
 
-    simulation = timed("simulate", lambda advance: run_simulation(settings, advance))
+
+class Loaded(NamedTuple):
+    """What ingest -> dbt build -> validate produced."""
+
+    ingest: IngestReport
+    build: BuildResult
+    marts: list[MartReport]
+
+
+class Trained(NamedTuple):
+    """What materialize -> training frames -> train produced (one frame and model per service)."""
+
+    materialized: MaterializeResult
+    datasets: list[DatasetResult]
+    trainings: list[TrainingRun]
+
+
+def load_and_build(settings: Settings, paths: list[Path], timed: Steps) -> Loaded:
+    """Ingest ``paths`` (files or folders), then ``dbt build`` (incremental) and validate the marts."""
     report = timed(
-        "ingest",
-        lambda advance: ingest(settings.warehouse, [settings.landing], progress=lambda src, rows: advance(rows)),
+        "ingest", lambda advance: ingest(settings.warehouse, paths, progress=lambda src, rows: advance(rows))
     )
     build = timed("build", lambda advance: dbt_build(settings, progress=advance))
     marts = timed("validate", lambda advance: validate_marts(settings, advance))
-    definitions = timed("features apply", lambda advance: apply(settings))
+    return Loaded(report, build, marts)
+
+
+def materialize_and_train(settings: Settings, timed: Steps) -> Trained:
+    """Materialize the online store (incremental), build each service's training frame and train,
+    evaluate and register a new model version of each of ``SERVICES``."""
     materialized = timed("materialize", lambda advance: materialize(settings, progress=advance))
     datasets = timed(
         "datasets", lambda advance: [build_dataset(settings, service, progress=advance) for service in SERVICES]
@@ -93,7 +139,7 @@ def run_pipeline(settings: Settings, progress: ProgressFactory) -> PipelineResul
             for service, dataset in zip(SERVICES, datasets, strict=True)
         ],
     )
-    return PipelineResult(simulation, report, build, marts, definitions, materialized, datasets, trainings, seconds)
+    return Trained(materialized, datasets, trainings)
 
 
 @dataclass(frozen=True)

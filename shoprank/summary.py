@@ -14,8 +14,10 @@ if TYPE_CHECKING:  # only types: `shoprank --help` stays fast
     from shoprank.features.definitions import Definitions
     from shoprank.features.materialize import MaterializeResult, ViewStatus
     from shoprank.ingest.run import IngestReport
+    from shoprank.loop import Comparison, LoopResult
     from shoprank.pipeline import PipelineResult, WorkdirStatus
     from shoprank.simulate import SimulationSummary
+    from shoprank.simulate.live import LiveReport
     from shoprank.validate import MartReport
     from training.dataset import DatasetResult
     from training.registry import ModelVersion
@@ -182,13 +184,8 @@ HEADLINE_METRICS = ("ndcg@5", "ndcg@10", "ndcg@20", "map", "mrr", "recall@20", "
 
 def trained(run: TrainingRun) -> str:
     """The headline of a training run, its test metrics against the baselines, and its report."""
-    card, head = run.model.card, run.evaluation.headline
-    metrics = run.evaluation.metrics
-    lines = [
-        f"Trained {run.model.name}: {card['algorithm']} on {card['rows']['train']:,} rows "
-        f"({card['label_source']} labels, {len(card['features'])} features, {card['best_iteration']} rounds) in {run.seconds:.1f} s",
-        f"  {headline(head)}",
-    ]
+    card, metrics = run.model.card, run.evaluation.metrics
+    lines = [trained_headline(run)]
     if "candidate_recall" in card:
         recall = card["candidate_recall"]
         shares = ", ".join(f"{name} {share:.3f}" for name, share in recall["by_generator"].items())
@@ -208,6 +205,16 @@ def trained(run: TrainingRun) -> str:
             lines += [_random_gaps(rankers, values), ""]
     lines.append(f"Report: {run.report}")
     return "\n".join(lines)
+
+
+def trained_headline(run: TrainingRun) -> str:
+    """What a training run trained, on what, and its headline."""
+    card = run.model.card
+    return (
+        f"Trained {run.model.name}: {card['algorithm']} on {card['rows']['train']:,} rows "
+        f"({card['label_source']} labels, {len(card['features'])} features, {card['best_iteration']} rounds) in {run.seconds:.1f} s\n"
+        f"  {headline(run.evaluation.headline)}"
+    )
 
 
 def _random_gaps(rankers: list[str], values: dict[tuple[str, str], float]) -> str:
@@ -324,3 +331,96 @@ def searched(query: str, result: SearchResult, title_width: int = 48) -> str:
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+COMPARED_METRICS = ("ndcg@5", "ndcg@10", "map", "mrr", "auc")
+
+
+def loop(result: LoopResult, settings: Settings) -> str:
+    """The live days, the rebuild's steps, the new models and each one next to the version that served."""
+    timings = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in result.seconds.items())
+    return "\n\n".join(
+        [
+            live(result.live, result.earlier_lists, result.service_log),
+            ingest(result.loaded.ingest, settings),
+            build(result.loaded.build),
+            validation(result.loaded.marts),
+            materialized(result.trained.materialized),
+            "\n".join(dataset(d) for d in result.trained.datasets),
+            "\n".join(trained_headline(run) for run in result.trained.trainings),
+            *(comparison(c) for c in result.comparisons),
+            f"Loop finished in {sum(result.seconds.values()):.1f} s ({timings}); workdir {settings.workdir}",
+        ]
+    )
+
+
+def live(report: LiveReport, earlier: dict[str, tuple[int, int]], log: Path) -> str:
+    """Lists, impressions, clicks and click-through per surface of the live days (next to the
+    lists served before), the events posted and what failed."""
+    before = {**earlier, None: tuple(map(sum, zip(*earlier.values(), strict=True))) or (0, 0)}
+    rows = []
+    for surface in [*report.impressions, None]:
+        lists, shown, clicked = report.totals(surface)
+        shown_before, clicked_before = before.get(surface, (0, 0))
+        ctr_before = f"{clicked_before / shown_before:.2%}" if shown_before else "-"
+        rows.append([surface or "all", lists, shown, clicked, f"{report.ctr(surface):.2%}", ctr_before])
+    models = ", ".join(f"{name} ({count:,} lists)" for name, count in report.models.most_common())
+    events = ", ".join(f"{kind} {count:,}" for kind, count in report.events.most_common())
+    late = report.last_request is not None and report.last_request > report.end
+    asked = f", asked until {report.last_request:%Y-%m-%d %H:%M}" if late else ""
+    lines = [
+        f"Live {report.start:%Y-%m-%d %H:%M} .. {report.end:%Y-%m-%d %H:%M} UTC at {report.speed:,.0f}x on the "
+        f"service's clock{asked}, served by {models}",
+        table(["surface", "lists", "impressions", "clicks", "ctr", "ctr before"], rows),
+        "  ctr: clicked impressions / impressions; before: the lists the warehouse held (the simulator's logging "
+        "policy, and earlier loops); browse lists are asked of /v1/recommend with their category",
+        f"Events posted: {report.accepted:,} accepted, {report.rejected:,} rejected ({events})",
+        f"Failed requests: {report.failed.total():,}; empty answers: {report.empty:,}; rankings from a fallback: "
+        f"{report.fallbacks:,}; service log {log}",
+    ]
+    lines += [f"  {count:,} x {reason}" for reason, count in report.failed.most_common(5)]
+    mean_delay = report.delay_seconds / max(report.asked(), 1) / 60
+    lines.append(
+        f"Lists asked {mean_delay:.1f} min after their users came on average, at most "
+        f"{report.max_delay_seconds / 60:.1f} min (one client waits for each answer, {report.speed:,.0f} times faster)"
+    )
+    if report.too_late:
+        lines.append(
+            "  Some lists were asked later than the label window after their users came: the service answers "
+            "slower than --speed asks; give a lower one"
+        )
+    return "\n".join(lines)
+
+
+def comparison(result: Comparison) -> str:
+    """Two versions side by side on the same test rows, against the true relevance and the labels."""
+    values = {(v, a, m): x for v, a, m, x in result.metrics.iter_rows()}
+    old, new = result.served, result.retrained
+    rows = [
+        [
+            metric,
+            against,
+            f"{values[(old, against, metric)]:.4f}",
+            f"{values[(new, against, metric)]:.4f}",
+            f"{values[(new, against, metric)] - values[(old, against, metric)]:+.4f}",
+        ]
+        for against in ("truth", "labels")
+        for metric in COMPARED_METRICS
+        if (old, against, metric) in values
+    ]
+    start, end = result.window
+    unseen = (
+        f"; {old} trained and validated on lists up to {result.served_saw[:16]}, inside them: its figures flatter it"
+        if result.served_saw
+        else ", which neither trained nor validated on"
+    )
+    return "\n".join(
+        [
+            f"{result.service}: {old} (served live) vs {new} (retrained) on the same {result.groups:,} test lists "
+            f"({start[:16]} .. {end[:16]}), the newest of {new}'s training frame{unseen}",
+            table(["metric", "against", old, new, "change"], rows),
+            "  truth: the simulator's true relevance; labels: the observed clicks, carts and purchases (on the live "
+            f"lists biased to {old}'s order)",
+            f"  Each version on its own test window: shoprank models compare {result.service} {old} {new}",
+        ]
+    )
