@@ -183,7 +183,7 @@ def pipeline(settings: Settings, preset: str | None, days: int | None) -> None:
     "--speed",
     type=click.FloatRange(min=1.0),
     help="How much faster than the wall clock the service's clock runs (3600: a day in 24 s) "
-    "[default: a pace of 10 lists a second, at most 3600].",
+    "[default: the fastest, up to 3600, that asks no list over 5 minutes late].",
 )
 @click.pass_obj
 def loop(settings: Settings, preset: str | None, days: int, speed: float | None) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from serving.app import API_KEY
@@ -65,7 +66,8 @@ from training.registry import ModelVersion, get, load_ranker, versions
 from training.run import truth_relevance
 
 SERVICE_START_SECONDS = 180.0
-LISTS_PER_SECOND = 10.0  # the default pace: one sequential client, ~35 ms a list on the tiny shop, 2 cores
+ANSWER_SECONDS = 0.04  # a list asked, answered and reacted to by one client (~35 ms on the tiny shop, 2 cores)
+MAX_DELAY_SECONDS = 300.0  # how late (simulated) the default pace may ask a list
 MAX_SPEED = 3600.0
 SERVICE_STOP_SECONDS = 60.0
 
@@ -256,9 +258,24 @@ def running_service(settings: Settings, speed: float, log: Path) -> Iterator[Sho
 
 
 def pace(traffic: list[DayLists]) -> float:
-    """The speed that asks for ``LISTS_PER_SECOND`` lists a wall second on average (at most ``MAX_SPEED``)."""
-    lists = sum(len(day.lists.user) for day in traffic)
-    return min(MAX_SPEED, max(1.0, 86_400 * len(traffic) * LISTS_PER_SECOND / max(lists, 1)))
+    """The fastest whole speed, at most ``MAX_SPEED``, at which a client that takes
+    ``ANSWER_SECONDS`` a list asks none of ``traffic`` over ``MAX_DELAY_SECONDS`` after its time
+    (the lists queue behind each other's answers: the peak hours decide)."""
+    times = np.concatenate([day.lists.time_us for day in traffic]) / 1e6
+    order = np.arange(len(times))
+
+    def worst_delay(speed: float) -> float:
+        step = ANSWER_SECONDS * speed  # simulated seconds an answer takes
+        asked = order * step + np.maximum.accumulate(times - order * step)  # max(time, previous asked + step)
+        return float((asked - times).max(initial=0.0))
+
+    slow, fast = 1.0, MAX_SPEED
+    if worst_delay(fast) <= MAX_DELAY_SECONDS:
+        return fast
+    while fast - slow > 1.0:
+        middle = (slow + fast) / 2
+        slow, fast = (middle, fast) if worst_delay(middle) <= MAX_DELAY_SECONDS else (slow, middle)
+    return float(int(slow))
 
 
 def _live(
