@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ import polars as pl
 from serving.app import API_KEY
 from serving.clock import MATERIALIZED, Clock
 from shoprank.config import ENVIRONMENT, Settings
-from shoprank.errors import ConfigError, FeatureStoreError, ModelError
+from shoprank.errors import ConfigError, FeatureStoreError, ModelError, WarehouseError
 from shoprank.features.store import open_store
 from shoprank.ingest.readers import files_under
 from shoprank.pipeline import (
@@ -136,6 +136,8 @@ def run_loop(settings: Settings, days: int, speed: float | None, progress: Progr
             f"The online store of {settings.workdir} ends at {start:%Y-%m-%d %H:%M}, inside the simulated period "
             f'(until {world.spec.end:%Y-%m-%d}); run "shoprank features materialize" first'
         )
+    _check_nothing_pending(settings)
+    _check_past(world, range(first, first + days))
     earlier = list_clicks(settings)
     traffic = live_days(world, settings.seed, range(first, first + days))
     speed = speed or pace(traffic)
@@ -315,6 +317,32 @@ def _check_own_marts(settings: Settings) -> None:
             f"copied with its registry. Delete {settings.registry} and {settings.online_store}, then run "
             '"shoprank features apply" and "shoprank features materialize"'
         )
+
+
+def _check_nothing_pending(settings: Settings) -> None:
+    """Refuse to go live while landing files wait for an ingest (say, of a loop cut off before
+    its rebuild): the online store would not know them, and the live day would be lived twice.
+
+    Raises:
+        WarehouseError: Some landing files were never ingested.
+    """
+    pending = pending_files(settings)
+    if pending:
+        raise WarehouseError(
+            f"{len(pending)} file(s) in {settings.landing} were never ingested (e.g. {pending[0]}); run "
+            f'"shoprank ingest {settings.landing}", "shoprank build" and "shoprank features materialize" first'
+        )
+
+
+def _check_past(world: World, days: range) -> None:
+    """Refuse live days that end in the future: the events contract would reject their events.
+
+    Raises:
+        ConfigError: They do.
+    """
+    end = world.spec.start + timedelta(days=days.stop)
+    if end > datetime.now(UTC).replace(tzinfo=None):
+        raise ConfigError(f"{len(days)} live day(s) would end at {end:%Y-%m-%d}, in the future; give fewer --days")
 
 
 def _wait_ready(process: subprocess.Popen, client: ShopClient, log: Path) -> None:

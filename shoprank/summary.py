@@ -96,7 +96,6 @@ def validation(reports: list[MartReport]) -> str:
 
 def pipeline(result: PipelineResult, settings: Settings) -> str:
     """Every step's summary, then the time each step took."""
-    timings = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in result.seconds.items())
     return "\n\n".join(
         [
             simulation(result.simulation, settings),
@@ -107,9 +106,15 @@ def pipeline(result: PipelineResult, settings: Settings) -> str:
             materialized(result.materialized),
             "\n".join(dataset(d) for d in result.datasets),
             *(trained(run) for run in result.trainings),
-            f"Pipeline finished in {sum(result.seconds.values()):.1f} s ({timings}); workdir {settings.workdir}",
+            finished("Pipeline", result.seconds, settings),
         ]
     )
+
+
+def finished(job: str, seconds: dict[str, float], settings: Settings) -> str:
+    """How long a job and each of its steps took."""
+    timings = ", ".join(f"{step} {took:.1f} s" for step, took in seconds.items())
+    return f"{job} finished in {sum(seconds.values()):.1f} s ({timings}); workdir {settings.workdir}"
 
 
 def status(result: WorkdirStatus, settings: Settings) -> str:
@@ -338,7 +343,6 @@ COMPARED_METRICS = ("ndcg@5", "ndcg@10", "map", "mrr", "auc")
 
 def loop(result: LoopResult, settings: Settings) -> str:
     """The live days, the rebuild's steps, the new models and each one next to the version that served."""
-    timings = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in result.seconds.items())
     return "\n\n".join(
         [
             live(result.live, result.earlier_lists, result.service_log),
@@ -349,7 +353,7 @@ def loop(result: LoopResult, settings: Settings) -> str:
             "\n".join(dataset(d) for d in result.trained.datasets),
             "\n".join(trained_headline(run) for run in result.trained.trainings),
             *(comparison(c) for c in result.comparisons),
-            f"Loop finished in {sum(result.seconds.values()):.1f} s ({timings}); workdir {settings.workdir}",
+            finished("Loop", result.seconds, settings),
         ]
     )
 

@@ -114,3 +114,15 @@ def test_new_versions_train_on_the_live_day_and_are_compared_with_the_served_one
         assert f"{service}/v0001 (" in output  # served the live lists
     table = output.split("ranker_v2: v0001 (served live)")[1]
     assert re.search(r"ndcg@10 +truth +0\.\d{4} +0\.\d{4} +[+-]0\.\d{4}", table)
+
+
+def test_landing_files_never_ingested_are_refused_before_going_live(looped):
+    settings, _ = looped
+    stray = settings.landing / "events" / "events-stray.parquet"
+    shutil.copy(next((settings.landing / "events").glob("part-*.parquet")), stray)
+    try:
+        result = invoke(settings, "--days", "1")
+    finally:
+        stray.unlink()
+    assert result.exit_code == 1
+    assert f"Error: 1 file(s) in {settings.landing} were never ingested (e.g. {stray}); run " in result.output
