@@ -10,7 +10,7 @@
    the pipeline's own steps: incremental ``dbt build``, validate, incremental materialize,
    training frames, and a new model version of each service.
 5. Measure the version that served and the new one on the same test rows (the newest 20 % of the
-   new frame's lists, which neither trained on).
+   new frame's lists, which neither trained nor validated on).
 """
 
 from __future__ import annotations

@@ -239,7 +239,7 @@ class LiveUsers:
         served_at = max(int(one.time_us[0]), self.clock.now_us())  # never before the request's time
         answered = EPOCH + timedelta(microseconds=served_at)
         self.report.last_request = max(self.report.last_request or answered, answered)
-        items = np.array([self.item_number[item["item_id"]] for item in answer["items"]], dtype=np.int64)
+        items = self._numbers([item["item_id"] for item in answer["items"]])
         self.report.lists[surface] += 1
         self.report.impressions[surface] += len(items)
         self.report.models[answer["model_version"]] += 1
@@ -250,6 +250,20 @@ class LiveUsers:
         self.report.clicks[surface] += len(clicks["time"])
         clicked.extend(self.item_ids.gather(clicks["item"]).to_list())
         self._queue(events, answer["request_id"])
+
+    def _numbers(self, item_ids: list[str]) -> np.ndarray:
+        """The simulator's numbers of served items.
+
+        Raises:
+            ServiceError: The service served an item the simulator's catalog lacks.
+        """
+        unknown = [item_id for item_id in item_ids if item_id not in self.item_number]
+        if unknown:
+            raise ServiceError(
+                f'The service served item "{unknown[0]}", which the simulated catalog lacks; the loop serves '
+                "a simulated shop alone (no other items ingested)"
+            )
+        return np.array([self.item_number[item_id] for item_id in item_ids], dtype=np.int64)
 
     def _request(self, one: Lists, query: str, clicked: list[str]) -> tuple[str, dict[str, Any]]:
         """The endpoint and body of a list's request."""
@@ -284,9 +298,7 @@ class LiveUsers:
             return
         status, answer = self.client.call("POST", "/v1/events", {"events": self._pending})
         if status != 200:
-            raise ServiceError(
-                f"POST /v1/events answered {status}: {answer.get('detail', answer)}; check the service's API key"
-            )
+            raise ServiceError(f"POST /v1/events answered {status}: {answer.get('detail', answer)}")
         self.report.accepted += answer["accepted"]
         self.report.rejected += len(answer["rejected"])
         self._pending = []

@@ -52,6 +52,12 @@ def looped(tiny_shop: Settings, tmp_path_factory: pytest.TempPathFactory) -> tup
     return settings, result.output
 
 
+def test_help_names_the_options_with_an_example():
+    result = CliRunner().invoke(cli, ["loop", "-h"])
+    assert result.exit_code == 0
+    assert "--days" in result.output and "--speed" in result.output and "Example:" in result.output
+
+
 def test_a_copied_registry_is_refused_naming_the_fix(tiny_shop, tmp_path):
     copied = copy(tiny_shop, tmp_path / "shop")
     result = invoke(copied, "--days", "1")
