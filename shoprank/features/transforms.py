@@ -19,6 +19,8 @@ from scipy import sparse
 from shoprank.text import tokens
 
 _NUMBER = re.compile(r"\d+(?:[./]\d+)?")
+US_PER_HOUR, US_PER_DAY = 3_600_000_000, 86_400_000_000
+EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday
 
 
 def price_to_user_mean(inputs: pd.DataFrame) -> pd.DataFrame:
@@ -28,14 +30,18 @@ def price_to_user_mean(inputs: pd.DataFrame) -> pd.DataFrame:
 
 
 def request_context(inputs: pd.DataFrame) -> pd.DataFrame:
-    """Hour and weekday of the request (UTC), and the user's recency and tenure at that moment."""
-    at = _utc(inputs["request_time"])
+    """Hour and weekday of the request (UTC), and the user's recency and tenure at that moment.
+
+    Computed on microseconds since the epoch with NumPy: serving runs it on one row per request,
+    where pandas' datetime accessors cost a millisecond."""
+    at = _micros(inputs["request_time"])
+    days = np.floor_divide(at, US_PER_DAY)
     return pd.DataFrame(
         {
-            "hour_of_day": at.dt.hour.astype("int64"),
-            "day_of_week": at.dt.dayofweek.astype("int64"),
-            "hours_since_last_event": (at - _utc(inputs["last_event_at"])).dt.total_seconds() / 3600,
-            "days_since_signup": (at - _utc(inputs["signup_time"])).dt.total_seconds() / 86400,
+            "hour_of_day": (np.floor_divide(at, US_PER_HOUR) % 24).astype("int64"),
+            "day_of_week": ((days + EPOCH_WEEKDAY) % 7).astype("int64"),  # Monday 0
+            "hours_since_last_event": (at - _micros(inputs["last_event_at"])) / 1e6 / 3600,
+            "days_since_signup": (at - _micros(inputs["signup_time"])) / 1e6 / 86400,
         }
     )
 
@@ -163,6 +169,12 @@ def _is_number(word: str) -> bool:
     return _NUMBER.fullmatch(word) is not None
 
 
-def _utc(values: pd.Series) -> pd.Series:
-    """Timestamps as UTC (naive ones are UTC already); missing stays missing."""
-    return pd.to_datetime(values, utc=True, errors="coerce")
+def _micros(values: pd.Series) -> np.ndarray:
+    """Timestamps as microseconds since the epoch in UTC (naive ones are UTC already), as floats:
+    NaN when missing (whole microseconds up to the year 2255 are exact in a double)."""
+    if not pd.api.types.is_datetime64_any_dtype(values.dtype):
+        values = pd.to_datetime(values, utc=True, errors="coerce")
+    if getattr(values.dtype, "tz", None) is not None:
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    times = values.to_numpy("datetime64[us]")
+    return np.where(np.isnat(times), np.nan, times.astype("int64").astype("float64"))
