@@ -11,8 +11,6 @@ service stops: an ingest never reads a file still being written.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import threading
 import time
@@ -56,25 +54,35 @@ class ServedLog:
         """Log one served list: ``vectors`` holds ``item_id``, the ``entities`` columns (the entity
         row the features were read for) and the features of each served item, in served order
         (position 0 first)."""
-        common = {"request_id": request_id, "request_time": request_time.isoformat(), "user_id": user_id}
-        requests, features = [], []
-        for position, row in enumerate(vectors.iter_rows(named=True)):
-            item_id = row.pop("item_id")
-            requests.append({**common, "surface": surface, "query": query, "item_id": item_id, "position": position})
-            entity = {name: _json_value(row.pop(name)) for name in entities}
-            vector = {name: _json_value(value) for name, value in row.items()}
-            logged = {"item_id": item_id, "position": position, "model_version": model_version}
-            features.append({**common, **logged, "entities": entity, "features": vector})
+        common = [
+            pl.lit(request_id).alias("request_id"),
+            pl.lit(request_time.isoformat()).alias("request_time"),
+            pl.lit(user_id).alias("user_id"),
+        ]
+        position = pl.int_range(vectors.height).alias("position")
+        requests = vectors.select(
+            *common, pl.lit(surface).alias("surface"), pl.lit(query, pl.Utf8).alias("query"), "item_id", position
+        )
+        schema = vectors.schema
+        features = [name for name in schema if name != "item_id" and name not in entities]
+        logged = vectors.select(
+            *common,
+            "item_id",
+            position,
+            pl.lit(model_version).alias("model_version"),
+            _json_object(schema, entities).alias("entities"),
+            _json_object(schema, features).alias("features"),
+        )
         with self._lock:
             if self._files and (self._rows >= ROTATE_ROWS or time.monotonic() - self._opened >= ROTATE_SECONDS):
                 self._rotate()
             if not self._files:
                 self._open()
-            for kind, rows in (("requests", requests), ("features", features)):
+            for kind, rows in (("requests", requests), ("features", logged)):
                 file = self._files[kind]
-                file.writelines(json.dumps(r) + "\n" for r in rows)
+                file.write(rows.write_ndjson())
                 file.flush()
-            self._rows += len(requests)
+            self._rows += requests.height
 
     def close(self) -> None:
         """Make every open file visible to ingest."""
@@ -99,10 +107,14 @@ class ServedLog:
         self._files = {}
 
 
-def _json_value(value: object) -> object:
-    """A feature value as JSON keeps it: floats exactly (their repr), NaN as null."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
+def _json_object(schema: pl.Schema, names: Sequence[str]) -> pl.Expr:
+    """The columns ``names`` as one JSON object per row (null when there are none)."""
+    return pl.struct([_json_column(schema, name) for name in names]) if names else pl.lit(None)
+
+
+def _json_column(schema: pl.Schema, name: str) -> pl.Expr:
+    """A column as JSON keeps it: floats exactly (shortest round-trip digits), NaN as null, times
+    in ISO 8601."""
+    if schema[name] == pl.Datetime:
+        return pl.col(name).dt.to_string("%Y-%m-%dT%H:%M:%S%.6f")
+    return pl.col(name)
