@@ -6,6 +6,11 @@ for the next ingest.
 (``serving.search.Searcher``); every response carries a ``request_id`` and the ``model_version``
 that ranked. Bodies are validated by pydantic before anything touches a store: a bad request is a
 422 naming the field and the limit. OpenAPI at ``/docs``.
+
+The ranking endpoints are coroutines: a ranking is CPU-bound Python, so they run one at a time on
+the event loop; in a thread pool, dozens of them contend for the GIL (and the libraries' own
+thread pools), and an overloaded service spent 20 times the CPU per answer (``benchmarks/serving.py``).
+Events (file writes with fsync) and health checks run in the pool.
 """
 
 from __future__ import annotations
@@ -198,7 +203,7 @@ def create_app(
             served.record(ranking.request_id, at, user_id or ANONYMOUS, surface, query, *logged)
         return ranking
 
-    def keyed(x_api_key: str | None = Header(None)) -> None:
+    async def keyed(x_api_key: str | None = Header(None)) -> None:
         """Let the request through only with the configured key (compared in constant time)."""
         if not key or not hmac.compare_digest((x_api_key or "").encode(), key.encode()):
             detail = "a valid X-API-Key header is required" if key else f"no API key is configured; set {API_KEY}"
@@ -260,7 +265,7 @@ def create_app(
         return Reloaded(request_id=uuid4().hex, services=[_served_version(each) for each in followed()])
 
     @app.post("/v1/search", dependencies=ranking_guard)
-    def search(request: SearchRequest, explain: bool = False) -> Ranking:
+    async def search(request: SearchRequest, explain: bool = False) -> Ranking:
         filters = request.filters.model_dump(exclude_none=True)
         at = clock.now()
         result = live.current().search(request.query, request.user_id, request.k, explain, at, **filters)
@@ -274,7 +279,7 @@ def create_app(
         return EventsResponse(request_id=uuid4().hex, accepted=landed.accepted, rejected=landed.rejected)
 
     @app.post("/v1/recommend", dependencies=ranking_guard)
-    def recommend(request: RecommendRequest, explain: bool = False) -> Ranking:
+    async def recommend(request: RecommendRequest, explain: bool = False) -> Ranking:
         if recommender is None:
             raise HTTPException(status_code=503, detail=no_recommender)
         context = request.context
@@ -284,7 +289,7 @@ def create_app(
         return answer("/v1/recommend", result, at, request.user_id, "recommend", None, explain, found.source_of())
 
     @app.post("/v1/rerank", dependencies=ranking_guard)
-    def rerank(request: RerankRequest, explain: bool = False) -> Ranking:
+    async def rerank(request: RerankRequest, explain: bool = False) -> Ranking:
         at = clock.now()
         result = live.current().rank(request.item_ids, request.user_id, request.query, explain=explain, at=at)
         surface = request.surface or ("search" if request.query else "recommend")
