@@ -256,14 +256,9 @@ def _redis(store):
 
 def _drop(settings) -> None:
     """Delete a production project: its Redis keys and its registry entries."""
-    from shoprank.features.store import open_store
+    from shoprank.features.store import drop_project, open_store
 
-    store = open_store(settings)
-    client = _redis(store)
-    keys = list(client.scan_iter(match=b"*" + store.project.encode(), count=10_000))
-    for start in range(0, len(keys), 10_000):
-        client.unlink(*keys[start : start + 10_000])
-    store.registry.delete_project(store.project)
+    drop_project(open_store(settings))
 
 
 if __name__ == "__main__":

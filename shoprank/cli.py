@@ -28,6 +28,15 @@ class _Group(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
+ENGINE = click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "feast"]),
+    default="duckdb",
+    show_default=True,
+    help="duckdb: our point-in-time joins (training frames); feast: Feast's get_historical_features (the reference).",
+)
+
+
 @click.group(cls=_Group, context_settings=CONTEXT)
 @click.option(
     "--workdir",
@@ -282,13 +291,7 @@ def dataset() -> None:
 
 @dataset.command("build", context_settings=CONTEXT)
 @click.option("--service", required=True, help="Feature service, e.g. ranker_v1 or search_ranker_v1.")
-@click.option(
-    "--engine",
-    type=click.Choice(["duckdb", "feast"]),
-    default="duckdb",
-    show_default=True,
-    help="duckdb: our point-in-time joins; feast: Feast's get_historical_features (the reference).",
-)
+@ENGINE
 @click.pass_obj
 def dataset_build(settings: Settings, service: str, engine: str) -> None:
     """Join the labels mart to a feature service, point in time, into WORKDIR/datasets/SERVICE.
@@ -457,13 +460,7 @@ def serve(
     show_default=True,
     help="Served requests to check (all their items), chosen at random with --seed.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["duckdb", "feast"]),
-    default="duckdb",
-    show_default=True,
-    help="duckdb: the training frames' point-in-time joins; feast: Feast's get_historical_features.",
-)
+@ENGINE
 @click.pass_obj
 def parity(settings: Settings, sample: int, engine: str) -> None:
     """Check training-serving parity: recompute the features `shoprank serve` logged for served

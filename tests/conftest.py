@@ -89,7 +89,7 @@ def production_shop(production_servers, tiny_shop: Settings, tmp_path_factory: p
     PostgreSQL registry, its online values materialized into Redis; both dropped afterwards."""
     from shoprank.features.definitions import apply
     from shoprank.features.materialize import materialize
-    from shoprank.features.store import open_store
+    from shoprank.features.store import drop_project, open_store
 
     workdir = tmp_path_factory.mktemp("production") / "shop"
     shutil.copytree(tiny_shop.workdir, workdir, ignore=shutil.ignore_patterns("registry.db", "online_store.db"))
@@ -97,17 +97,4 @@ def production_shop(production_servers, tiny_shop: Settings, tmp_path_factory: p
     apply(settings)
     materialize(settings)
     yield settings
-    store = open_store(settings)
-    redis = redis_of(store)
-    keys = list(redis.scan_iter(match=b"*" + store.project.encode(), count=10_000))
-    for start in range(0, len(keys), 10_000):
-        redis.unlink(*keys[start : start + 10_000])
-    store.registry.delete_project(store.project)
-
-
-def redis_of(store):
-    """A client of the store's Redis online store."""
-    from redis import Redis
-
-    host, port = store.config.online_store.connection_string.split(",")[0].split(":")
-    return Redis(host, int(port))
+    drop_project(open_store(settings))

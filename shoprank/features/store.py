@@ -71,3 +71,20 @@ def open_store(settings: Settings) -> FeatureStore:
             'run "shoprank features apply"'
         )
     return store
+
+
+def redis_client(store: FeatureStore):
+    """A redis-py client of the store's Redis online store (its first address)."""
+    from redis import Redis
+
+    host, port = store.config.online_store.connection_string.split(",")[0].split(":")
+    return Redis(host, int(port))
+
+
+def drop_project(store: FeatureStore) -> None:
+    """Delete a production project: its online values in Redis and its registry entries."""
+    client = redis_client(store)
+    keys = list(client.scan_iter(match=b"*" + store.project.encode(), count=10_000))
+    for start in range(0, len(keys), 10_000):
+        client.unlink(*keys[start : start + 10_000])
+    store.registry.delete_project(store.project)

@@ -22,7 +22,6 @@ from feast.infra.online_stores.redis import RedisOnlineStore
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 from feast.value_type import ValueType
-from redis import Redis
 
 from shoprank.config import FEATURE_REPO_DIR
 from shoprank.errors import FeatureStoreError
@@ -30,7 +29,7 @@ from shoprank.features import online_rows
 from shoprank.features.latest_rows import LatestRows
 from shoprank.features.materialize import EPOCH, materialize, online_status
 from shoprank.features.online_redis import write_redis
-from shoprank.features.store import feast, open_store, write_config
+from shoprank.features.store import drop_project, feast, open_store, redis_client, write_config
 
 SAMPLE = 150  # entities read back per view
 
@@ -64,10 +63,7 @@ def new_store(request, definitions, tiny_shop, tmp_path):
     yield make
     for store in made:
         if request.param == "production":
-            keys = _redis_keys(store)
-            for start in range(0, len(keys), 10_000):
-                _redis(store).unlink(*keys[start : start + 10_000])
-            store.registry.delete_project(store.project)
+            drop_project(store)
 
 
 def _views(store: FeatureStore) -> dict[str, FeatureView]:
@@ -200,7 +196,7 @@ def test_rows_equal_feasts_own_materialization(new_store, caplog):
                 assert len(mine) == run.rows * len(_views(ours)[run.view].features)
                 assert mine == conn.execute(query.format(theirs.project, run.view)).fetchall(), run.view
     else:
-        client, suffix = _redis(ours), len(ours.project)
+        client, suffix = redis_client(ours), len(ours.project)
         keys = _redis_keys(ours)
         assert len(keys) == len(_redis_keys(theirs))
         hashes = [client.hgetall(key) for key in keys]  # one per entity key: views of an entity share it
@@ -251,7 +247,7 @@ def test_redis_keeps_values_at_least_as_new_exactly_as_feast_does(new_store):
         [("views_1d", ValueType.INT64, pa.array(range(len(users)), pa.int64()))],
     )
     written = write_redis(ours.config, view, rows, lambda done: None)
-    client = _redis(ours)
+    client = redis_client(ours)
     hashes = {
         store.project: [client.hgetall(key + store.project.encode()) for key in rows.keys.to_pylist()]
         for store in (feasts, ours)
@@ -271,7 +267,7 @@ def test_redis_keys_expire_as_feasts_do(new_store):
     for store in (feasts, ours):
         store.config.online_store.key_ttl_seconds = 3600
         redis_store.online_write_batch(store.config, view, [(_key("held"), {"views_1d": _int(-1)}, T1, None)], None)
-        _redis(store).persist(_redis_key(store.project, _key("held"), entity_key_serialization_version=3))
+        redis_client(store).persist(_redis_key(store.project, _key("held"), entity_key_serialization_version=3))
     new = [(_key(user), {"views_1d": _int(i)}, T2, None) for i, user in enumerate(users)]
     redis_store.online_write_batch(feasts.config, view, new, None)
     rows = LatestRows(
@@ -280,7 +276,7 @@ def test_redis_keys_expire_as_feasts_do(new_store):
         [("views_1d", ValueType.INT64, pa.array(range(len(users)), pa.int64()))],
     )
     assert write_redis(ours.config, view, rows, lambda done: None) == 2
-    client = _redis(ours)
+    client = redis_client(ours)
     for user in users:
         mine, theirs = (_redis_key(s.project, _key(user), entity_key_serialization_version=3) for s in (ours, feasts))
         assert client.hgetall(mine) == client.hgetall(theirs) and client.dump(mine) == client.dump(theirs), user
@@ -291,7 +287,7 @@ def test_redis_keys_expire_as_feasts_do(new_store):
 def test_a_redis_error_is_named_with_the_view_and_the_fix(new_store):
     _, store = new_store()
     keys = online_rows.entity_keys([("user_id", ValueType.STRING, pa.array(["u1", "u2"]))])
-    _redis(store).set(keys.to_pylist()[1] + store.project.encode(), "not a hash")
+    redis_client(store).set(keys.to_pylist()[1] + store.project.encode(), "not a hash")
     rows = LatestRows(
         keys,
         pa.array([datetime(2025, 10, 2)] * 2, pa.timestamp("us")),
@@ -338,10 +334,5 @@ def test_errors_name_the_view_and_the_fix(new_store, tmp_path):
         materialize(settings)
 
 
-def _redis(store: FeatureStore) -> Redis:
-    host, port = store.config.online_store.connection_string.split(":")
-    return Redis(host, int(port))
-
-
 def _redis_keys(store: FeatureStore) -> list[bytes]:
-    return list(_redis(store).scan_iter(match=b"*" + store.project.encode(), count=10_000))
+    return list(redis_client(store).scan_iter(match=b"*" + store.project.encode(), count=10_000))

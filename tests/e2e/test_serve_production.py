@@ -12,9 +12,8 @@ from contextlib import contextmanager
 import pytest
 from redis import Redis
 
-from shoprank.features.store import open_store
+from shoprank.features.store import open_store, redis_client
 from shoprank.warehouse import read
-from tests.conftest import redis_of
 from tests.e2e.test_serve import call, free_port, start
 
 
@@ -58,7 +57,7 @@ def own_redis(production_shop, tmp_path):
         pytest.fail(f"redis-server on port {port} did not start")
 
     target = launch()
-    source, project = redis_of(open_store(production_shop)), production_shop.project.encode()
+    source, project = redis_client(open_store(production_shop)), production_shop.project.encode()
     for key in source.scan_iter(match=b"*" + project, count=10_000):
         target.restore(key, 0, source.dump(key))
     yield port, launch
