@@ -31,9 +31,12 @@ class Clock:
     _made: float = field(default_factory=time.monotonic)
 
     def now(self) -> datetime:
+        """Now in whole seconds: Feast's online read cuts request times to seconds before its
+        on-demand views, and training reads them as logged, so both see the same time."""
         if self.start is None:
-            return datetime.now(UTC).replace(tzinfo=None)
-        return self.start + timedelta(seconds=(time.monotonic() - self._made) * self.speed)
+            return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+        moment = self.start + timedelta(seconds=(time.monotonic() - self._made) * self.speed)
+        return moment.replace(microsecond=0)
 
     @classmethod
     def parse(cls, as_of: str, store: FeatureStore, speed: float = 1.0) -> Clock:

@@ -9,7 +9,8 @@ pipelined; one query per SQLite table) and decodes numbers without protobuf. Ite
 (whose keys all come from the catalog) are kept in memory for ``CACHE_SECONDS``: a materialized
 value reaches serving at most that late. On-demand views run through Feast's own objects on the
 same inputs Feast gives them. ``tests/data/test_online_read.py`` compares both paths on random
-requests.
+requests (at request times in whole seconds, as the service's clock gives them: Feast's online
+read cuts request times to seconds before its on-demand views, training frames do not).
 """
 
 from __future__ import annotations

@@ -380,7 +380,7 @@ def live(report: LiveReport, earlier: dict[str, tuple[int, int]], log: Path) -> 
         "policy, and earlier loops); browse lists are asked of /v1/recommend with their category",
         f"Events posted: {report.accepted:,} accepted, {report.rejected:,} rejected ({events})",
         f"Failed requests: {report.failed.total():,}; empty answers: {report.empty:,}; rankings from a fallback: "
-        f"{report.fallbacks:,}; service log {log}",
+        f"{report.fallbacks:,}; lists past the live days' end, not asked: {report.past_end:,}; service log {log}",
     ]
     lines += [f"  {count:,} x {reason}" for reason, count in report.failed.most_common(5)]
     mean_delay = report.delay_seconds / max(report.asked(), 1) / 60

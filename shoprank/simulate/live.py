@@ -123,6 +123,7 @@ class LiveReport:
     events: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)  # "endpoint status: detail" -> requests
     empty: int = 0  # answers without items
+    past_end: int = 0  # lists not asked: the service's clock had passed the live days' end
     delay_seconds: float = 0.0  # simulated seconds from the lists' times to their requests, summed
     max_delay_seconds: float = 0.0
     fallbacks: int = 0
@@ -226,6 +227,9 @@ class LiveUsers:
     def _serve(self, one: Lists, query: str, clicked: list[str], rng: np.random.Generator) -> None:
         """Ask for one list at its time, let its user react, and queue the events."""
         self.clock.wait_until(int(one.time_us[0]))
+        if EPOCH + timedelta(microseconds=self.clock.now_us()) >= self.report.end:
+            self.report.past_end += 1  # its request would fall after the last day with events: no label
+            return
         self.report.delayed((self.clock.now_us() - int(one.time_us[0])) / 1e6)
         surface = SURFACES[one.surface[0]]
         endpoint, body = self._request(one, query, clicked)

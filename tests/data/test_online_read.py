@@ -1,7 +1,8 @@
 """The fast online read equals Feast's ``get_online_features`` on both profiles (SQLite; Redis),
 value for value, on random requests: known, unknown and anonymous users, items outside the
-catalog, with and without a query; and item values cached in memory are re-read after
-``CACHE_SECONDS``."""
+catalog, with and without a query, at request times in whole seconds as the service's clock gives
+them (Feast's online read cuts them to seconds before its on-demand views; training does not); and
+item values cached in memory are re-read after ``CACHE_SECONDS``."""
 
 from __future__ import annotations
 
