@@ -36,6 +36,7 @@ from feast.value_type import ValueType
 
 from serving.features import NO_KEY
 from shoprank.errors import ContractError, FeatureStoreError
+from shoprank.features import online_rows
 from shoprank.features.online_redis import Wire
 from training.dataset import ITEM_COLUMNS
 from training.plan import OnDemandPlan, ServicePlan
@@ -66,10 +67,7 @@ class _View:
 
     def key_header(self) -> bytes:
         """The start of its serialized entity keys: the key count and names."""
-        header = struct.pack("<I", len(self.keys))
-        for name, _ in self.keys:
-            header += struct.pack("<II", ValueType.STRING.value, len(name.encode())) + name.encode()
-        return header
+        return online_rows.entity_key_header([name for name, _ in self.keys])
 
 
 class OnlineReader:
@@ -80,7 +78,7 @@ class OnlineReader:
         registry = {view.name: view for view in store.list_feature_views()}
         self.views = [_stored_view(registry, view) for view in plan.views]
         self._headers = [view.key_header() for view in self.views]
-        self._tables = _tables(store, self.views)
+        self._tables = _tables(store, registry, self.views)
         self._cache: dict[tuple[int, bytes], tuple[float, tuple]] = {}
         self._memo: dict[str, dict[tuple, tuple]] = {odfv.view.name: {} for odfv in plan.on_demand}
         self._memo_lock = threading.Lock()
@@ -110,9 +108,8 @@ class OnlineReader:
             per_row = [values[key] for key in view_keys]
             for position, column in enumerate(plan.columns):
                 columns[column] = [row[position] if row is not None else None for row in per_row]
-        if self.plan.on_demand:
-            for odfv in self.plan.on_demand:
-                columns.update(self._on_demand(odfv, {**given, **columns}))
+        for odfv in self.plan.on_demand:
+            columns.update(self._on_demand(odfv, {**given, **columns}))
         values = pl.DataFrame({name: columns[name] for name in self.plan.features}, strict=False)
         if values.height != n:
             values = pl.DataFrame(schema=values.schema)  # a service of on-demand features only
@@ -199,7 +196,7 @@ def _decode(blob: bytes | None, kind: ValueType) -> Any:
 
 def _stored_view(registry: dict, view) -> _View:
     """How ``view`` (a plan's view) is stored online."""
-    stored = registry[view.name] if view.name in registry else None
+    stored = registry.get(view.name)
     if stored is None:
         raise FeatureStoreError(f'Feature view "{view.name}" is not registered; run "shoprank features apply"')
     kinds = {field.name: field.dtype.to_value_type() for field in stored.features}
@@ -208,8 +205,8 @@ def _stored_view(registry: dict, view) -> _View:
     return _View(stored.name, keys, tuple((name, kinds[name]) for name in view.features), cached)
 
 
-def _tables(store: FeatureStore, views: list[_View]) -> _SqliteTables | _RedisHashes:
-    """The reader of the store's online store type.
+def _tables(store: FeatureStore, registry: dict, views: list[_View]) -> _SqliteTables | _RedisHashes:
+    """The reader of the store's online store type (``registry``: its feature views by name).
 
     Raises:
         FeatureStoreError: The online store is neither SQLite nor Redis.
@@ -217,7 +214,7 @@ def _tables(store: FeatureStore, views: list[_View]) -> _SqliteTables | _RedisHa
     online = store.config.online_store
     kind = getattr(online, "type", "")
     if kind in ("sqlite", "feast.infra.online_stores.sqlite.SqliteOnlineStore"):
-        return _SqliteTables(store, views)
+        return _SqliteTables(store, registry, views)
     if kind in ("redis", "feast.infra.online_stores.redis.RedisOnlineStore"):
         return _RedisHashes(store, views)
     raise FeatureStoreError(f'The fast online read supports SQLite and Redis, not "{kind}"; use online_features()')
@@ -226,18 +223,22 @@ def _tables(store: FeatureStore, views: list[_View]) -> _SqliteTables | _RedisHa
 class _SqliteTables:
     """Reads views from Feast's SQLite online store: one query per table, a connection per thread."""
 
-    def __init__(self, store: FeatureStore, views: list[_View]) -> None:
+    def __init__(self, store: FeatureStore, registry: dict, views: list[_View]) -> None:
         from feast.infra.online_stores.sqlite import SqliteOnlineStore
 
         config = store.config
         self.path = SqliteOnlineStore._get_db_path(config)
         versioned = config.registry.enable_online_feature_view_versioning
-        registered = {view.name: view for view in store.list_feature_views()}
-        self.tables = {view.name: compute_table_id(config.project, registered[view.name], versioned) for view in views}
+        self.tables = {view.name: compute_table_id(config.project, registry[view.name], versioned) for view in views}
         self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []  # every thread's, to close them all
+        self._opening = threading.Lock()
 
     def close(self) -> None:
-        pass  # each thread's connection closes with the thread
+        with self._opening:
+            for conn in self._opened:
+                conn.close()
+            self._opened.clear()
 
     def read(self, wanted: Iterable[tuple[_View, list[bytes]]]) -> list[list[list[bytes | None] | None]]:
         """For each view and its keys: each key's value blobs in feature order (None: not stored)."""
@@ -264,8 +265,13 @@ class _SqliteTables:
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=TIMEOUT_SECONDS)
+            # used by its thread only; closed by whichever thread closes the reader
+            conn = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, timeout=TIMEOUT_SECONDS, check_same_thread=False
+            )
             self._local.conn = conn
+            with self._opening:
+                self._opened.append(conn)
         return conn
 
 

@@ -41,11 +41,8 @@ def entity_keys(columns: Sequence[tuple[str, ValueType, pa.Array]]) -> pa.Array:
         columns: ``(join key, value type, values)`` of each join key; values must not be null.
     """
     ordered = sorted(columns, key=lambda column: column[0])
-    header = struct.pack("<I", len(ordered))
-    for name, _, _ in ordered:
-        header += struct.pack("<II", ValueType.STRING.value, len(name.encode())) + name.encode()
     n = len(ordered[0][2])
-    parts: list[Any] = [pa.scalar(header, BINARY)]
+    parts: list[Any] = [pa.scalar(entity_key_header([name for name, _, _ in ordered]), BINARY)]
     for _, value_type, values in ordered:
         if value_type == ValueType.STRING:
             data = values.cast(BINARY)
@@ -56,6 +53,15 @@ def entity_keys(columns: Sequence[tuple[str, ValueType, pa.Array]]) -> pa.Array:
             prefix = _fixed(n, struct.pack("<II", ValueType.INT64.value, 8))
             parts.append(from_pieces([prefix, (numbers.astype("<i8").view(np.uint8).reshape(n, 8), np.full(n, 8))]))
     return join(parts)
+
+
+def entity_key_header(names: Sequence[str]) -> bytes:
+    """The start of a serialized entity key (version 3): the count and names of its join keys,
+    in sorted order."""
+    header = struct.pack("<I", len(names))
+    for name in names:
+        header += struct.pack("<II", ValueType.STRING.value, len(name.encode())) + name.encode()
+    return header
 
 
 def value_protos(values: pa.Array, value_type: ValueType) -> pa.Array:
