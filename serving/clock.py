@@ -53,12 +53,12 @@ class Clock:
                 raise ConfigError('--speed needs a clock of its own: --as-of "materialized" or an ISO time')
             return cls()
         if as_of == MATERIALIZED:
-            ends = [end for view in store.list_feature_views() for _, end in view.materialization_intervals]
-            if not ends:
+            start = materialized_until(store)
+            if start is None:
                 raise ConfigError(
                     '--as-of materialized: nothing is materialized yet; run "shoprank features materialize"'
                 )
-            return cls(max(ends).astimezone(UTC).replace(tzinfo=None), speed)
+            return cls(start, speed)
         try:
             moment = datetime.fromisoformat(as_of)
         except ValueError:
