@@ -23,7 +23,6 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import uuid4
 
-import polars as pl
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from feast import FeatureStore
@@ -317,10 +316,9 @@ def _ranking(endpoint: str, result: SearchResult, explain: bool, sources: dict[s
 
 
 def _remember(recommender: Recommender, landed: Landed) -> None:
-    """Add the accepted events to their users' recent items (read back from the landed file)."""
-    if landed.path is not None:
-        columns = ["user_id", "item_id", "event_type", "event_time"]
-        recommender.recent.record(pl.read_parquet(landed.path, columns=columns))
+    """Add the accepted events to their users' recent items."""
+    if landed.accepted:
+        recommender.recent.record(landed.rows.select("user_id", "item_id", "event_type", "event_time"))
 
 
 def _store_problem(searcher: Searcher, at: datetime) -> str | None:

@@ -30,14 +30,16 @@ class Landed:
     """What became of posted events.
 
     Attributes:
-        accepted: Rows that met the contract (landed in ``path``).
+        rows: The rows that met the contract, typed as they landed.
         rejected: ``{"index": position in the post, "reason": the failed checks}`` per bad row.
-        path: The landed file (None when nothing was accepted).
     """
 
-    accepted: int
+    rows: pl.DataFrame
     rejected: list[dict[str, Any]]
-    path: Path | None
+
+    @property
+    def accepted(self) -> int:
+        return self.rows.height
 
 
 def land_events(settings: Settings, events: list[dict[str, Any]]) -> Landed:
@@ -47,7 +49,9 @@ def land_events(settings: Settings, events: list[dict[str, Any]]) -> Landed:
     typed, reasons = rejection_reasons(Batch("events", frame, SOURCE), now)
     good = reasons.is_null()
     name = f"events-{now:%Y%m%dT%H%M%S}-{uuid4().hex[:12]}.parquet"
-    path = _write(typed.filter(good), settings.landing / "events" / name) if good.any() else None
+    accepted = typed.filter(good)
+    if not accepted.is_empty():
+        _write(accepted, settings.landing / "events" / name)
     if not good.all():
         bad = frame.with_columns(reasons.alias("_reason")).filter(~good)
         _write(bad, settings.workdir / "serving" / "rejected" / name)
@@ -55,10 +59,10 @@ def land_events(settings: Settings, events: list[dict[str, Any]]) -> Landed:
         {"index": int(index), "reason": reason}
         for index, reason in zip(good.not_().arg_true(), reasons.filter(~good), strict=True)
     ]
-    return Landed(int(good.sum()), rejected, path)
+    return Landed(accepted, rejected)
 
 
-def _write(frame: pl.DataFrame, path: Path) -> Path:
+def _write(frame: pl.DataFrame, path: Path) -> None:
     """Write ``frame`` to ``path`` atomically and durably (hidden file, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     hidden = path.with_name(f".{path.name}")
@@ -66,4 +70,3 @@ def _write(frame: pl.DataFrame, path: Path) -> Path:
     with hidden.open("rb") as file:
         os.fsync(file.fileno())
     hidden.rename(path)
-    return path
