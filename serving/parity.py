@@ -36,7 +36,7 @@ from shoprank.config import Settings
 from shoprank.errors import ConfigError, ContractError, InputError
 from shoprank.features.store import open_store
 from shoprank.summary import table
-from training.contracts import _POLARS, GROUP
+from training.contracts import GROUP, POLARS_TYPES
 from training.dataset import ENGINES, ENTITIES, entity_table, feast_join
 from training.pit import CHUNK, ROW, connect, join_chunk
 from training.plan import ServicePlan, resolve
@@ -212,8 +212,8 @@ def _entity_rows(plan: ServicePlan, served: list[dict]) -> pl.DataFrame:
     types = {key: pl.Utf8 for view in plan.views for key in view.join_keys.values()}
     for odfv in plan.on_demand:
         for request in odfv.view.source_request_sources.values():
-            types.update({field.name: _POLARS.get(field.dtype, pl.Utf8) for field in request.schema})
-    stamps = {name for name, kind in types.items() if kind == _POLARS[UnixTimestamp]}
+            types.update({field.name: POLARS_TYPES.get(field.dtype, pl.Utf8) for field in request.schema})
+    stamps = {name for name, kind in types.items() if kind == POLARS_TYPES[UnixTimestamp]}
     columns: dict[str, list] = {
         GROUP: [],
         "position": [],

@@ -19,7 +19,7 @@ from training.plan import ServicePlan
 
 GROUP = "query_id"
 LABELS = (0, 3)
-_POLARS = {
+POLARS_TYPES = {
     Int64: pl.Int64,
     Int32: pl.Int32,
     Float64: pl.Float64,
@@ -78,9 +78,9 @@ def _failure(failure: dict) -> str:
 
 
 def _polars(name: str, dtype: FeastType) -> pl.DataType:
-    if dtype not in _POLARS:
+    if dtype not in POLARS_TYPES:
         raise ContractError(f'Feature "{name}" has type {dtype}, which training frames do not hold; use a scalar type')
-    return _POLARS[dtype]
+    return POLARS_TYPES[dtype]
 
 
 LEAKY_AUC = 0.98
