@@ -221,9 +221,9 @@ def _bits(series) -> list:
 def _stages(shop: Shop) -> dict[str, np.ndarray]:
     """One /v1/rerank's work, single-threaded and without HTTP, per step (seconds per request):
     ``Searcher.rank`` with its parts timed from inside (entity rows, the store's round trip, each
-    on-demand view, the rest of the read, scores), the response model with its JSON, and the served
-    log. Each request has its own request time, as the service's clock gives."""
-    import serving.search
+    on-demand view, the rest of the read, scores), the JSON response, and handing the list to the
+    served log (its writer thread's work is measured apart, per list). Each request has its own
+    request time, as the service's clock gives."""
     from serving.app import _ranking
     from serving.search import Searcher
     from serving.served_log import ServedLog
@@ -250,48 +250,45 @@ def _stages(shop: Shop) -> dict[str, np.ndarray]:
     on_demand = reader._on_demand
     reader._on_demand = lambda odfv, columns: timed(f"on-demand view {odfv.view.name}", on_demand)(odfv, columns)
     reader._tables.read = timed("store round trip", reader._tables.read)
-    reader.read = timed("read", reader.read)
-    searcher.ranker.predict = timed("scores (Ranker.predict)", searcher.ranker.predict)
-    request_rows = serving.search.request_rows
-    serving.search.request_rows = timed("entity rows (request_rows)", request_rows)
+    reader.features = timed("read", reader.features)
+    searcher.ranker.score = timed("scores (Ranker.score)", searcher.ranker.score)
+    searcher.rows.columns = timed("entity rows (RequestRows.columns)", searcher.rows.columns)
     steps: dict[str, list[float]] = {}
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            served = ServedLog(replace(shop.settings, workdir=Path(folder)))
-            for index, (user, items) in enumerate(shop.requests(STAGE_WARMUP + 200, seed=13)):
-                at = shop.at + timedelta(seconds=index)
-                spent.clear()
-                t0 = time.perf_counter()
-                result = searcher.rank(items, user, None, explain=False, at=at)
-                t1 = time.perf_counter()
-                ranking = _ranking("/bench", result, False)
-                ranking.model_dump_json()
-                t2 = time.perf_counter()
-                served.record(
-                    ranking.request_id, at, user, "recommend", None, *(result.model, result.vectors, result.entities)
+    with tempfile.TemporaryDirectory() as folder:
+        served = ServedLog(replace(shop.settings, workdir=Path(folder)))
+        for index, (user, items) in enumerate(shop.requests(STAGE_WARMUP + 200, seed=13)):
+            at = shop.at + timedelta(seconds=index)
+            spent.clear()
+            t0 = time.perf_counter()
+            result = searcher.rank(items, user, None, explain=False, at=at)
+            t1 = time.perf_counter()
+            request_id, _ = _ranking("/bench", result, False)
+            t2 = time.perf_counter()
+            served.record(request_id, at, user, "recommend", None, result.model, result.vectors, result.order)
+            t3 = time.perf_counter()
+            if index < STAGE_WARMUP:  # most catalog items read once, as under load
+                continue
+            parts = {name: spent[name] for name in ("entity rows (RequestRows.columns)", "store round trip")}
+            views = {name: seconds for name, seconds in spent.items() if name.startswith("on-demand")}
+            parts.update(views)
+            parts["rest of the read (keys, decoding)"] = spent["read"] - spent["store round trip"] - sum(views.values())
+            parts["scores (Ranker.score)"] = spent["scores (Ranker.score)"]
+            parts["rest of Searcher.rank (results)"] = (
+                (t1 - t0) - spent["read"] - spent["entity rows (RequestRows.columns)"] - spent["scores (Ranker.score)"]
+            )
+            parts["**Searcher.rank** (all of the above)"] = t1 - t0
+            parts["JSON response (_ranking)"] = t2 - t1
+            parts["served log, handing over (ServedLog.record)"] = t3 - t2
+            parts["**total**"] = t3 - t0
+            for name, seconds in parts.items():
+                steps.setdefault(name, []).append(seconds)
+            if index % 20 == 19:  # the writer thread's work, per list, in batches of 20 as at 80 rps
+                started = time.perf_counter()
+                served.flush()
+                steps.setdefault("served log, writer thread (per list)", []).append(
+                    (time.perf_counter() - started) / 20
                 )
-                t3 = time.perf_counter()
-                if index < STAGE_WARMUP:  # most catalog items read once, as under load
-                    continue
-                parts = {name: spent[name] for name in ("entity rows (request_rows)", "store round trip")}
-                views = {name: seconds for name, seconds in spent.items() if name.startswith("on-demand")}
-                parts.update(views)
-                parts["rest of the read (keys, decoding, frames)"] = (
-                    spent["read"] - spent["store round trip"] - sum(views.values())
-                )
-                parts["scores (Ranker.predict)"] = spent["scores (Ranker.predict)"]
-                parts["rest of Searcher.rank (result frames)"] = (
-                    (t1 - t0) - spent["read"] - spent["entity rows (request_rows)"] - spent["scores (Ranker.predict)"]
-                )
-                parts["**Searcher.rank** (all of the above)"] = t1 - t0
-                parts["response model and JSON (_ranking, model_dump_json)"] = t2 - t1
-                parts["served log (ServedLog.record)"] = t3 - t2
-                parts["**total**"] = t3 - t0
-                for name, seconds in parts.items():
-                    steps.setdefault(name, []).append(seconds)
-            served.close()
-    finally:
-        serving.search.request_rows = request_rows
+        served.close()
     reader.close()
     text = io.StringIO()
     pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(20)

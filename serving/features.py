@@ -8,7 +8,9 @@ and raw query, the request time, and the BM25 of the query against the item's ti
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import polars as pl
 from feast import FeatureStore
@@ -22,34 +24,80 @@ ANONYMOUS = "anonymous"  # the user of a request without one: no user features, 
 NO_KEY = ""  # a missing join key (an item without a brand...): matches no row, as a null does offline
 
 
+class RequestRows:
+    """Builds one request's entity rows from the catalog, indexed once: Python lists by column, no
+    frame (the service's per-request path); ``frame`` gives them as a DataFrame."""
+
+    def __init__(self, catalog: pl.DataFrame) -> None:
+        """``catalog``: ``item_id`` and the catalog columns of ``ITEM_COLUMNS`` (``marts.dim_items``,
+        one row per item); an item it lacks gets missing attributes."""
+        self.position = {item: index for index, item in enumerate(catalog["item_id"].to_list())}
+        self.attributes = {column: catalog[source].to_list() for column, source in ITEM_COLUMNS.items()}
+        self.schema = {
+            "user_id": pl.Utf8,
+            "item_id": pl.Utf8,
+            "query": pl.Utf8,
+            "query_norm": pl.Utf8,
+            "request_time": pl.Datetime("us"),
+            RETRIEVAL: pl.Float64,
+            **{column: catalog.schema[source] for column, source in ITEM_COLUMNS.items()},
+        }
+
+    def columns(
+        self,
+        item_ids: Sequence[str],
+        request_time: datetime,
+        user_id: str | None = None,
+        queries: Sequence[str | None] | None = None,
+        bm25: Sequence[float] | None = None,
+    ) -> dict[str, list[Any]]:
+        """One entity row per candidate, in candidate order, as the columns of ``self.schema``.
+
+        Args:
+            item_ids: The candidates.
+            request_time: When the ranking is asked for (UTC, naive).
+            user_id: The shopper (None: anonymous).
+            queries: Each candidate's raw query (None: no query).
+            bm25: The BM25 of each candidate's query against its title (None: 0).
+        """
+        n = len(item_ids)
+        queries = list(queries) if queries is not None else [None] * n
+        norms = {query: normalize_query(query) for query in set(queries) if query is not None}
+        positions = [self.position.get(item) for item in item_ids]
+        return {
+            "user_id": [user_id or ANONYMOUS] * n,
+            "item_id": list(item_ids),
+            "query": queries,
+            "query_norm": [norms.get(query) for query in queries],
+            "request_time": [request_time] * n,
+            RETRIEVAL: [0.0] * n if bm25 is None else [float(score) for score in bm25],
+            **{
+                column: [None if at is None else values[at] for at in positions]
+                for column, values in self.attributes.items()
+            },
+        }
+
+    def frame(self, *args: Any, **kwargs: Any) -> pl.DataFrame:
+        """``columns(...)`` as a DataFrame."""
+        return pl.DataFrame(self.columns(*args, **kwargs), schema=self.schema)
+
+
 def request_rows(
     catalog: pl.DataFrame, candidates: pl.DataFrame, request_time: datetime, user_id: str | None = None
 ) -> pl.DataFrame:
-    """One entity row per candidate, in candidate order.
+    """One entity row per candidate, in candidate order (``RequestRows``, for one call).
 
     Args:
-        catalog: ``item_id`` and the catalog columns of ``ITEM_COLUMNS`` (``marts.dim_items``);
-            an item it lacks gets missing attributes.
+        catalog: ``item_id`` and the catalog columns of ``ITEM_COLUMNS`` (``marts.dim_items``).
         candidates: ``item_id``, and for a search the raw ``query`` and the BM25 of the query
             against the item's title (``retrieval_bm25``, 0 when absent).
         request_time: When the ranking is asked for (UTC, naive).
         user_id: The shopper (None: anonymous).
     """
-    missing = {"query": pl.lit(None, pl.Utf8), RETRIEVAL: pl.lit(0.0)}
-    candidates = candidates.with_columns(
-        value.alias(name) for name, value in missing.items() if name not in candidates.columns
+    given = {name: candidates[name].to_list() for name in ("query", RETRIEVAL) if name in candidates.columns}
+    return RequestRows(catalog).frame(
+        candidates["item_id"].to_list(), request_time, user_id, given.get("query"), given.get(RETRIEVAL)
     )
-    norms = {query: normalize_query(query) for query in candidates["query"].drop_nulls().unique()}
-    rows = candidates.select(
-        pl.lit(user_id or ANONYMOUS).alias("user_id"),
-        "item_id",
-        "query",
-        pl.col("query").replace_strict(norms, default=None, return_dtype=pl.Utf8).alias("query_norm"),
-        pl.lit(request_time).alias("request_time"),
-        pl.col(RETRIEVAL).cast(pl.Float64),
-    )
-    attributes = catalog.select("item_id", *(pl.col(source).alias(column) for column, source in ITEM_COLUMNS.items()))
-    return rows.join(attributes, on="item_id", how="left", maintain_order="left")
 
 
 def online_features(store: FeatureStore, plan: ServicePlan, rows: pl.DataFrame) -> pl.DataFrame:

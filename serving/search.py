@@ -9,12 +9,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import polars as pl
 from feast import FeatureStore
 
-from serving.features import request_rows
+from serving.features import RequestRows
 from serving.online import OnlineReader
 from shoprank.config import Settings
 from shoprank.features.bm25 import TitleIndex
@@ -22,7 +23,6 @@ from shoprank.features.store import open_store
 from shoprank.search.index import CatalogIndex, open_index
 from shoprank.search.retrieve import retrieve
 from shoprank.warehouse import read
-from training.dataset import RETRIEVAL
 from training.plan import ServicePlan, resolve
 from training.rankers import POSITION, Ranker
 from training.registry import ModelVersion, load_ranker
@@ -40,22 +40,26 @@ class SearchResult:
     Attributes:
         model: The model version that ranked (``service/version``).
         candidates: Items ranked, of which ``backfilled`` came from the retrieval's backfill.
+        items: The top results, best first, each a dict: ``rank``, ``item_id``, ``title``,
+            ``score``, ``bm25``, ``backfill``, ``contributions`` (the largest by size:
+            ``feature``, ``value``; view prefixes dropped).
         stages: Seconds spent per stage (``retrieve``, ``features``, ``score``).
-        vectors: Of each result, in result order: ``item_id``, the request columns the feature
-            service reads (its entity row) and the model's input features.
+        vectors: Of every candidate, in candidate order, as Python values by column: ``item_id``,
+            the request columns the feature service reads (its entity row) and the model's input
+            features; ``items`` are its rows ``order``.
+        order: The candidates' indexes in result order.
+        entities: The columns of ``vectors`` that are the entity row (besides ``item_id``).
         fallback: Why the model did not rank (the online store failed), else None.
-        items: The top results, best first: ``rank``, ``item_id``, ``title``, ``score``,
-            ``bm25``, ``backfill``, ``contributions`` (the largest by size: ``feature``, ``value``;
-            view prefixes dropped).
     """
 
     model: str
     candidates: int
     backfilled: int
-    items: pl.DataFrame
+    items: list[dict[str, Any]]
     stages: dict[str, float] = field(default_factory=dict)
-    vectors: pl.DataFrame = field(default_factory=pl.DataFrame)
-    entities: tuple[str, ...] = ()  # the columns of ``vectors`` that are the entity row
+    vectors: dict[str, list[Any]] = field(default_factory=dict)
+    order: np.ndarray = field(default_factory=lambda: np.zeros(0, "int64"))
+    entities: tuple[str, ...] = ()
     fallback: str | None = None
 
 
@@ -72,6 +76,7 @@ class Searcher:
     titles: TitleIndex
     catalog: pl.DataFrame
     item_titles: dict[str, str | None]  # the catalog's titles by item, for the results
+    rows: RequestRows  # the catalog indexed for entity rows
 
     @classmethod
     def open(cls, settings: Settings, service: str = SERVICE, version: str | None = None) -> Searcher:
@@ -86,7 +91,8 @@ class Searcher:
         titles = dict(catalog.select("item_id", "title").iter_rows())
         plan = resolve(store, service)
         reader = OnlineReader(store, plan)
-        return cls(model, ranker, plan, store, reader, open_index(settings), catalog_index(settings), catalog, titles)
+        indexes = open_index(settings), catalog_index(settings)
+        return cls(model, ranker, plan, store, reader, *indexes, catalog, titles, RequestRows(catalog))
 
     def search(
         self,
@@ -120,31 +126,32 @@ class Searcher:
         contributions (SHAP values cost more than the scores: they are computed for the results
         only, and only when asked)."""
         if not item_ids:
-            return SearchResult(self.model.name, 0, 0, pl.DataFrame())
+            return SearchResult(self.model.name, 0, 0, [])
         started = time.perf_counter()
         ids = list(item_ids)
         bm25 = self.titles.score([query] * len(ids), ids) if query else np.zeros(len(ids))
-        candidates = pl.DataFrame({"item_id": ids, "query": [query] * len(ids), RETRIEVAL: bm25})
-        rows = request_rows(self.catalog, candidates, at or datetime.now(UTC).replace(tzinfo=None), user_id)
+        at = at or datetime.now(UTC).replace(tzinfo=None)
+        rows = self.rows.columns(ids, at, user_id, [query] * len(ids) if query else None, bm25)
         try:
-            frame = self.reader.read(rows)
+            features = self.reader.features(rows)
         except Exception as exc:  # noqa: BLE001 - any failure of the store: answer from the fallback
             return self._fallback(ids, bm25, k, backfill, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
         featured = time.perf_counter()
-        scores = self.ranker.predict(frame)
+        scores = self.ranker.score(features)
         order = np.argsort(-scores, kind="stable")[:k]
         explained = [[] for _ in order]
         if explain:
             # position is a constant at serving, the bias alike for all: neither explains an order
-            contributions = self.ranker.contributions(frame[order]).drop("bias", POSITION, strict=False)
+            frame = pl.DataFrame(features, strict=False)[order]
+            contributions = self.ranker.contributions(frame).drop("bias", POSITION, strict=False)
             explained = [_largest(row) for row in contributions.iter_rows(named=True)]
         items = self._items(ids, order, scores, bm25, backfill, explained)
         stages = {"features": featured - started, "score": time.perf_counter() - featured}
-        entity = [column for column in self.plan.entity_columns if column != "item_id"]
-        inputs = ["item_id", *entity, *(name for name in self.ranker.features if name in frame.columns)]
-        vectors = frame.select(inputs)[order]
-        used = len(ids), int(items["backfill"].sum())
-        return SearchResult(self.model.name, *used, items, stages, vectors, tuple(entity))
+        entity = tuple(column for column in self.plan.entity_columns if column != "item_id")
+        inputs = [name for name in self.ranker.features if name in features]
+        vectors = {"item_id": ids, **{name: rows[name] for name in entity}, **{name: features[name] for name in inputs}}
+        backfilled = sum(item["backfill"] for item in items)
+        return SearchResult(self.model.name, len(ids), backfilled, items, stages, vectors, order, entity)
 
     def _fallback(
         self, ids: list[str], bm25: np.ndarray, k: int | None, backfill: np.ndarray | None, reason: str
@@ -154,22 +161,26 @@ class Searcher:
         order = np.argsort(-scores, kind="stable")[:k]
         items = self._items(ids, order, scores, bm25, backfill, [[] for _ in order])
         fallback = f"online features unavailable ({reason}); ranked by {'BM25' if bm25.any() else 'the given order'}"
-        return SearchResult(self.model.name, len(ids), int(items["backfill"].sum()), items, fallback=fallback)
+        backfilled = sum(item["backfill"] for item in items)
+        return SearchResult(self.model.name, len(ids), backfilled, items, fallback=fallback)
 
-    def _items(self, ids, order, scores, bm25, backfill, contributions) -> pl.DataFrame:
-        """The results in ``order``: ids, titles, scores, BM25, backfill flags, contributions."""
+    def _items(self, ids, order, scores, bm25, backfill, contributions) -> list[dict[str, Any]]:
+        """The results in ``order``: rank, id, title, score, BM25, backfill flag, contributions."""
         backfill = np.zeros(len(ids), bool) if backfill is None else backfill
-        return pl.DataFrame(
+        return [
             {
-                "rank": np.arange(1, len(order) + 1),
-                "item_id": [ids[i] for i in order],
-                "title": [self.item_titles.get(ids[i]) for i in order],
-                "score": scores[order],
-                "bm25": bm25[order],
-                "backfill": backfill[order],
-                "contributions": contributions,
+                "rank": rank,
+                "item_id": ids[i],
+                "title": self.item_titles.get(ids[i]),
+                "score": score,
+                "bm25": float(bm25[i]),
+                "backfill": bool(backfill[i]),
+                "contributions": reasons,
             }
-        )
+            for rank, i, score, reasons in zip(
+                range(1, len(order) + 1), order.tolist(), scores[order].tolist(), contributions, strict=True
+            )
+        ]
 
 
 def _largest(contributions: dict[str, float]) -> list[dict[str, float | str]]:

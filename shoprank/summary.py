@@ -311,7 +311,7 @@ def judgments(check: JudgmentCheck, path: Path) -> str:
 
 def searched(query: str, result: SearchResult, title_width: int = 48) -> str:
     """The ranked results of a query, with where each came from and why it ranks there."""
-    if result.items.is_empty():
+    if not result.items:
         return f'No item matches "{query}", even with spelling corrected; try other words'
     rows = [
         [
@@ -323,7 +323,7 @@ def searched(query: str, result: SearchResult, title_width: int = 48) -> str:
             _clip(r["title"] or "", title_width),
             ", ".join(f"{c['feature']} {c['value']:+.2f}" for c in r["contributions"]),
         ]
-        for r in result.items.iter_rows(named=True)
+        for r in result.items
     ]
     return "\n".join(
         [

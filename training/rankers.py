@@ -22,6 +22,7 @@ added to every prediction and shows as its own ``prior`` column in the contribut
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,20 @@ class Ranker:
         """Scores of the rows of ``frame`` (higher ranks first)."""
         return self._predict(frame, contributions=False) + _prior(frame, self.config)
 
+    def score(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
+        """``predict`` of rows given as Python values by column (one request's candidates): the
+        model's matrix is built straight from them, without a frame, when every input is a number."""
+        if self.categories:
+            return self.predict(pl.DataFrame(dict(columns), strict=False))
+        n = len(next(iter(columns.values())))
+        serving = {POSITION: [SERVING_POSITION] * n} if self.config.position == "feature" else {}
+        matrix = np.array([serving[name] if name in serving else columns[name] for name in self.features], "float64").T
+        scores = self._booster_predict(np.ascontiguousarray(matrix), contributions=False)
+        if not self.config.prior:
+            return scores
+        prior = np.array(columns[self.config.prior], dtype="float64")
+        return scores + np.where(np.isnan(prior), 0.0, prior) * self.config.prior_weight
+
     def contributions(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Per-row SHAP values: one column per feature, then ``prior`` when boosting from one, then
         ``bias``; each row sums to the score."""
@@ -134,8 +149,12 @@ class Ranker:
         # a plain array when every input is a number: the boosters read it without pandas' checks
         numeric = not self.categories
         matrix = _numbers(rows, self.features) if numeric else _matrix(rows, self.features, self.categories)
+        return self._booster_predict(matrix, contributions)
+
+    def _booster_predict(self, matrix: np.ndarray | pd.DataFrame, contributions: bool) -> np.ndarray:
         # one thread for a request's candidates: starting the others costs more than they save
-        threads = 1 if frame.height <= ONE_THREAD_ROWS else self.config.threads
+        threads = 1 if len(matrix) <= ONE_THREAD_ROWS else self.config.threads
+        numeric = not self.categories
         if self.config.algorithm == "lightgbm":
             return self.booster.predict(
                 matrix, num_iteration=self.best_iteration, pred_contrib=contributions, num_threads=threads

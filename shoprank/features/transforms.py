@@ -174,7 +174,5 @@ def _micros(values: pd.Series) -> np.ndarray:
     NaN when missing (whole microseconds up to the year 2255 are exact in a double)."""
     if not pd.api.types.is_datetime64_any_dtype(values.dtype):
         values = pd.to_datetime(values, utc=True, errors="coerce")
-    if getattr(values.dtype, "tz", None) is not None:
-        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    times = values.to_numpy("datetime64[us]")
+    times = values.values.astype("datetime64[us]")  # tz-aware ones in UTC, without pandas' tz_convert
     return np.where(np.isnat(times), np.nan, times.astype("int64").astype("float64"))

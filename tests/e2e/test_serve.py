@@ -287,29 +287,37 @@ def test_metrics_count_requests_and_time_each_stage(server):
         assert f'shoprank_stage_seconds_count{{endpoint="/v1/search",stage="{stage}"}}' in text
 
 
-def _lines(folder: Path, pattern: str, request_id: str) -> list[dict]:
-    rows = [json.loads(line) for path in folder.glob(pattern) for line in path.read_text().splitlines()]
-    return [row for row in rows if row["request_id"] == request_id]
+def _lines(folder: Path, pattern: str, request_id: str, seconds: float = 0.0) -> list[dict]:
+    """The logged rows of a request, waiting up to ``seconds`` for them (the log's writer thread
+    writes what was served every quarter of a second)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        rows = [json.loads(line) for path in folder.glob(pattern) for line in path.read_text().splitlines()]
+        found = [row for row in rows if row["request_id"] == request_id]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 def test_served_lists_are_logged_with_their_feature_vectors_and_ingest_as_requests(server, served_shop):
     status, body = call(f"{server}/v1/search", {"query": "shoe", "k": 3, "user_id": "u000001"})
     assert status == 200
-    served = _lines(served_shop.landing / "requests", ".requests-*.jsonl", body["request_id"])
+    served = _lines(served_shop.landing / "requests", ".requests-*.jsonl", body["request_id"], seconds=10)
     assert [(r["position"], r["item_id"]) for r in served] == [(n, i["item_id"]) for n, i in enumerate(body["items"])]
     assert {(r["user_id"], r["surface"], r["query"]) for r in served} == {("u000001", "search", "shoe")}
-    vectors = _lines(served_shop.workdir / "serving" / "features", ".features-*.jsonl", body["request_id"])
+    vectors = _lines(served_shop.workdir / "serving" / "features", ".features-*.jsonl", body["request_id"], 10)
     card = json.loads((served_shop.models / "search_ranker_v2" / "v0001" / "card.json").read_text())
     assert [v["item_id"] for v in vectors] == [r["item_id"] for r in served]
     assert list(vectors[0]["features"]) == [f for f in card["features"] if f != "position"]
     assert {v["model_version"] for v in vectors} == {"search_ranker_v2/v0001"}
 
     log = ServedLog(served_shop)  # what the service does when it stops: the files become visible
-    vectors = pl.DataFrame({"item_id": ["i000001", "i000002"], "f__x": [0.1, float("nan")]})
-    log.record("r-test", datetime.now(UTC).replace(tzinfo=None), "u000001", "recommend", None, "m/v1", vectors)
+    vectors = {"item_id": ["i000003", "i000002", "i000001"], "f__x": [0.3, float("nan"), 0.1]}
+    log.record("r-test", datetime.now(UTC).replace(tzinfo=None), "u000001", "recommend", None, "m/v1", vectors, [2, 1])
     log.close()
     (visible,) = [p for p in (served_shop.landing / "requests").glob("requests-*.jsonl") if "r-test" in p.read_text()]
     logged = _lines(served_shop.workdir / "serving" / "features", "features-*.jsonl", "r-test")
+    assert [(v["item_id"], v["position"]) for v in logged] == [("i000001", 0), ("i000002", 1)]  # served ones
     assert [v["features"] for v in logged] == [{"f__x": 0.1}, {"f__x": None}]  # floats exact, NaN as null
     result = CliRunner().invoke(cli, ["--workdir", str(served_shop.workdir), "ingest", str(visible)])
     assert result.exit_code == 0, result.output

@@ -137,3 +137,16 @@ def test_an_unknown_prior_names_the_feature_it_may_mean(frames):
         ConfigError, match=r'The prior "title_bm25" is not a feature of the service; did you mean q__title_bm25\?'
     ):
         train(RankerConfig(prior="title_bm25"), frames[0], frames[1], ("signal", "q__title_bm25"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.algorithm)
+def test_scoring_one_requests_columns_equals_predicting_its_frame(config, frames):
+    train_rows, valid_rows, test = frames
+    test = test.head(40).with_columns(  # missing values, as an online store gives them
+        pl.when(pl.int_range(pl.len()) % 7 == 0).then(None).otherwise(pl.col("signal")).alias("signal")
+    )
+    numeric = train(replace(config, prior="noise", prior_weight=3.0), train_rows, valid_rows, ("signal", "noise"))
+    categorical = train(config, train_rows, valid_rows, FEATURES)
+    for ranker in (numeric, categorical):
+        columns = test.drop("position").to_dict(as_series=False)  # serving has no position: it is constant
+        np.testing.assert_array_equal(ranker.score(columns), ranker.predict(test))
