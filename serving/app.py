@@ -26,12 +26,20 @@ from uuid import uuid4
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from feast import FeatureStore
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from pydantic import BaseModel, Field
 from pydantic_core import to_json
 from starlette.datastructures import Headers
 
-from serving.clock import WALL, Clock, materialized_until
+from serving.clock import Clock, materialized_until
 from serving.events import Landed, land_events
 from serving.features import ANONYMOUS, request_rows
 from serving.recommend import Recommender
@@ -48,6 +56,7 @@ MAX_BODY_BYTES = 4 * 1024 * 1024  # 10,000 events of a few hundred bytes fit
 RECOMMEND_SERVICE = "ranker_v2"
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 API_KEY = "SHOPRANK_API_KEY"  # the environment variable holding the key of /v1/events
+METRICS_FOLDER = "PROMETHEUS_MULTIPROC_DIR"  # where workers keep their samples (prometheus_client's name)
 
 
 class Filters(BaseModel):
@@ -131,6 +140,7 @@ class Health(BaseModel):
         description="The newest end of the feature views' materialized intervals (UTC; the registry as cached)"
     )
     now: datetime = Field(description="The service clock's now (UTC): the time of requests and request-time features")
+    worker: int = Field(description="The process id of the worker that answered (``shoprank serve --workers``)")
 
 
 class ServedVersion(BaseModel):
@@ -157,14 +167,13 @@ def create_app(
     version: str | None = None,
     api_key: str | None = None,
     keyed_ranking: bool = False,
-    as_of: str = WALL,
-    speed: float = 1.0,
+    clock: Clock | None = None,
 ) -> FastAPI:
     """The service over ``settings``' workdir, ranking with ``service``'s model (``version``, else
     the production version, followed when another is promoted); ``/v1/events`` (and the ranking
     endpoints when ``keyed_ranking``) ask for ``api_key`` (default: the ``SHOPRANK_API_KEY``
-    environment variable) in ``X-API-Key``; request times come from the clock ``as_of`` and ``speed`` name
-    (``serving.clock.Clock.parse``).
+    environment variable) in ``X-API-Key``; request times come from ``clock`` (default: the wall
+    clock).
 
     Raises:
         ShoprankError: No model of ``service``, no index, feature store or warehouse.
@@ -177,7 +186,7 @@ def create_app(
     except ShoprankError as exc:  # a shop may serve search alone
         recommending = recommender = None
         no_recommender = f"recommendations are off: {exc}"
-    clock = Clock.parse(as_of, live.current().store, speed)
+    clock = clock or Clock()
     key = api_key if api_key is not None else os.environ.get(API_KEY)
     served = ServedLog(settings)
 
@@ -216,7 +225,11 @@ def create_app(
 
     @app.get("/metrics")
     def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        registry = REGISTRY
+        if os.environ.get(METRICS_FOLDER):  # several workers: each keeps its samples in that folder
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.exception_handler(ConfigError)
     def bad_request(_: Request, exc: ConfigError) -> JSONResponse:
@@ -241,6 +254,7 @@ def create_app(
             online_store="; ".join(problems) or "reachable",
             materialized_until=_materialized_until(searcher.store),
             now=now,
+            worker=os.getpid(),
         )
 
     @app.post("/v1/admin/reload")
@@ -347,7 +361,7 @@ class _Measured:
 def _remember(recommender: Recommender, landed: Landed) -> None:
     """Add the accepted events to their users' recent items."""
     if landed.accepted:
-        recommender.recent.record(landed.rows.select("user_id", "item_id", "event_type", "event_time"))
+        recommender.recent.record(landed.rows.select("user_id", "item_id", "event_type", "event_time"), landed.path)
 
 
 def _store_problem(searcher: Searcher, at: datetime) -> str | None:

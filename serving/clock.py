@@ -23,19 +23,19 @@ MATERIALIZED = "materialized"
 
 @dataclass(frozen=True)
 class Clock:
-    """Now, naive UTC: the wall clock, or ``start`` plus ``speed`` times the time since the clock
-    was made."""
+    """Now, naive UTC: the wall clock, or ``start`` plus ``speed`` times the time since ``started``
+    (``time.monotonic()`` when the clock was made: the machine's, the same in every process)."""
 
     start: datetime | None = None
     speed: float = 1.0
-    _made: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.monotonic)
 
     def now(self) -> datetime:
         """Now in whole seconds: Feast's online read cuts request times to seconds before its
         on-demand views, and training reads them as logged, so both see the same time."""
         if self.start is None:
             return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-        moment = self.start + timedelta(seconds=(time.monotonic() - self._made) * self.speed)
+        moment = self.start + timedelta(seconds=(time.monotonic() - self.started) * self.speed)
         return moment.replace(microsecond=0)
 
     @classmethod

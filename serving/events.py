@@ -32,10 +32,12 @@ class Landed:
     Attributes:
         rows: The rows that met the contract, typed as they landed.
         rejected: ``{"index": position in the post, "reason": the failed checks}`` per bad row.
+        path: The landing file of ``rows`` (None when none met the contract).
     """
 
     rows: pl.DataFrame
     rejected: list[dict[str, Any]]
+    path: Path | None = None
 
     @property
     def accepted(self) -> int:
@@ -50,8 +52,9 @@ def land_events(settings: Settings, events: list[dict[str, Any]]) -> Landed:
     good = reasons.is_null()
     name = f"events-{now:%Y%m%dT%H%M%S}-{uuid4().hex[:12]}.parquet"
     accepted = typed.filter(good)
-    if not accepted.is_empty():
-        _write(accepted, settings.landing / "events" / name)
+    path = None if accepted.is_empty() else settings.landing / "events" / name
+    if path is not None:
+        _write(accepted, path)
     if not good.all():
         bad = frame.with_columns(reasons.alias("_reason")).filter(~good)
         _write(bad, settings.workdir / "serving" / "rejected" / name)
@@ -59,7 +62,7 @@ def land_events(settings: Settings, events: list[dict[str, Any]]) -> Landed:
         {"index": int(index), "reason": reason}
         for index, reason in zip(good.not_().arg_true(), reasons.filter(~good), strict=True)
     ]
-    return Landed(accepted, rejected)
+    return Landed(accepted, rejected, path)
 
 
 def _write(frame: pl.DataFrame, path: Path) -> None:

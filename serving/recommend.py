@@ -16,16 +16,20 @@ Neighbours come from the newest snapshot of the ``item_pair_features_weekly`` ma
 similarity of co-visitation over 28 days), popularity from the newest ``item_features_daily``
 rows (views over 7 days), recent items from ``int_events_sessionized`` (human users, duplicates
 dropped, clocks repaired): all read once, when the service opens. Events the service accepts
-afterwards (``POST /v1/events``) update the recent items in memory (``RecentItems.record``).
+afterwards (``POST /v1/events``) update the recent items in memory (``RecentItems.record``), and
+so do events landed by other processes (the other workers of ``shoprank serve --workers``, other
+instances): their landing files are read within ``FOLLOW_SECONDS`` (``RecentItems.follow``).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -41,8 +45,10 @@ RECENT_ITEMS = 20  # distinct items remembered per user
 LIVE_USERS = 100_000  # users whose posted events are remembered (the least recently active forgotten)
 RECENCY_DECAY = 0.9  # the weight of a user's n-th newest item's neighbours: RECENCY_DECAY ** n
 PURCHASE = "purchase"
+FOLLOW_SECONDS = 2.0  # how often the landing folder is listed for events landed by other processes
 SESSION, HISTORY, CATEGORY, POPULAR = "session", "history", "category", "popular"
 BACKFILL = frozenset({CATEGORY, POPULAR})
+LANDED = "events-*.parquet"  # landing files of events (hidden ones are still being written)
 
 RECENT_SQL = f"""
 with touched as (
@@ -88,10 +94,15 @@ class RecentItems:
     (a Polars frame sorted by user, looked up by binary search) merged with the events accepted
     since (at most ``RECENT_ITEMS`` per user for ``LIVE_USERS`` users). Thread-safe."""
 
-    def __init__(self, stored: pl.DataFrame) -> None:
-        self.stored = stored.sort("user_id", maintain_order=True)  # user_id, item_id, last_time, bought
+    def __init__(self, stored: pl.DataFrame, landing: Path) -> None:
+        """``stored``: ``user_id``, ``item_id``, ``last_time``, ``bought``; ``landing``: the folder
+        events are landed in (its files as of now count as stored)."""
+        self.stored = stored.sort("user_id", maintain_order=True)
+        self.landing = landing
         self._live: OrderedDict[str, dict[str, tuple[datetime, bool]]] = OrderedDict()
         self._lock = threading.Lock()
+        self._seen = set(landing.glob(LANDED))
+        self._followed = time.monotonic()
 
     @classmethod
     def read(cls, settings: Settings) -> RecentItems:
@@ -100,10 +111,22 @@ class RecentItems:
         Raises:
             WarehouseError: The warehouse or ``int_events_sessionized`` is missing.
         """
-        return cls(read(settings.warehouse, RECENT_SQL))
+        return cls(read(settings.warehouse, RECENT_SQL), settings.landing / "events")
 
-    def record(self, events: pl.DataFrame) -> None:
-        """Remember accepted events (``user_id``, ``item_id``, ``event_type``, ``event_time``)."""
+    def follow(self) -> None:
+        """Remember the events of landing files that appeared since the last look (at most every
+        ``FOLLOW_SECONDS``), except the ones ``record`` was given."""
+        if time.monotonic() - self._followed < FOLLOW_SECONDS:
+            return
+        self._followed = time.monotonic()
+        for path in sorted(set(self.landing.glob(LANDED)) - self._seen):
+            self.record(pl.read_parquet(path, columns=["user_id", "item_id", "event_type", "event_time"]), path)
+
+    def record(self, events: pl.DataFrame, path: Path | None = None) -> None:
+        """Remember accepted events (``user_id``, ``item_id``, ``event_type``, ``event_time``),
+        landed in ``path``."""
+        if path is not None:
+            self._seen.add(path)
         rows = events.select(
             "user_id",
             "item_id",
@@ -180,6 +203,7 @@ class Recommender:
         """Up to ``CANDIDATES`` items from the generators in order (an item keeps the first
         generator that found it), without the session's items and the user's recent purchases."""
         session = list(dict.fromkeys(session_item_ids))
+        self.recent.follow()
         recent = self.recent.of(user_id)
         generators = {
             SESSION: self._neighbours_of(session, [1.0] * len(session)),

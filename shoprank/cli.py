@@ -424,6 +424,13 @@ def search(settings: Settings, query: str, user_id: str | None, k: int, service:
     default=1.0,
     help="How much faster than the wall clock a clock of --as-of runs (3600: an hour a second).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes answering on the port (a ranking is CPU-bound: one per core).",
+)
 @click.pass_obj
 def serve(
     settings: Settings,
@@ -434,6 +441,7 @@ def serve(
     keyed_ranking: bool,
     as_of: str,
     speed: float,
+    workers: int,
 ) -> None:
     """Serve search and rerank over HTTP (FastAPI + uvicorn; OpenAPI at /docs): POST /v1/search,
     POST /v1/rerank, GET /health.
@@ -443,17 +451,13 @@ def serve(
         shoprank serve --port 8000
         curl -s localhost:8000/v1/search -H 'content-type: application/json' -d '{"query": "drill", "k": 5}'
     """
-    import gc
+    from serving.clock import Clock
+    from serving.workers import ServeOptions, run
+    from shoprank.features.store import open_store
 
-    import uvicorn
-
-    from serving.app import create_app
-
-    app = create_app(settings, service, version, keyed_ranking=keyed_ranking, as_of=as_of, speed=speed)
-    gc.collect()
-    gc.freeze()  # the loaded model, indexes and catalog: full collections no longer walk them (250 ms stalls)
-    click.echo(f"Serving {app.title} on http://{host}:{port} (OpenAPI at /docs)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    clock = Clock.parse(as_of, open_store(settings), speed)
+    click.echo(f"Starting shoprank on http://{host}:{port} with {workers} worker(s) (OpenAPI at /docs)")
+    run(ServeOptions(settings, service, version, keyed_ranking, clock), host, port, workers)
 
 
 @cli.command(context_settings=CONTEXT)

@@ -89,6 +89,7 @@ def test_health_names_the_model_its_store_and_how_fresh_it_is(server, served_sho
     assert status == 200
     now = datetime.fromisoformat(body.pop("now"))  # the wall clock: served as of now by default
     assert abs(now - datetime.now(UTC).replace(tzinfo=None)) < timedelta(seconds=30)
+    assert isinstance(body.pop("worker"), int)  # the process id of the one worker
     assert body == {
         "status": "ok",
         "model_version": "search_ranker_v2/v0001",

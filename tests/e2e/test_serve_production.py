@@ -4,10 +4,13 @@ rides out on its fallback and recovers from by itself."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
+import urllib.request
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 
 import pytest
 from redis import Redis
@@ -19,7 +22,30 @@ from tests.e2e.test_serve import call, free_port, start
 
 @pytest.fixture(scope="module")
 def server(production_shop):
-    yield from start(production_shop, "--as-of", "materialized")
+    yield from start(production_shop, "--as-of", "materialized", "--workers", "2")
+
+
+def test_two_workers_answer_on_one_port_with_one_clock_and_one_set_of_metrics(server, production_shop):
+    workers, clocks = set(), []
+    for _ in range(40):  # each call a new connection, accepted by either worker
+        status, health = call(f"{server}/health")
+        workers.add(health["worker"])
+        clocks.append((health["worker"], health["now"]))
+        if len(workers) == 2:
+            break
+    assert len(workers) == 2
+    # --as-of materialized: one start for all, so the workers' clocks agree (to the second)
+    first, second = ({datetime.fromisoformat(now) for worker, now in clocks if worker == w} for w in workers)
+    assert abs(max(first) - max(second)) <= timedelta(seconds=2)
+    items = read(production_shop.warehouse, "select item_id from marts.dim_items order by 1 limit 20")["item_id"]
+    for _ in range(30):
+        assert call(f"{server}/v1/rerank", {"user_id": "u000001", "item_ids": items.to_list()})[0] == 200
+    counts = set()
+    for _ in range(6):  # whichever worker answers adds up the samples of both
+        with urllib.request.urlopen(f"{server}/metrics", timeout=30) as response:
+            text = response.read().decode()
+        counts.add(re.search(r'shoprank_requests_total\{endpoint="/v1/rerank",status="200"\} (\S+)', text).group(1))
+    assert counts == {"30.0"}
 
 
 def test_search_ranks_on_redis_features_with_the_registry_in_postgresql(server, production_shop):
