@@ -3,7 +3,7 @@
 anchors for the same entities and features: Feast's ``get_online_features`` in-process and Feast's
 own feature server (``feast serve``, one worker, HTTP ``/get-online-features``).
 
-    python benchmarks/serving.py [--preset small] [--duration 20] [--stores redis sqlite]
+    python benchmarks/serving.py [--preset small] [--duration 20] [--stores redis sqlite] [--workers 1 2]
 
 Workdirs: ``benchmarks/work/serving/<preset>/{redis,sqlite}`` (``shoprank pipeline`` and
 ``shoprank train --service ranker_v1`` when absent; Redis is the production profile, Feast project
@@ -15,9 +15,9 @@ in this order, nothing else of the benchmark running meanwhile:
    (``serving.online.OnlineReader.read``) as served (item-keyed values and on-demand outputs
    remembered across requests) and with those caches emptied before every read; values checked
    equal. Then one request's stages, single-threaded, without HTTP.
-2. ``shoprank serve --service ranker_v1 --as-of materialized``: warm-up, then 50, 100 and 200 rps,
-   then a search for the max sustainable rate. ``/metrics`` is read before and after each rate:
-   its stage histograms give the server-side time per stage at that rate.
+2. ``shoprank serve --service ranker_v1 --as-of materialized --workers N``, for each N given: warm-up,
+   then 50, 100 and 200 rps, then a search for the max sustainable rate. ``/metrics`` is read
+   before and after each rate: its stage histograms give the server-side time per stage at that rate.
 3. ``feast serve`` on the same workdir: 10 rps, then the same search; its saturation is the
    highest throughput it achieved at any offered rate.
 
@@ -81,14 +81,14 @@ STAGE_WARMUP = 150  # requests before the single-request stages are timed
 SATURATION_STEPS = 4  # doublings of the offered rate to find feast serve's saturation
 
 
-def main(preset: str, duration: float, stores: list[str]) -> None:
+def main(preset: str, duration: float, stores: list[str], workers: list[int]) -> None:
     code = _code()
     print(f"Code measured: {code}")
     runs = {}
     for store in stores:
         settings = _workdir(preset, store)
         print(f"\n== {store}: {settings.workdir} (Feast project {settings.project}, {settings.profile} profile)")
-        runs[store] = _run_store(settings, duration)
+        runs[store] = _run_store(settings, duration, workers)
     print(_report(preset, duration, runs))
     print(f"\nCode measured: {code}")
     if _code().split()[1:] != code.split()[1:]:  # servers started at different moments ran different code
@@ -571,7 +571,7 @@ def _histogram(delta: dict, name: str, **labels: str) -> tuple[float, float, flo
 # --- one store -------------------------------------------------------------------------------
 
 
-def _run_store(settings, duration: float) -> dict:
+def _run_store(settings, duration: float, workers: list[int]) -> dict:
     shop = Shop.open(settings)
     print(f"In-process reads: {READS} requests of 1 user + {CANDIDATES} items, {SERVICE}", flush=True)
     reads = _in_process(shop)
@@ -584,22 +584,7 @@ def _run_store(settings, duration: float) -> dict:
     for user, items in shop.requests(BODIES, seed=3):
         body = {"user_id": user, "item_ids": items, "query": None, "surface": "recommend"}
         ours_bodies.append(_post("/v1/rerank", body))
-    shoprank = [str(Path(sys.executable).with_name("shoprank")), "--workdir", str(settings.workdir)]
-    shoprank += ["--profile", settings.profile, "--project", settings.project, "serve", "--service", SERVICE]
-    shoprank += ["--as-of", "materialized", "--port", str(PORTS["shoprank"])]
-    print(f"shoprank serve ({store}): /v1/rerank, {SERVICE}, {CANDIDATES} candidates", flush=True)
-    with _server(shoprank, env, PORTS["shoprank"], logs / f"shoprank-{store}.log") as group:
-        _check_ranking(PORTS["shoprank"], ours_bodies[0])
-
-        def ours(rate: float, seconds: float = duration) -> Load:
-            return _load(PORTS["shoprank"], group, ours_bodies, rate, seconds, metrics=True)
-
-        print("  warm-up:")
-        ours(WARMUP_RATE, WARMUP_SECONDS)
-        loads = [ours(rate) for rate in RATES]
-        print("  max sustainable rate:")
-        search = _search(ours, loads, RATES[0])
-    _remove_served_logs(settings)
+    served = {count: _serve(settings, count, ours_bodies, duration, env, logs) for count in workers}
 
     feast_bodies = []
     for user, items in shop.requests(BODIES, seed=3):
@@ -631,7 +616,29 @@ def _run_store(settings, duration: float) -> dict:
             if any(load.achieved < ACHIEVED_SHARE * load.offered for load in feast_loads):
                 break
             feast_loads.append(theirs(2 * max(load.offered for load in feast_loads)))
-    return {"reads": reads, "loads": loads, "search": search, "feast": feast_loads, "feast_equal": feast_equal}
+    return {"reads": reads, "served": served, "feast": feast_loads, "feast_equal": feast_equal}
+
+
+def _serve(settings, workers: int, bodies: list[bytes], duration: float, env: dict, logs: Path) -> dict:
+    """``shoprank serve --workers``: warm-up, the fixed rates, then the max sustainable rate."""
+    store = settings.workdir.name
+    shoprank = [str(Path(sys.executable).with_name("shoprank")), "--workdir", str(settings.workdir)]
+    shoprank += ["--profile", settings.profile, "--project", settings.project, "serve", "--service", SERVICE]
+    shoprank += ["--as-of", "materialized", "--port", str(PORTS["shoprank"]), "--workers", str(workers)]
+    print(f"shoprank serve ({store}, {workers} worker(s)): /v1/rerank, {SERVICE}, {CANDIDATES} candidates", flush=True)
+    with _server(shoprank, env, PORTS["shoprank"], logs / f"shoprank-{store}-{workers}.log") as group:
+        _check_ranking(PORTS["shoprank"], bodies[0])
+
+        def ours(rate: float, seconds: float = duration) -> Load:
+            return _load(PORTS["shoprank"], group, bodies, rate, seconds, metrics=True)
+
+        print("  warm-up:")
+        ours(WARMUP_RATE * workers, WARMUP_SECONDS)
+        loads = [ours(rate) for rate in RATES]
+        print("  max sustainable rate:")
+        search = _search(ours, loads, RATES[0])
+    _remove_served_logs(settings)
+    return {"loads": loads, "search": search}
 
 
 def _feature_repo() -> Path:
@@ -722,13 +729,13 @@ def _report(preset: str, duration: float, runs: dict) -> str:
         f"\n# Serving benchmark — {preset} shop, {SERVICE}, {CANDIDATES} candidates, {duration:g} s per rate, {os.cpu_count()} cores shared by servers and load generator\n"
     ]
     rows = []
-    for store, run in runs.items():
-        for load in run["loads"] + run["search"]:
-            rows.append(_load_row(f"shoprank serve /v1/rerank ({store})", load))
-        best, above = _max_sustainable(run["loads"] + run["search"])
+    for store, workers, served in _served(runs):
+        for load in served["loads"] + served["search"]:
+            rows.append(_load_row(f"shoprank serve /v1/rerank ({store}, {workers} worker(s))", load))
+        best, above = _max_sustainable(served["loads"] + served["search"])
         rows.append(
             [
-                f"**shoprank ({store}) max sustainable**",
+                f"**shoprank ({store}, {workers} worker(s)) max sustainable**",
                 f"**{best:g}**",
                 f"(next tried: {above:g})" if above else "",
                 *[""] * 9,
@@ -762,13 +769,15 @@ def _report(preset: str, duration: float, runs: dict) -> str:
         "sustainable",
     ]
     out.append(_table(header, rows))
-    for store, run in runs.items():
-        at = next((load for load in run["loads"] if load.offered == GOAL_RATE), None)
+    for store, workers, served in _served(runs):
+        at = next((load for load in served["loads"] if load.offered == GOAL_RATE), None)
         if at is not None:
             met = at.p(99) <= GOAL_P99 and at.achieved >= ACHIEVED_SHARE * at.offered and at.errors == 0
             out.append(
-                f"\nGoal p99 <= {GOAL_P99 * 1000:g} ms at {GOAL_RATE} rps ({store}): p99 {_ms(at.p(99))} ms -> {'met' if met else 'NOT met'}"
+                f"\nGoal p99 <= {GOAL_P99 * 1000:g} ms at {GOAL_RATE} rps ({store}, {workers} worker(s)): "
+                f"p99 {_ms(at.p(99))} ms -> {'met' if met else 'NOT met'}"
             )
+    for store, run in runs.items():
         out.append(
             f"feast serve ({store}) values equal to our read on a checked request: {'yes' if run['feast_equal'] else 'NO'}"
         )
@@ -804,8 +813,8 @@ def _report(preset: str, duration: float, runs: dict) -> str:
     out.append(_table(header, rows))
 
     rows = []
-    for store, run in runs.items():
-        for load in run["loads"] + run["search"]:
+    for store, workers, served in _served(runs):
+        for load in served["loads"] + served["search"]:
             d = load.metrics
             _, request, request99 = _histogram(d, "shoprank_request_seconds", endpoint="/v1/rerank")
             _, features, features99 = _histogram(d, "shoprank_stage_seconds", endpoint="/v1/rerank", stage="features")
@@ -818,7 +827,7 @@ def _report(preset: str, duration: float, runs: dict) -> str:
             )
             rows.append(
                 [
-                    store,
+                    f"{store}, {workers}",
                     f"{load.offered:g}",
                     f"{_ms(features)} / {_ms(features99)}",
                     f"{_ms(score)} / {_ms(score99)}",
@@ -833,7 +842,7 @@ def _report(preset: str, duration: float, runs: dict) -> str:
         "\nWhere the time goes under load (/metrics stage histograms, deltas over each rate; p99 interpolated within the buckets 1, 2.5, 5, 10, 25 ms...)\n"
     )
     header = [
-        "store",
+        "store, workers",
         "rps",
         "features mean / p99 ms",
         "score mean / p99 ms",
@@ -870,6 +879,13 @@ def _report(preset: str, duration: float, runs: dict) -> str:
     return "\n".join(out)
 
 
+def _served(runs: dict) -> Iterator[tuple[str, int, dict]]:
+    """Each store's shoprank serve runs: (store, workers, loads)."""
+    for store, run in runs.items():
+        for workers, served in run["served"].items():
+            yield store, workers, served
+
+
 def _load_row(name: str, load: Load) -> list[str]:
     return [
         name,
@@ -893,5 +909,6 @@ if __name__ == "__main__":
     parser.add_argument("--preset", default="small")
     parser.add_argument("--duration", type=float, default=20.0, help="Seconds per rate.")
     parser.add_argument("--stores", nargs="+", choices=list(PROFILES), default=list(PROFILES))
+    parser.add_argument("--workers", nargs="+", type=int, default=[1, 2], help="shoprank serve --workers to measure.")
     args = parser.parse_args()
-    main(args.preset, args.duration, args.stores)
+    main(args.preset, args.duration, args.stores, args.workers)
