@@ -13,6 +13,7 @@ service stops: an ingest never reads a file still being written.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -32,6 +33,7 @@ ROTATE_ROWS = 100_000
 ROTATE_SECONDS = 300.0
 FLUSH_SECONDS = 0.25  # how late a served list reaches its file at most (while the service runs)
 LOG = logging.getLogger(__name__)
+_FIELDS = ("request_id", "request_time", "user_id", "surface", "query", "model_version")  # one per list
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class ServedLog:
         self._pending: list[_Served] = []
         self._pending_lock = threading.Lock()
         self._files_lock = threading.Lock()
-        self._files: dict[str, IO[str]] = {}
+        self._files: dict[str, IO[bytes]] = {}
         self._rows = 0
         self._opened = 0.0
         self._stop = threading.Event()
@@ -124,7 +126,7 @@ class ServedLog:
             self._open()
         for kind, rows in (("requests", requests), ("features", features)):
             file = self._files[kind]
-            file.write(rows.write_ndjson())
+            rows.write_ndjson(file)  # the bytes straight to the file, not through a str
             file.flush()
         self._rows += requests.height
 
@@ -132,7 +134,7 @@ class ServedLog:
         stamp = f"{datetime.now():%Y%m%dT%H%M%S}-{os.getpid()}-{time.monotonic_ns() % 10**9:09d}"
         for kind, folder in self.folders.items():
             folder.mkdir(parents=True, exist_ok=True)
-            self._files[kind] = (folder / f".{kind}-{stamp}.jsonl").open("a", encoding="utf-8")
+            self._files[kind] = (folder / f".{kind}-{stamp}.jsonl").open("ab")  # UTF-8, as polars writes
         self._rows, self._opened = 0, time.monotonic()
 
     def _rotate(self) -> None:
@@ -149,44 +151,41 @@ def _frames(batch: list[_Served]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The rows of the requests contract and of the feature log of lists with the same columns,
     in served order: every candidate's values are converted once, then the served ones picked."""
     first = batch[0]
-    names = list(first.vectors)
-    columns: dict[str, list[Any]] = {name: [] for name in names}
-    picked, offset = [], 0
-    for served in batch:
-        for name in names:
-            columns[name].extend(served.vectors[name])
-        picked.append(served.order + offset)
-        offset += len(served.vectors["item_id"])
-    vectors = pl.DataFrame(columns, strict=False)[np.concatenate(picked)]
-    sizes = [len(served.order) for served in batch]
-    fields = ("request_id", "request_time", "user_id", "surface", "query", "model_version")
-    common = pl.DataFrame(
-        {field: np.repeat(np.array([getattr(s, field) for s in batch], object), sizes) for field in fields},
-        schema=dict.fromkeys(fields, pl.Utf8),
-    ).with_columns(position=np.concatenate([np.arange(size) for size in sizes]))
-    schema = vectors.schema
-    features = [name for name in names if name != "item_id" and name not in first.entities]
-    vectors = vectors.select(
-        "item_id",
-        _json_object(schema, first.entities).alias("entities"),
-        _json_object(schema, features).alias("features"),
-    )
-    rows = pl.concat([common, vectors], how="horizontal")
-    requests = rows.select("request_id", "request_time", "user_id", "surface", "query", "item_id", "position")
-    logged = rows.select(
-        "request_id", "request_time", "user_id", "item_id", "position", "model_version", "entities", "features"
-    )
-    return requests, logged
+    columns = {name: _column(name, [served.vectors[name] for served in batch]) for name in first.vectors}
+    starts = np.cumsum([0] + [len(served.vectors["item_id"]) for served in batch[:-1]])
+    picked = np.concatenate([served.order + start for served, start in zip(batch, starts, strict=True)])
+    sizes = np.array([len(served.order) for served in batch])
+    lists = np.repeat(np.arange(len(batch)), sizes)  # the list of each row
+    rows = {field: pl.Series(field, [getattr(s, field) for s in batch], pl.Utf8).gather(lists) for field in _FIELDS}
+    rows["position"] = pl.Series("position", np.arange(len(lists)) - np.repeat(np.cumsum(sizes) - sizes, sizes))
+    rows["item_id"] = columns["item_id"].gather(picked)
+    features = [name for name in columns if name != "item_id" and name not in first.entities]
+    rows["entities"] = _json_object("entities", [columns[name] for name in first.entities], picked)
+    rows["features"] = _json_object("features", [columns[name] for name in features], picked)
+    requests = ("request_id", "request_time", "user_id", "surface", "query", "item_id", "position")
+    logged = ("request_id", "request_time", "user_id", "item_id", "position", "model_version", "entities", "features")
+    return pl.DataFrame([rows[name] for name in requests]), pl.DataFrame([rows[name] for name in logged])
 
 
-def _json_object(schema: pl.Schema, names: Sequence[str]) -> pl.Expr:
-    """The columns ``names`` as one JSON object per row (null when there are none)."""
-    return pl.struct([_json_column(schema, name) for name in names]) if names else pl.lit(None)
+def _column(name: str, lists: list[list[Any]]) -> pl.Series:
+    """One column of several lists as JSON keeps it, its type inferred from all its values: floats
+    exactly (shortest round-trip digits), NaN as null, times in ISO 8601. Times that are one value
+    per list (the request time on every row) are converted once per list: converting a datetime
+    costs some twenty times a number."""
+    # equal datetimes (count compares by value) convert alike: aware ones all become UTC
+    if lists[0] and isinstance(lists[0][0], datetime) and all(v and v.count(v[0]) == len(v) for v in lists):
+        once = _json_times(pl.Series(name, [values[0] for values in lists], strict=False))
+        return once.gather(np.repeat(np.arange(len(lists)), [len(values) for values in lists]))
+    return _json_times(pl.Series(name, list(itertools.chain.from_iterable(lists)), strict=False))
 
 
-def _json_column(schema: pl.Schema, name: str) -> pl.Expr:
-    """A column as JSON keeps it: floats exactly (shortest round-trip digits), NaN as null, times
-    in ISO 8601."""
-    if schema[name] == pl.Datetime:
-        return pl.col(name).dt.to_string("%Y-%m-%dT%H:%M:%S%.6f")
-    return pl.col(name)
+def _json_times(series: pl.Series) -> pl.Series:
+    """Datetimes as ISO 8601 text (to the microsecond); other columns as they are."""
+    return series.dt.to_string("%Y-%m-%dT%H:%M:%S%.6f") if series.dtype == pl.Datetime else series
+
+
+def _json_object(name: str, columns: list[pl.Series], rows: np.ndarray) -> pl.Series:
+    """The ``rows`` of ``columns`` as one JSON object each (null when there are no columns)."""
+    if not columns:
+        return pl.Series(name, [None] * len(rows))
+    return pl.DataFrame(columns).to_struct(name).gather(rows)

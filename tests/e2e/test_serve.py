@@ -314,8 +314,12 @@ def test_served_lists_are_logged_with_their_feature_vectors_and_ingest_as_reques
 
     log = ServedLog(served_shop)  # what the service does when it stops: the files become visible
     vectors = {"item_id": ["i000003", "i000002", "i000001"], "f__x": [0.3, float("nan"), 0.1]}
-    log.record("r-test", datetime.now(UTC).replace(tzinfo=None), "u000001", "recommend", None, "m/v1", vectors, [2, 1])
+    now = datetime.now(UTC).replace(tzinfo=None)
+    log.record("r-test", now, "u000001", "recommend", None, "m/v1", vectors, [2, 1])
+    log.record("r-test-2", now, "u000001", "search", "shoe", "m/v1", vectors, [0])  # one batch: no query, a query
     log.close()
+    (searched,) = _lines(served_shop.landing / "requests", "requests-*.jsonl", "r-test-2")
+    assert (searched["query"], searched["item_id"], searched["position"]) == ("shoe", "i000003", 0)
     (visible,) = [p for p in (served_shop.landing / "requests").glob("requests-*.jsonl") if "r-test" in p.read_text()]
     logged = _lines(served_shop.workdir / "serving" / "features", "features-*.jsonl", "r-test")
     assert [(v["item_id"], v["position"]) for v in logged] == [("i000001", 0), ("i000002", 1)]  # served ones
