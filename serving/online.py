@@ -80,7 +80,7 @@ class OnlineReader:
         self.views = [_stored_view(registry, view) for view in plan.views]
         self._headers = [view.key_header() for view in self.views]
         self._tables = _tables(store, registry, self.views)
-        self._cache: dict[tuple[int, bytes], tuple[float, tuple]] = {}
+        self._cache: dict[int, dict[tuple, tuple[float, tuple]]] = {}  # by view index, then join key values
         self._memo: dict[str, dict[tuple, tuple]] = {odfv.view.name: {} for odfv in plan.on_demand}
         self._memo_lock = threading.Lock()
 
@@ -115,15 +115,14 @@ class OnlineReader:
                 f'Feature service "{self.plan.service}" needs request column(s) {missing}; add them to the rows'
             )
         given = {column: rows[column] for column in self.plan.entity_columns}
-        keys = [_keys(view, header, given) for view, header in zip(self.views, self._headers, strict=True)]
+        keys = [list(zip(*(given[column] for _, column in view.keys), strict=True)) for view in self.views]
         found = self._values(keys)
-        columns: dict[str, list[Any]] = {}
+        columns = dict(given)
         for plan, view_keys, values in zip(self.plan.views, keys, found, strict=True):
-            per_row = [values[key] for key in view_keys]
-            for position, column in enumerate(plan.columns):
-                columns[column] = [row[position] if row is not None else None for row in per_row]
+            per_row = list(map(values.__getitem__, view_keys))
+            columns.update(zip(plan.columns, _transpose(per_row, len(plan.columns)), strict=True))
         for odfv in self.plan.on_demand:
-            columns.update(self._on_demand(odfv, {**given, **columns}))
+            columns.update(self._on_demand(odfv, columns))
         return {name: columns[name] for name in self.plan.features}
 
     def _on_demand(self, odfv: OnDemandPlan, columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -136,7 +135,7 @@ class OnlineReader:
         ]
         memo = self._memo[odfv.view.name]
         with self._memo_lock:
-            outputs = [memo.get(row) for row in distinct]
+            outputs = list(map(memo.get, distinct))
         unseen = [row for row, output in zip(distinct, outputs, strict=True) if output is None]
         if unseen:
             computed = dict(zip(unseen, _transform(odfv, names, unseen), strict=True))
@@ -150,33 +149,38 @@ class OnlineReader:
                         del memo[row]
         return {column: [outputs[slot][index] for slot in slots] for index, column in enumerate(odfv.columns)}
 
-    def _values(self, keys: list[list[bytes]]) -> list[dict[bytes, tuple | None]]:
-        """Each view's decoded values by entity key: from the cache when fresh, else from the store
-        (every view in one round trip)."""
+    def _values(self, keys: list[list[tuple]]) -> list[dict[tuple, tuple]]:
+        """Each view's decoded values by join key values (all None: not stored): from the cache
+        when fresh, else from the store (every view in one round trip)."""
         now = time.monotonic()
-        found: list[dict[bytes, tuple | None]] = []
-        wanted: list[tuple[int, list[bytes]]] = []
+        found: list[dict[tuple, tuple]] = []
+        wanted: list[tuple[int, list[tuple]]] = []
         for index, (view, view_keys) in enumerate(zip(self.views, keys, strict=True)):
-            values: dict[bytes, tuple | None] = {}
-            missing = []
-            for key in dict.fromkeys(view_keys):
-                hit = self._cache.get((index, key)) if view.cached else None
-                if hit is not None and now - hit[0] < CACHE_SECONDS:
-                    values[key] = hit[1]
-                else:
-                    missing.append(key)
+            values: dict[tuple, tuple] = {}
+            if view.cached:
+                cache, missing = self._cache.setdefault(index, {}), []
+                for key in dict.fromkeys(view_keys):
+                    hit = cache.get(key)
+                    if hit is not None and now - hit[0] < CACHE_SECONDS:
+                        values[key] = hit[1]
+                    else:
+                        missing.append(key)
+            else:
+                missing = list(dict.fromkeys(view_keys))
             found.append(values)
             if missing:
                 wanted.append((index, missing))
         if wanted:
-            read = self._tables.read([(self.views[index], missing) for index, missing in wanted])
+            read = self._tables.read(
+                [(self.views[index], _keys(self._headers[index], missing)) for index, missing in wanted]
+            )
             for (index, missing), blobs in zip(wanted, read, strict=True):
-                view = self.views[index]
+                view, values = self.views[index], found[index]
+                kinds, nothing = [kind for _, kind in view.features], (None,) * len(view.features)
                 for key, row in zip(missing, blobs, strict=True):
-                    decoded = None if row is None else tuple(map(_decode, row, (k for _, k in view.features)))
-                    found[index][key] = decoded
-                    if view.cached:
-                        self._cache[(index, key)] = (now, decoded)
+                    values[key] = nothing if row is None else tuple(map(_decode, row, kinds))
+                if view.cached:
+                    self._cache.setdefault(index, {}).update((key, (now, values[key])) for key in missing)
         return found
 
 
@@ -186,14 +190,14 @@ def _transform(odfv: OnDemandPlan, names: list[str], rows: list[tuple]) -> list[
     name too), NaN and NaT read back as None. Called without Feast's own Arrow round trip around it,
     which costs 2 ms for one row."""
     view = odfv.view
-    inputs = dict(zip(names, map(list, zip(*rows, strict=True)), strict=True))
+    inputs = {name: pa.array(list(values)) for name, values in zip(names, zip(*rows, strict=True), strict=True)}
     if view.mode != "pandas":  # Feast's own call
-        done = view.transform_arrow(pa.Table.from_pydict(inputs), True)
+        done = view.transform_arrow(pa.table(inputs), True)
         return list(zip(*(done[column].to_pylist() for column in odfv.columns), strict=True))
     for source in view.source_feature_view_projections.values():
         for feature in source.features:
-            inputs.setdefault(feature.name, inputs[f"{source.name}__{feature.name}"])
-    done = view.feature_transformation.udf(pa.Table.from_pydict(inputs).to_pandas(split_blocks=True))
+            inputs.setdefault(feature.name, inputs[f"{source.name}__{feature.name}"])  # one array, as Feast does
+    done = view.feature_transformation.udf(pa.table(inputs).to_pandas(split_blocks=True))
     prefix = f"{view.projection.name_to_use()}__"
     outputs = [done[c] if c in done else done[c.removeprefix(prefix)] for c in odfv.columns]  # long or short names
     return list(zip(*map(_python_values, outputs), strict=True))
@@ -207,17 +211,22 @@ def _python_values(output: pd.Series) -> list[Any]:
     return pa.array(output, from_pandas=True).to_pylist()
 
 
-def _keys(view: _View, header: bytes, given: dict[str, list[Any]]) -> list[bytes]:
-    """The serialized entity key of each row for ``view`` (a missing key value is ``NO_KEY``)."""
-    columns = [[NO_KEY if value is None else value for value in given[column]] for _, column in view.keys]
-    return [_serialize(header, values) for values in zip(*columns, strict=True)]
+def _keys(header: bytes, rows: list[tuple]) -> list[bytes]:
+    """Feast's ``serialize_entity_key`` (version 3) of each row's string join key values, after
+    ``header``."""
+    return [header + b"".join(map(_key_part, row)) for row in rows]
 
 
 @lru_cache(maxsize=1 << 17)
-def _serialize(header: bytes, values: tuple[str, ...]) -> bytes:
-    """Feast's ``serialize_entity_key`` (version 3) of string key values after ``header``."""
-    body = b"".join(struct.pack("<II", ValueType.STRING.value, len(data)) + data for data in map(str.encode, values))
-    return header + body
+def _key_part(value: str | None) -> bytes:
+    """One join key value as serialized in entity keys (a missing one is ``NO_KEY``)."""
+    data = (NO_KEY if value is None else value).encode()
+    return struct.pack("<II", ValueType.STRING.value, len(data)) + data
+
+
+def _transpose(rows: list[tuple], width: int) -> list[list[Any]]:
+    """The ``width`` columns of rows of that many values (empty columns without rows)."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
 def _decode(blob: bytes | None, kind: ValueType) -> Any:
@@ -327,6 +336,7 @@ class _RedisHashes:
         self.project = store.config.project.encode()
         self._client = RedisOnlineStore()._get_client(self.online)
         self.fields = {view.name: [_mmh3(f"{view.name}:{name}") for name, _ in view.features] for view in views}
+        self._arguments = {name: b"".join(map(_bulk, fields)) for name, fields in self.fields.items()}  # of HMGET
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
 
     def close(self) -> None:
@@ -335,28 +345,27 @@ class _RedisHashes:
 
     def read(self, wanted: Iterable[tuple[_View, list[bytes]]]) -> list[list[list[bytes | None] | None]]:
         """For each view and its keys: each key's value blobs in feature order (None: not stored)."""
-        wanted = list(wanted)
-        hashes: dict[bytes, list[bytes]] = {}
+        wanted = [(view, [key + self.project for key in keys]) for view, keys in wanted]
+        hashes: dict[bytes, list[str]] = {}  # the views of each hash
         for view, keys in wanted:
             for key in keys:
-                hashes.setdefault(key + self.project, []).extend(self.fields[view.name])
-        commands = bytearray()
-        for key, fields in hashes.items():
-            commands += b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(fields))
-            for part in (key, *fields):
-                commands += b"$%d\r\n%s\r\n" % (len(part), part)
-        replies = dict(zip(hashes, self._exchange(bytes(commands), len(hashes)), strict=True))
+                hashes.setdefault(key, []).append(view.name)
+        commands = b"".join(
+            b"*%d\r\n$5\r\nHMGET\r\n%s%s"
+            % (2 + sum(len(self.fields[name]) for name in names), _bulk(key), b"".join(map(self._arguments.get, names)))
+            for key, names in hashes.items()
+        )
+        replies = dict(zip(hashes, self._exchange(commands, len(hashes)), strict=True))
         offsets: dict[bytes, int] = {}
         results = []
         for view, keys in wanted:
             count = len(self.fields[view.name])
             blobs = []
             for key in keys:
-                redis_key = key + self.project
-                start = offsets.get(redis_key, 0)
-                offsets[redis_key] = start + count
-                values = replies[redis_key][start : start + count]
-                blobs.append(values if any(v is not None for v in values) else None)
+                start = offsets.get(key, 0)
+                offsets[key] = start + count
+                values = replies[key][start : start + count]
+                blobs.append(values if values.count(None) < count else None)
             results.append(blobs)
         return results
 
@@ -380,3 +389,8 @@ class _RedisHashes:
             raise FeatureStoreError(f"Redis at {self.online.connection_string} failed: {exc}") from exc
         self._idle.put(wire)
         return replies
+
+
+def _bulk(data: bytes) -> bytes:
+    """``data`` as a Redis protocol bulk string."""
+    return b"$%d\r\n%s\r\n" % (len(data), data)
