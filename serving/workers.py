@@ -66,13 +66,14 @@ def run(options: ServeOptions, host: str, port: int, workers: int = 1) -> None:
     """Serve until interrupted."""
     import uvicorn
 
+    quiet = {"host": host, "port": port, "log_level": "warning", "access_log": False}
     if workers == 1:
-        uvicorn.run(_build(options), host=host, port=port, log_level="warning")
+        uvicorn.run(_build(options), **quiet)
         return
     with tempfile.TemporaryDirectory(prefix="shoprank-metrics-") as metrics:
         os.environ[OPTIONS], os.environ[METRICS_FOLDER] = options.to_json(), metrics
         try:
-            uvicorn.run(f"{__name__}:app", factory=True, host=host, port=port, workers=workers, log_level="warning")
+            uvicorn.run(f"{__name__}:app", factory=True, workers=workers, **quiet)
         finally:
             del os.environ[OPTIONS], os.environ[METRICS_FOLDER]
 
