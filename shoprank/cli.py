@@ -443,8 +443,8 @@ def serve(
     speed: float,
     workers: int,
 ) -> None:
-    """Serve search and rerank over HTTP (FastAPI + uvicorn; OpenAPI at /docs): POST /v1/search,
-    POST /v1/rerank, GET /health.
+    """Serve search, recommendations and rerank over HTTP (FastAPI + uvicorn; OpenAPI at /docs):
+    POST /v1/search, /v1/recommend, /v1/rerank and /v1/events; GET /health and /metrics.
 
     \b
     Example:
