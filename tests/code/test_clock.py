@@ -1,5 +1,6 @@
 """The service's clock: whole seconds, a start of its own running faster, clear errors."""
 
+import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -22,3 +23,17 @@ def test_bad_as_of_values_name_the_fix():
     with pytest.raises(ConfigError, match="--speed needs a clock of its own"):
         Clock.parse("now", store=None, speed=10.0)
     assert Clock.parse("2025-09-09T12:00:00+02:00", store=None).start == datetime(2025, 9, 9, 10, 0, 0)
+
+
+def test_workers_get_the_parents_clock_and_options_unchanged(tmp_path):
+    from serving.workers import ServeOptions
+    from shoprank.config import Settings
+
+    started = time.monotonic() - 100.0  # made 100 s ago by the parent
+    clock = Clock(datetime(2025, 9, 9, 12, 0, 0), speed=60.0, started=started)
+    options = ServeOptions(
+        Settings(workdir=tmp_path, profile="production", redis="redis://h:1"), "s", "v2", True, clock
+    )
+    again = ServeOptions.from_json(options.to_json())
+    assert again == options
+    assert again.clock.now() >= datetime(2025, 9, 9, 13, 40, 0)  # 100 s at 60x: 100 minutes on
