@@ -839,7 +839,7 @@ def _report(preset: str, duration: float, runs: dict) -> str:
                 ]
             )
     out.append(
-        "\nWhere the time goes under load (/metrics stage histograms, deltas over each rate; p99 interpolated within the buckets 1, 2.5, 5, 10, 25 ms...)\n"
+        "\nWhere the time goes under load (/metrics stage histograms, deltas over each rate; p99 interpolated within the buckets 1, 2.5, 5, 7.5, 10, 15, 20, 25, 50 ms...)\n"
     )
     header = [
         "store, workers",

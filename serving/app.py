@@ -54,7 +54,8 @@ MAX_RERANK = 1_000
 MAX_EVENTS = 10_000
 MAX_BODY_BYTES = 4 * 1024 * 1024  # 10,000 events of a few hundred bytes fit
 RECOMMEND_SERVICE = "ranker_v2"
-BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# seconds; fine from 5 to 25 ms, around the 10 ms goal, where an interpolated p99 would otherwise be a guess
+BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 API_KEY = "SHOPRANK_API_KEY"  # the environment variable holding the key of /v1/events
 METRICS_FOLDER = "PROMETHEUS_MULTIPROC_DIR"  # where workers keep their samples (prometheus_client's name)
 
