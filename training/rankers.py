@@ -109,8 +109,7 @@ class Ranker:
         scores = self._booster_predict(np.ascontiguousarray(matrix), contributions=False)
         if not self.config.prior:
             return scores
-        prior = np.array(columns[self.config.prior], dtype="float64")
-        return scores + np.where(np.isnan(prior), 0.0, prior) * self.config.prior_weight
+        return scores + _weighted_prior(np.array(columns[self.config.prior], "float64"), self.config)
 
     def contributions(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Per-row SHAP values: one column per feature, then ``prior`` when boosting from one, then
@@ -147,19 +146,17 @@ class Ranker:
     def _predict(self, frame: pl.DataFrame, contributions: bool) -> np.ndarray:
         rows = _serving(frame, self.config)
         # a plain array when every input is a number: the boosters read it without pandas' checks
-        numeric = not self.categories
-        matrix = _numbers(rows, self.features) if numeric else _matrix(rows, self.features, self.categories)
+        matrix = _matrix(rows, self.features, self.categories) if self.categories else _numbers(rows, self.features)
         return self._booster_predict(matrix, contributions)
 
     def _booster_predict(self, matrix: np.ndarray | pd.DataFrame, contributions: bool) -> np.ndarray:
         # one thread for a request's candidates: starting the others costs more than they save
         threads = 1 if len(matrix) <= ONE_THREAD_ROWS else self.config.threads
-        numeric = not self.categories
         if self.config.algorithm == "lightgbm":
             return self.booster.predict(
                 matrix, num_iteration=self.best_iteration, pred_contrib=contributions, num_threads=threads
             )
-        names = list(self.features) if numeric else None
+        names = None if self.categories else list(self.features)
         data = xgb.DMatrix(matrix, enable_categorical=True, nthread=threads, feature_names=names)
         rounds = (0, self.best_iteration)
         return self.booster.predict(data, iteration_range=rounds, pred_contribs=contributions).astype("float64")
@@ -231,7 +228,12 @@ def _prior(rows: pl.DataFrame, config: RankerConfig) -> np.ndarray | float:
     """Each row's starting score: the prior feature times its weight (0 where missing)."""
     if not config.prior:
         return 0.0
-    return rows[config.prior].cast(pl.Float64).fill_nan(None).fill_null(0.0).to_numpy() * config.prior_weight
+    return _weighted_prior(rows[config.prior].cast(pl.Float64).to_numpy(), config)
+
+
+def _weighted_prior(values: np.ndarray, config: RankerConfig) -> np.ndarray:
+    """The prior feature's values (NaN where missing) as starting scores: times its weight, 0 where missing."""
+    return np.where(np.isnan(values), 0.0, values) * config.prior_weight
 
 
 def _matrix(rows: pl.DataFrame, columns: tuple[str, ...], categories: dict[str, list[str]]) -> pd.DataFrame:
