@@ -1,12 +1,17 @@
 """The request-time transformations behind the on-demand feature views."""
 
 import math
+import struct
+from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import hypothesis.strategies as st
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 
+from serving.online import _values_form
 from shoprank.features import transforms
 from shoprank.features.bm25 import TitleIndex
 from shoprank.text import normalize_query, tokens
@@ -151,3 +156,57 @@ def test_query_title_match_equals_matching_a_row_at_a_time(rows):
     out = transforms.query_title_match(inputs).drop(columns="title_bm25")
     expected = [_match_one(*(value or "" for value in row)) for row in rows]
     assert out.to_numpy().tolist() == expected
+
+
+TIMES = st.none() | st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2040, 1, 1))
+NUMBERS = st.none() | st.floats(-1e6, 1e6, allow_nan=False) | st.sampled_from([0.0, -0.0, 1e-300])
+ZONES = st.sampled_from([None, UTC])  # as the service's clock gives them (naive UTC) and as stored
+ROW_WISE = {
+    "price_to_user_mean": {"price": NUMBERS, "purchase_price_mean_30d": NUMBERS},
+    "request_context": {"request_time": TIMES.filter(bool), "last_event_at": TIMES, "signup_time": TIMES},
+    "candidate_category": {"category_affinity_30d": NUMBERS},
+}
+
+
+def test_every_row_wise_transformation_is_drawn_here():
+    assert set(transforms.VALUES) == set(ROW_WISE)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_row_wise_transformations_give_serving_the_values_feast_gives(data):
+    """The form over Python values (serving's) equals the DataFrame form run as Feast runs a view:
+    the inputs through Arrow into pandas, the outputs back through Arrow; bit for bit."""
+    name = data.draw(st.sampled_from(sorted(ROW_WISE)))
+    zone = data.draw(ZONES)
+    columns = {column: data.draw(st.lists(drawn, min_size=1, max_size=6)) for column, drawn in ROW_WISE[name].items()}
+    length = min(map(len, columns.values()))
+    columns = {
+        column: [v.replace(tzinfo=UTC).astimezone(zone) if isinstance(v, datetime) and zone else v for v in values]
+        for column, values in ((c, vs[:length]) for c, vs in columns.items())
+    }
+    table = pa.table({column: pa.array(values) for column, values in columns.items()})
+    expected = pa.Table.from_pandas(getattr(transforms, name)(table.to_pandas()), preserve_index=False).to_pydict()
+    served = transforms.VALUES[name](columns)
+    assert _bits(served) == _bits(expected)
+
+
+def _bits(columns: dict[str, list]) -> dict[str, list]:
+    return {
+        name: [struct.pack("<d", v) if isinstance(v, float) else v for v in values] for name, values in columns.items()
+    }
+
+
+def test_serving_uses_a_values_form_only_for_a_function_that_only_delegates_to_it():
+    delegating = "def request_context(inputs: pd.DataFrame) -> pd.DataFrame:\n    from shoprank.features.transforms import request_context\n\n    return request_context(inputs)\n"
+    changed = delegating.replace(
+        "    return", "    inputs = inputs.assign(request_time=inputs['signup_time'])\n    return"
+    )
+
+    def view(udf_string: str, mode: str = "pandas") -> SimpleNamespace:
+        return SimpleNamespace(mode=mode, feature_transformation=SimpleNamespace(udf_string=udf_string))
+
+    assert _values_form(view(delegating)) is transforms.VALUES["request_context"]
+    assert _values_form(view(changed)) is None
+    assert _values_form(view(delegating.replace("request_context", "query_title_match"))) is None  # not row-wise
+    assert _values_form(view(delegating, mode="python")) is None
