@@ -162,10 +162,35 @@ def check_parity(
 
 
 def _sample(files: list[Path], sample: int, seed: int) -> tuple[int, list[dict]]:
-    """How many requests the log holds, and every logged item of ``sample`` of them."""
+    """How many requests the log holds, and every served item of ``sample`` of them (``_items``)."""
     ids = sorted({request_id for request_id, _ in _lines(files)})
     chosen = set(ids) if len(ids) <= sample else set(random.Random(seed).sample(ids, sample))
-    return len(ids), [json.loads(line) for request_id, line in _lines(files) if request_id in chosen]
+    lists = [json.loads(line) for request_id, line in _lines(files) if request_id in chosen]
+    return len(ids), [row for served in lists for row in _items(served)]
+
+
+def _items(served: dict) -> Iterator[dict]:
+    """A logged list's items, each as a row: the list's fields, ``item_id``, ``position`` and its
+    ``entities`` and ``features`` values.
+
+    Raises:
+        InputError: The line is not a logged list (e.g. one item per line, as logged before).
+    """
+    missing = sorted({"request_time", "user_id", "model_version", "items", "entities", "features"} - served.keys())
+    if missing:
+        raise InputError(
+            f"Served request {served['request_id']} is logged without {', '.join(missing)}: not a served list as "
+            "this version logs them; move its file out of the served log"
+        )
+    fields = {name: served[name] for name in ("request_id", "request_time", "user_id", "model_version")}
+    for position, item in enumerate(served["items"]):
+        yield {
+            **fields,
+            "item_id": item,
+            "position": position,
+            "entities": {name: values[position] for name, values in served["entities"].items()},
+            "features": {name: values[position] for name, values in served["features"].items()},
+        }
 
 
 def _lines(files: list[Path]) -> Iterator[tuple[str, str]]:

@@ -219,8 +219,9 @@ def _micros(values: pd.Series) -> np.ndarray:
 def _array(values: Sequence[Any], kind: str) -> np.ndarray:
     """Python values read as ``_column`` reads a DataFrame column: datetimes (naive ones are UTC)
     as microseconds, numbers as doubles; None as NaN."""
-    if kind == TIMES:
-        return np.array([np.nan if v is None else _micro(v) for v in values], "float64")
+    if kind == TIMES:  # mostly one value repeated (the request time, the user's times): each converted once
+        micros = {v: np.nan if v is None else _micro(v) for v in set(values)}
+        return np.array(list(map(micros.__getitem__, values)), "float64")
     return np.array(values, "float64")  # None becomes NaN
 
 

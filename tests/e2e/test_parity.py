@@ -87,12 +87,12 @@ def test_served_vectors_equal_the_training_path(parity_shop, engine):
 
 @contextmanager
 def edited_log(settings: Settings, edit: Callable[[list[dict]], None]) -> Iterator[None]:
-    """The served log with ``edit`` applied to its rows, restored afterwards."""
+    """The served log with ``edit`` applied to its lists, restored afterwards."""
     (path,) = (settings.workdir / "serving" / "features").glob("features-*.jsonl")
     logged = path.read_text()
-    rows = [json.loads(line) for line in logged.splitlines()]
-    edit(rows)
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    lists = [json.loads(line) for line in logged.splitlines()]
+    edit(lists)
+    path.write_text("".join(json.dumps(served) + "\n" for served in lists))
     try:
         yield
     finally:
@@ -102,14 +102,14 @@ def edited_log(settings: Settings, edit: Callable[[list[dict]], None]) -> Iterat
 def test_a_wrong_served_value_is_one_mismatch_of_its_feature(parity_shop):
     feature, served = "item_features__price", {}
 
-    def overprice(rows: list[dict]) -> None:
-        served.update(rows[0])
-        rows[0] = {**rows[0], "features": {**rows[0]["features"], feature: 12345.5}}
+    def overprice(lists: list[dict]) -> None:
+        served.update(lists[0], price=lists[0]["features"][feature][0])
+        lists[0]["features"][feature][0] = 12345.5  # of the first item served
 
     with edited_log(parity_shop, overprice):
         result = parity(parity_shop)
     assert served["model_version"] == "search_ranker_v2/v0001"
-    request_id, item_id, price = served["request_id"], served["item_id"], served["features"][feature]
+    request_id, item_id, price = served["request_id"], served["items"][0], served["price"]
     assert (result.exit_code, result.output) == (
         1,
         head()
@@ -127,10 +127,11 @@ def test_a_wrong_served_value_is_one_mismatch_of_its_feature(parity_shop):
 
 
 def test_a_clock_past_the_data_reads_expired_values_online_and_gets_the_hint(parity_shop):
-    def later(rows: list[dict]) -> None:  # as if served on the wall clock, long after the shop's data
-        for row in rows:
-            moment = (datetime.fromisoformat(row["request_time"]) + timedelta(days=60)).isoformat()
-            row["request_time"] = row["entities"]["request_time"] = moment
+    def later(lists: list[dict]) -> None:  # as if served on the wall clock, long after the shop's data
+        for served in lists:
+            moment = (datetime.fromisoformat(served["request_time"]) + timedelta(days=60)).isoformat()
+            served["request_time"] = moment
+            served["entities"]["request_time"] = [moment] * len(served["items"])
 
     with edited_log(parity_shop, later):
         result = parity(parity_shop)
@@ -147,4 +148,17 @@ def test_no_served_log_names_the_folder_and_the_fix(tmp_path):
     assert result.output == (
         f"Error: No served feature log in {folder} (files features-*.jsonl); serve some requests with "
         "`shoprank serve` first (its log becomes visible when rotated or when the service stops)\n"
+    )
+
+
+def test_an_item_logged_per_line_names_the_request_and_the_fix(tmp_path):
+    folder = tmp_path / "serving" / "features"
+    folder.mkdir(parents=True)
+    item = {"request_id": "r1", "request_time": "2025-01-01T00:00:00", "item_id": "i1", "position": 0, "features": {}}
+    (folder / "features-20250101T000000-1-000000001.jsonl").write_text(json.dumps(item) + "\n")
+    result = parity(Settings(workdir=tmp_path))
+    assert (result.exit_code, result.output) == (
+        1,
+        "Error: Served request r1 is logged without entities, items, model_version, user_id: not a served list "
+        "as this version logs them; move its file out of the served log\n",
     )

@@ -306,11 +306,12 @@ def test_served_lists_are_logged_with_their_feature_vectors_and_ingest_as_reques
     served = _lines(served_shop.landing / "requests", ".requests-*.jsonl", body["request_id"], seconds=10)
     assert [(r["position"], r["item_id"]) for r in served] == [(n, i["item_id"]) for n, i in enumerate(body["items"])]
     assert {(r["user_id"], r["surface"], r["query"]) for r in served} == {("u000001", "search", "shoe")}
-    vectors = _lines(served_shop.workdir / "serving" / "features", ".features-*.jsonl", body["request_id"], 10)
+    (vectors,) = _lines(served_shop.workdir / "serving" / "features", ".features-*.jsonl", body["request_id"], 10)
     card = json.loads((served_shop.models / "search_ranker_v2" / "v0001" / "card.json").read_text())
-    assert [v["item_id"] for v in vectors] == [r["item_id"] for r in served]
-    assert list(vectors[0]["features"]) == [f for f in card["features"] if f != "position"]
-    assert {v["model_version"] for v in vectors} == {"search_ranker_v2/v0001"}
+    assert vectors["items"] == [r["item_id"] for r in served]
+    assert list(vectors["features"]) == [f for f in card["features"] if f != "position"]
+    assert {len(values) for values in (*vectors["features"].values(), *vectors["entities"].values())} == {3}
+    assert vectors["model_version"] == "search_ranker_v2/v0001"
 
     log = ServedLog(served_shop)  # what the service does when it stops: the files become visible
     vectors = {"item_id": ["i000003", "i000002", "i000001"], "f__x": [0.3, float("nan"), 0.1]}
@@ -321,9 +322,9 @@ def test_served_lists_are_logged_with_their_feature_vectors_and_ingest_as_reques
     (searched,) = _lines(served_shop.landing / "requests", "requests-*.jsonl", "r-test-2")
     assert (searched["query"], searched["item_id"], searched["position"]) == ("shoe", "i000003", 0)
     (visible,) = [p for p in (served_shop.landing / "requests").glob("requests-*.jsonl") if "r-test" in p.read_text()]
-    logged = _lines(served_shop.workdir / "serving" / "features", "features-*.jsonl", "r-test")
-    assert [(v["item_id"], v["position"]) for v in logged] == [("i000001", 0), ("i000002", 1)]  # served ones
-    assert [v["features"] for v in logged] == [{"f__x": 0.1}, {"f__x": None}]  # floats exact, NaN as null
+    (logged,) = _lines(served_shop.workdir / "serving" / "features", "features-*.jsonl", "r-test")
+    assert logged["items"] == ["i000001", "i000002"]  # the served ones, in served order
+    assert logged["features"] == {"f__x": [0.1, None]}  # floats exact, NaN as null
     result = CliRunner().invoke(cli, ["--workdir", str(served_shop.workdir), "ingest", str(visible)])
     assert result.exit_code == 0, result.output
     rows = read(
