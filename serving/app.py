@@ -15,7 +15,6 @@ Events (file writes with fsync) and health checks run in the pool.
 
 from __future__ import annotations
 
-import gc
 import hmac
 import os
 import time
@@ -195,10 +194,6 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
-        # what is loaded now lives as long as the service: the garbage collector's full passes no
-        # longer walk it (each was a pause of 100 ms or more, every request waiting behind it)
-        gc.collect()
-        gc.freeze()
         yield
         served.close()
 
