@@ -334,8 +334,8 @@ def _ranking(
 
 class _Measured:
     """ASGI middleware: a body over ``MAX_BODY_BYTES`` is refused (413) before it is read; every
-    request is counted and timed by endpoint, until its answer is sent. (Plain ASGI: Starlette's ``BaseHTTPMiddleware``
-    costs half a millisecond per request and layer.)"""
+    request is counted and timed by endpoint, until its answer is sent. (Plain ASGI: Starlette's
+    ``BaseHTTPMiddleware`` costs half a millisecond per request and layer.)"""
 
     def __init__(self, app) -> None:
         self.app = app

@@ -10,9 +10,9 @@ pipelined; one query per SQLite table) and decodes numbers without protobuf. Ite
 value reaches serving at most that late. An on-demand view whose function hands its inputs to a
 row-wise transformation of ``shoprank.features.transforms`` runs that transformation's form over
 Python values (no DataFrame: microseconds instead of a millisecond); any other runs its own
-function on the inputs Feast gives it. ``tests/data/test_online_read.py`` compares both paths on random
-requests (at request times in whole seconds, as the service's clock gives them: Feast's online
-read cuts request times to seconds before its on-demand views, training frames do not).
+function on the inputs Feast gives it. ``tests/data/test_online_read.py`` compares both paths on
+random requests (at request times in whole seconds, as the service's clock gives them: Feast's
+online read cuts request times to seconds before its on-demand views, training frames do not).
 """
 
 from __future__ import annotations
