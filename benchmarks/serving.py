@@ -7,8 +7,10 @@ own feature server (``feast serve``, one worker, HTTP ``/get-online-features``).
 
 Workdirs: ``benchmarks/work/serving/<preset>/{redis,sqlite}`` (``shoprank pipeline`` and
 ``shoprank train --service ranker_v1`` when absent; Redis is the production profile, Feast project
-``bench_serving_<preset>``, so it needs Redis and PostgreSQL; SQLite the embedded one). Per store,
-in this order, nothing else of the benchmark running meanwhile:
+``bench_serving_<preset>``, so it needs Redis and PostgreSQL; SQLite the embedded one). First, how
+steadily the machine runs Python: a fixed chunk of pure-Python work (about 5 ms) timed for 20 s,
+alone (``_machine_noise``), the floor under any latency measured after it. Then per store, in this
+order, nothing else of the benchmark running meanwhile:
 
 1. In-process feature read, on the same entity rows (1 user + 100 items, varied users): Feast's
    ``get_online_features`` (``serving.features.online_features``) and ours
@@ -84,6 +86,7 @@ SATURATION_STEPS = 4  # doublings of the offered rate to find feast serve's satu
 def main(preset: str, duration: float, stores: list[str], workers: list[int]) -> None:
     code = _code()
     print(f"Code measured: {code}")
+    print(_machine_noise())
     runs = {}
     for store in stores:
         settings = _workdir(preset, store)
@@ -93,6 +96,33 @@ def main(preset: str, duration: float, stores: list[str], workers: list[int]) ->
     print(f"\nCode measured: {code}")
     if _code().split()[1:] != code.split()[1:]:  # servers started at different moments ran different code
         print(f"WARNING: the code changed during the run (now {_code()}); run again")
+
+
+def _machine_noise(seconds: float = 20.0) -> str:
+    """How steady this machine runs Python: the same pure-Python chunk (about 5 ms) timed again
+    and again for ``seconds``, with nothing else of the benchmark running. A latency goal in
+    milliseconds cannot be met below the slowdowns the chunk shows."""
+
+    def chunk() -> int:
+        total = 0
+        for i in range(60_000):
+            total += i * i % 7
+        return total
+
+    chunk()
+    spent, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        started = time.perf_counter()
+        chunk()
+        spent.append(time.perf_counter() - started)
+        time.sleep(0.005)
+    times = np.array(spent) * 1000
+    p50, p99 = np.percentile(times, [50, 99])
+    slow = (times > 2.5 * p50).mean()
+    return (
+        f"Machine: a fixed pure-Python chunk timed {len(times):,} times over {seconds:g} s, alone: p50 {p50:.2f} ms, "
+        f"p99 {p99:.2f} ms ({p99 / p50:.1f}x), max {times.max() / p50:.1f}x; {slow:.1%} of chunks over 2.5x the p50"
+    )
 
 
 def _code() -> str:
