@@ -253,8 +253,7 @@ def _stages(shop: Shop) -> dict[str, np.ndarray]:
     ``Searcher.rank`` with its parts timed from inside (entity rows, the store's round trip, each
     on-demand view, the rest of the read, scores), the JSON response, and the list's lines for the
     served log (written once the response is sent; its writer thread's appending is measured apart,
-    per list). Each request has its own
-    request time, as the service's clock gives."""
+    per list). Each request has its own request time, as the service's clock gives."""
     from serving.app import _ranking
     from serving.search import Searcher
     from serving.served_log import ServedLog

@@ -211,10 +211,10 @@ def create_app(
     ):
         request_id, ranking = _ranking(endpoint, result, explain, sources)
         if result.candidates and not result.fallback:
-            logged = (request_id, at, user_id or ANONYMOUS, surface, query, result.model, result.vectors, result.order)
+            logged = (result.model, result.vectors, result.order, result.entities)
 
             async def log() -> None:  # on the event loop, once the response is sent: not a thread's
-                served.record(*logged, result.entities)
+                served.record(request_id, at, user_id or ANONYMOUS, surface, query, *logged)
 
             ranking.background = BackgroundTask(log)
         return ranking

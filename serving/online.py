@@ -86,8 +86,9 @@ class OnlineReader:
         self._headers = [view.key_header() for view in self.views]
         self._tables = _tables(store, registry, self.views)
         self._cache: dict[int, dict[tuple, tuple[float, tuple]]] = {}  # by view index, then join key values
-        self._memo: dict[str, dict[tuple, tuple]] = {odfv.view.name: {} for odfv in plan.on_demand}
         self._row_wise = {odfv.view.name: _values_form(odfv.view) for odfv in plan.on_demand}
+        # outputs of the other views, by input row
+        self._memo: dict[str, dict[tuple, tuple]] = {name: {} for name, form in self._row_wise.items() if form is None}
         self._memo_lock = threading.Lock()
 
     def close(self) -> None:
@@ -204,13 +205,22 @@ def _transform(odfv: OnDemandPlan, names: list[str], rows: list[tuple]) -> list[
     if view.mode != "pandas":  # Feast's own call
         done = view.transform_arrow(pa.table(inputs), True)
         return list(zip(*(done[column].to_pylist() for column in odfv.columns), strict=True))
-    for source in view.source_feature_view_projections.values():
-        for feature in source.features:
-            inputs.setdefault(feature.name, inputs[f"{source.name}__{feature.name}"])  # one array, as Feast does
+    for long, short in _short_names(view).items():
+        inputs.setdefault(short, inputs[long])  # one array, as Feast does
     done = view.feature_transformation.udf(pa.table(inputs).to_pandas(split_blocks=True))
     prefix = f"{view.projection.name_to_use()}__"
     outputs = [done[c] if c in done else done[c.removeprefix(prefix)] for c in odfv.columns]  # long or short names
     return list(zip(*map(_python_values, outputs), strict=True))
+
+
+def _short_names(view) -> dict[str, str]:
+    """The short name of each source feature the view reads, by its long one
+    (``<source>__<feature>``): a view's function receives both, as Feast gives them."""
+    return {
+        f"{source.name}__{feature.name}": feature.name
+        for source in view.source_feature_view_projections.values()
+        for feature in source.features
+    }
 
 
 def _python_values(output: pd.Series) -> list[Any]:
@@ -233,9 +243,7 @@ def _row_wise(odfv: OnDemandPlan, values_form: Callable[[dict], dict], columns: 
     inputs as its function receives them (each source feature under its short name)."""
     view = odfv.view
     inputs = {name: columns[name] for name in odfv.requests}
-    for source in view.source_feature_view_projections.values():
-        for feature in source.features:
-            inputs[feature.name] = columns[f"{source.name}__{feature.name}"]
+    inputs.update({short: columns[long] for long, short in _short_names(view).items()})
     done, prefix = values_form(inputs), f"{view.projection.name_to_use()}__"
     return {column: done[column.removeprefix(prefix)] for column in odfv.columns}
 
