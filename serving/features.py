@@ -8,6 +8,7 @@ and raw query, the request time, and the BM25 of the query against the item's ti
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -31,8 +32,9 @@ class RequestRows:
     def __init__(self, catalog: pl.DataFrame) -> None:
         """``catalog``: ``item_id`` and the catalog columns of ``ITEM_COLUMNS`` (``marts.dim_items``,
         one row per item); an item it lacks gets missing attributes."""
-        self.position = {item: index for index, item in enumerate(catalog["item_id"].to_list())}
-        self.attributes = {column: catalog[source].to_list() for column, source in ITEM_COLUMNS.items()}
+        attributes = catalog.select(ITEM_COLUMNS.values()).iter_rows()
+        self.attributes = dict(zip(catalog["item_id"].to_list(), attributes, strict=True))  # by item
+        self.unknown = (None,) * len(ITEM_COLUMNS)
         self.schema = {
             "user_id": pl.Utf8,
             "item_id": pl.Utf8,
@@ -61,20 +63,20 @@ class RequestRows:
             bm25: The BM25 of each candidate's query against its title (None: 0).
         """
         n = len(item_ids)
-        queries = list(queries) if queries is not None else [None] * n
-        norms = {query: normalize_query(query) for query in set(queries) if query is not None}
-        positions = [self.position.get(item) for item in item_ids]
+        if queries is None:
+            queries = norms = [None] * n
+        else:
+            normalized = {query: normalize_query(query) for query in set(queries) if query is not None}
+            norms = list(map(normalized.get, queries))
+        attributes = map(self.attributes.get, item_ids, itertools.repeat(self.unknown))
         return {
             "user_id": [user_id or ANONYMOUS] * n,
             "item_id": list(item_ids),
-            "query": queries,
-            "query_norm": [norms.get(query) for query in queries],
+            "query": list(queries),
+            "query_norm": norms,
             "request_time": [request_time] * n,
-            RETRIEVAL: [0.0] * n if bm25 is None else [float(score) for score in bm25],
-            **{
-                column: [None if at is None else values[at] for at in positions]
-                for column, values in self.attributes.items()
-            },
+            RETRIEVAL: [0.0] * n if bm25 is None else list(map(float, bm25)),
+            **dict(zip(ITEM_COLUMNS, map(list, zip(*attributes, strict=True)), strict=True)),
         }
 
     def frame(self, *args: Any, **kwargs: Any) -> pl.DataFrame:

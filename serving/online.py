@@ -4,10 +4,10 @@ online store's tables (SQLite) or hashes (Redis), equal to ``get_online_features
 Feast's ``get_online_features`` resolves the service in the registry, builds entity-key protos and
 parses a ``ValueProto`` per value on every call: 16-21 ms for 100 candidates here. This reader
 resolves the service once, serializes entity keys as Feast does (``serialize_entity_key``,
-version 3), reads every view of the request in one round trip (one ``HMGET`` per Redis hash, all
-pipelined; one query per SQLite table) and decodes numbers without protobuf. Item-keyed views
-(whose keys all come from the catalog) are kept in memory for ``CACHE_SECONDS``: a materialized
-value reaches serving at most that late. An on-demand view whose function hands its inputs to a
+version 3), reads every view of the request in one round trip (one ``HMGET`` per view and Redis
+hash, all pipelined; one query per SQLite table) and decodes numbers without protobuf. Item-keyed
+views (whose keys all come from the catalog) are kept in memory for ``CACHE_SECONDS``: a
+materialized value reaches serving at most that late. An on-demand view whose function hands its inputs to a
 row-wise transformation of ``shoprank.features.transforms`` runs that transformation's form over
 Python values (no DataFrame: microseconds instead of a millisecond); any other runs its own
 function on the inputs Feast gives it. ``tests/data/test_online_read.py`` compares both paths on
@@ -18,6 +18,7 @@ online read cuts request times to seconds before its on-demand views, training f
 from __future__ import annotations
 
 import itertools
+import math
 import queue
 import re
 import sqlite3
@@ -85,7 +86,9 @@ class OnlineReader:
         self.views = [_stored_view(registry, view) for view in plan.views]
         self._headers = [view.key_header() for view in self.views]
         self._tables = _tables(store, registry, self.views)
-        self._cache: dict[int, dict[tuple, tuple[float, tuple]]] = {}  # by view index, then join key values
+        self._caches = {index: _Fresh() for index, view in enumerate(self.views) if view.cached}
+        self._columns = [view.columns for view in plan.views]
+        self._features = plan.features
         self._row_wise = {odfv.view.name: _values_form(odfv.view) for odfv in plan.on_demand}
         # outputs of the other views, by input row
         self._memo: dict[str, dict[tuple, tuple]] = {name: {} for name, form in self._row_wise.items() if form is None}
@@ -123,14 +126,12 @@ class OnlineReader:
             )
         given = {column: rows[column] for column in self.plan.entity_columns}
         keys = [list(zip(*(given[column] for _, column in view.keys), strict=True)) for view in self.views]
-        found = self._values(keys)
         columns = dict(given)
-        for plan, view_keys, values in zip(self.plan.views, keys, found, strict=True):
-            per_row = list(map(values.__getitem__, view_keys))
-            columns.update(zip(plan.columns, _transpose(per_row, len(plan.columns)), strict=True))
+        for names, per_row in zip(self._columns, self._values(keys), strict=True):
+            columns.update(zip(names, _transpose(per_row, len(names)), strict=True))
         for odfv in self.plan.on_demand:
             columns.update(self._on_demand(odfv, columns))
-        return {name: columns[name] for name in self.plan.features}
+        return {name: columns[name] for name in self._features}
 
     def _on_demand(self, odfv: OnDemandPlan, columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
         """One on-demand view's outputs for every row: a row-wise transformation in its form over
@@ -160,39 +161,64 @@ class OnlineReader:
                         del memo[row]
         return {column: [outputs[slot][index] for slot in slots] for index, column in enumerate(odfv.columns)}
 
-    def _values(self, keys: list[list[tuple]]) -> list[dict[tuple, tuple]]:
-        """Each view's decoded values by join key values (all None: not stored): from the cache
-        when fresh, else from the store (every view in one round trip)."""
+    def _values(self, keys: list[list[tuple]]) -> list[list[tuple]]:
+        """Each view's decoded values of each row (all None: not stored), given its rows' join key
+        values: from memory when fresh, else from the store (every view in one round trip)."""
         now = time.monotonic()
-        found: list[dict[tuple, tuple]] = []
+        rows: list[list[tuple | None] | None] = []  # None: none kept
         wanted: list[tuple[int, list[tuple]]] = []
-        for index, (view, view_keys) in enumerate(zip(self.views, keys, strict=True)):
-            values: dict[tuple, tuple] = {}
-            if view.cached:
-                cache, missing = self._cache.setdefault(index, {}), []
-                for key in dict.fromkeys(view_keys):
-                    hit = cache.get(key)
-                    if hit is not None and now - hit[0] < CACHE_SECONDS:
-                        values[key] = hit[1]
-                    else:
-                        missing.append(key)
+        for index, view_keys in enumerate(keys):
+            cache = self._caches.get(index)
+            kept = cache.get(view_keys, now - CACHE_SECONDS) if cache is not None else None
+            rows.append(kept)
+            if kept is None:
+                wanted.append((index, list(dict.fromkeys(view_keys))))
+            elif None in kept:
+                missing = dict.fromkeys(key for key, value in zip(view_keys, kept, strict=True) if value is None)
+                wanted.append((index, list(missing)))
+        if not wanted:
+            return rows
+        read = self._tables.read([(self.views[i], _keys(self._headers[i], missing)) for i, missing in wanted])
+        for (index, missing), blobs in zip(wanted, read, strict=True):
+            kinds = [kind for _, kind in self.views[index].features]
+            nothing = (None,) * len(kinds)
+            decoded = [nothing if row is None else tuple(map(_decode, row, kinds)) for row in blobs]
+            values = dict(zip(missing, decoded, strict=True))
+            kept = rows[index]
+            if kept is None:
+                rows[index] = list(map(values.__getitem__, keys[index]))
             else:
-                missing = list(dict.fromkeys(view_keys))
-            found.append(values)
-            if missing:
-                wanted.append((index, missing))
-        if wanted:
-            read = self._tables.read(
-                [(self.views[index], _keys(self._headers[index], missing)) for index, missing in wanted]
-            )
-            for (index, missing), blobs in zip(wanted, read, strict=True):
-                view, values = self.views[index], found[index]
-                kinds, nothing = [kind for _, kind in view.features], (None,) * len(view.features)
-                for key, row in zip(missing, blobs, strict=True):
-                    values[key] = nothing if row is None else tuple(map(_decode, row, kinds))
-                if view.cached:
-                    self._cache.setdefault(index, {}).update((key, (now, values[key])) for key in missing)
-        return found
+                self._caches[index].put(values, now)
+                rows[index] = [
+                    values[key] if value is None else value for key, value in zip(keys[index], kept, strict=True)
+                ]
+        return rows
+
+
+class _Fresh:
+    """Values kept in memory since they were read (thread-safe). Kept in the order read, so the
+    stale ones are at the front: each lookup first drops those."""
+
+    def __init__(self) -> None:
+        self._values: dict[tuple, tuple] = {}
+        self._read: dict[tuple, float] = {}  # when each was read, oldest first
+        self._lock = threading.Lock()
+
+    def get(self, keys: list[tuple], stale: float) -> list[tuple | None]:
+        """The value of each key, None where it is not kept or was read at ``stale`` or before."""
+        with self._lock:
+            if next(iter(self._read.values()), math.inf) <= stale:
+                for key in list(itertools.takewhile(lambda key: self._read[key] <= stale, self._read)):
+                    del self._values[key], self._read[key]
+            return list(map(self._values.get, keys))
+
+    def put(self, values: dict[tuple, tuple], now: float) -> None:
+        """Keep ``values`` (by key), read at ``now``."""
+        with self._lock:
+            for key, value in values.items():
+                self._read.pop(key, None)  # to the back
+                self._read[key] = now
+                self._values[key] = value
 
 
 def _transform(odfv: OnDemandPlan, names: list[str], rows: list[tuple]) -> list[tuple]:
@@ -240,12 +266,16 @@ def _values_form(view) -> Callable[[dict], dict] | None:
 
 def _row_wise(odfv: OnDemandPlan, values_form: Callable[[dict], dict], columns: dict[str, list[Any]]) -> dict:
     """A row-wise view's outputs from its transformation's form over Python values, given its
-    inputs as its function receives them (each source feature under its short name)."""
+    inputs as its function receives them (each source feature under its short name). Inputs alike
+    on every row (one user's, the request's) are transformed once."""
     view = odfv.view
     inputs = {name: columns[name] for name in odfv.requests}
     inputs.update({short: columns[long] for long, short in _short_names(view).items()})
-    done, prefix = values_form(inputs), f"{view.projection.name_to_use()}__"
-    return {column: done[column.removeprefix(prefix)] for column in odfv.columns}
+    rows = len(next(iter(inputs.values())))
+    alike = rows > 1 and all(values.count(values[0]) == rows for values in inputs.values())
+    done = values_form({name: values[:1] for name, values in inputs.items()} if alike else inputs)
+    prefix = f"{view.projection.name_to_use()}__"
+    return {column: done[column.removeprefix(prefix)] * (rows if alike else 1) for column in odfv.columns}
 
 
 def _keys(header: bytes, rows: list[tuple]) -> list[bytes]:
@@ -363,8 +393,8 @@ class _SqliteTables:
 
 
 class _RedisHashes:
-    """Reads views from Feast's Redis online store: one ``HMGET`` per entity hash (the views sharing
-    an entity key share its hash), all pipelined on one connection per request."""
+    """Reads views from Feast's Redis online store: one ``HMGET`` per view and entity hash (views
+    sharing an entity key share its hash), all pipelined on one connection per request."""
 
     def __init__(self, store: FeatureStore, views: list[_View]) -> None:
         from feast.infra.online_stores.redis import RedisOnlineStore
@@ -372,8 +402,9 @@ class _RedisHashes:
         self.online = store.config.online_store
         self.project = store.config.project.encode()
         self._client = RedisOnlineStore()._get_client(self.online)
-        self.fields = {view.name: [_mmh3(f"{view.name}:{name}") for name, _ in view.features] for view in views}
-        self._arguments = {name: b"".join(map(_bulk, fields)) for name, fields in self.fields.items()}  # of HMGET
+        fields = {view.name: [_mmh3(f"{view.name}:{name}") for name, _ in view.features] for view in views}
+        # of each view's HMGET: its length (the command, the key, the fields) and its fields
+        self._arguments = {name: (2 + len(each), b"".join(map(_bulk, each))) for name, each in fields.items()}
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
 
     def close(self) -> None:
@@ -382,29 +413,19 @@ class _RedisHashes:
 
     def read(self, wanted: Iterable[tuple[_View, list[bytes]]]) -> list[list[list[bytes | None] | None]]:
         """For each view and its keys: each key's value blobs in feature order (None: not stored)."""
-        wanted = [(view, [key + self.project for key in keys]) for view, keys in wanted]
-        hashes: dict[bytes, list[str]] = {}  # the views of each hash
-        for view, keys in wanted:
-            for key in keys:
-                hashes.setdefault(key, []).append(view.name)
+        wanted = list(wanted)
+        project, suffix = self.project, len(self.project)
         commands = b"".join(
-            b"*%d\r\n$5\r\nHMGET\r\n%s%s"
-            % (2 + sum(len(self.fields[name]) for name in names), _bulk(key), b"".join(map(self._arguments.get, names)))
-            for key, names in hashes.items()
+            b"*%d\r\n$5\r\nHMGET\r\n$%d\r\n%s%s\r\n%s" % (count, len(key) + suffix, key, project, fields)
+            for view, keys in wanted
+            for count, fields in [self._arguments[view.name]]
+            for key in keys
         )
-        replies = dict(zip(hashes, self._exchange(commands, len(hashes)), strict=True))
-        offsets: dict[bytes, int] = {}
-        results = []
-        for view, keys in wanted:
-            count = len(self.fields[view.name])
-            blobs = []
-            for key in keys:
-                start = offsets.get(key, 0)
-                offsets[key] = start + count
-                values = replies[key][start : start + count]
-                blobs.append(values if values.count(None) < count else None)
-            results.append(blobs)
-        return results
+        replies = iter(self._exchange(commands, sum(len(keys) for _, keys in wanted)))
+        return [
+            [values if values.count(None) < len(values) else None for values in itertools.islice(replies, len(keys))]
+            for _, keys in wanted
+        ]
 
     def _exchange(self, commands: bytes, count: int) -> list[Any]:
         """Send pipelined commands on an idle connection; return their ``count`` replies."""

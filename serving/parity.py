@@ -188,9 +188,14 @@ def _items(served: dict) -> Iterator[dict]:
             **fields,
             "item_id": item,
             "position": position,
-            "entities": {name: values[position] for name, values in served["entities"].items()},
-            "features": {name: values[position] for name, values in served["features"].items()},
+            "entities": {name: _at(values, position) for name, values in served["entities"].items()},
+            "features": {name: _at(values, position) for name, values in served["features"].items()},
         }
+
+
+def _at(values: list, position: int) -> object:
+    """A logged column's value at ``position`` (a column of one value holds every item's)."""
+    return values[position if len(values) > 1 else 0]
 
 
 def _lines(files: list[Path]) -> Iterator[tuple[str, str]]:

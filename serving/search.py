@@ -5,6 +5,7 @@ requests (the CLI opens one per call, the HTTP service one per process)."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -166,19 +167,21 @@ class Searcher:
 
     def _items(self, ids, order, scores, bm25, backfill, contributions) -> list[dict[str, Any]]:
         """The results in ``order``: rank, id, title, score, BM25, backfill flag, contributions."""
-        backfill = np.zeros(len(ids), bool) if backfill is None else backfill
+        served = [ids[i] for i in order.tolist()]
+        flags = [False] * len(order) if backfill is None else backfill[order].tolist()
+        columns = (served, map(self.item_titles.get, served), scores[order].tolist(), bm25[order].tolist(), flags)
         return [
             {
                 "rank": rank,
-                "item_id": ids[i],
-                "title": self.item_titles.get(ids[i]),
+                "item_id": item,
+                "title": title,
                 "score": score,
-                "bm25": float(bm25[i]),
-                "backfill": bool(backfill[i]),
+                "bm25": match,
+                "backfill": flag,
                 "contributions": reasons,
             }
-            for rank, i, score, reasons in zip(
-                range(1, len(order) + 1), order.tolist(), scores[order].tolist(), contributions, strict=True
+            for rank, item, title, score, match, flag, reasons in zip(
+                itertools.count(1), *columns, contributions, strict=False
             )
         ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import os
 import shutil
 import socket
@@ -310,11 +311,16 @@ def test_served_lists_are_logged_with_their_feature_vectors_and_ingest_as_reques
     card = json.loads((served_shop.models / "search_ranker_v2" / "v0001" / "card.json").read_text())
     assert vectors["items"] == [r["item_id"] for r in served]
     assert list(vectors["features"]) == [f for f in card["features"] if f != "position"]
-    assert {len(values) for values in (*vectors["features"].values(), *vectors["entities"].values())} == {3}
+    columns = {**vectors["features"], **vectors["entities"]}
+    assert {len(values) for values in columns.values()} == {1, 3}  # a value the same for every item: once
+    shared = [name for name in columns if name.startswith("user_features__") or name in ("user_id", "request_time")]
+    assert shared and {len(columns[name]) for name in shared} == {1}
+    assert columns["user_id"] == ["u000001"]
     assert vectors["model_version"] == "search_ranker_v2/v0001"
 
     log = ServedLog(served_shop)  # what the service does when it stops: the files become visible
-    vectors = {"item_id": ["i000003", "i000002", "i000001"], "f__x": [0.3, float("nan"), 0.1]}
+    vectors = {"item_id": ["i000003", "i000002", "i000001"], "f__x": [0.3, float("nan"), 0.1], "f__u": [0.5] * 3}
+    vectors["f__z"] = [0.0, -0.0, 0.0]  # equal, not the same: per item
     now = datetime.now(UTC).replace(tzinfo=None)
     log.record("r-test", now, "u000001", "recommend", None, "m/v1", vectors, [2, 1])
     log.record("r-test-2", now, "u000001", "search", "shoe", "m/v1", vectors, [0])  # one batch: no query, a query
@@ -324,7 +330,8 @@ def test_served_lists_are_logged_with_their_feature_vectors_and_ingest_as_reques
     (visible,) = [p for p in (served_shop.landing / "requests").glob("requests-*.jsonl") if "r-test" in p.read_text()]
     (logged,) = _lines(served_shop.workdir / "serving" / "features", "features-*.jsonl", "r-test")
     assert logged["items"] == ["i000001", "i000002"]  # the served ones, in served order
-    assert logged["features"] == {"f__x": [0.1, None]}  # floats exact, NaN as null
+    assert logged["features"] == {"f__x": [0.1, None], "f__u": [0.5], "f__z": [0.0, -0.0]}  # exact, NaN as null
+    assert [math.copysign(1, z) for z in logged["features"]["f__z"]] == [1, -1]
     result = CliRunner().invoke(cli, ["--workdir", str(served_shop.workdir), "ingest", str(visible)])
     assert result.exit_code == 0, result.output
     rows = read(
