@@ -9,8 +9,10 @@ Workdirs: ``benchmarks/work/serving/<preset>/{redis,sqlite}`` (``shoprank pipeli
 ``shoprank train --service ranker_v1`` when absent; Redis is the production profile, Feast project
 ``bench_serving_<preset>``, so it needs Redis and PostgreSQL; SQLite the embedded one). First, how
 steadily the machine runs Python: a fixed chunk of pure-Python work (about 5 ms) timed for 20 s,
-alone (``_machine_noise``), the floor under any latency measured after it. Then per store, in this
-order, nothing else of the benchmark running meanwhile:
+alone (``_machine_noise``), the floor under any latency measured after it. Then what CPU per
+request a p99 goal leaves: a FastAPI app that validates the same bodies, burns a fixed CPU time
+(0 to 5 ms) and answers as large a ranking, at 200 rps on two workers (``_cpu_budget``). Then per
+store, in this order, nothing else of the benchmark running meanwhile:
 
 1. In-process feature read, on the same entity rows (1 user + 100 items, varied users): Feast's
    ``get_online_features`` (``serving.features.online_features``) and ours
@@ -66,7 +68,7 @@ CANDIDATES = 100
 RATES = (50, 100, 200)  # rps offered to shoprank serve
 FEAST_RATE = 10  # rps offered to feast serve (the issue's anchor)
 PROFILES = {"redis": "production", "sqlite": "embedded"}
-PORTS = {"shoprank": 18731, "feast": 18732}
+PORTS = {"shoprank": 18731, "feast": 18732, "budget": 18733}
 CONNECTIONS = 256  # most connections the load generator opens
 TIMEOUT = 5.0  # seconds a request may take before it counts as failed
 IDLE_SECONDS = 2.0  # a connection idle longer is not reused (uvicorn closes idle ones after 5 s)
@@ -81,18 +83,22 @@ WARMUP_SECONDS = 10.0  # at WARMUP_RATE: most catalog items read once, gently (a
 WARMUP_RATE = 20
 STAGE_WARMUP = 150  # requests before the single-request stages are timed
 SATURATION_STEPS = 4  # doublings of the offered rate to find feast serve's saturation
+BURNS_MS = (0, 2, 3, 4, 5)  # CPU per request of the calibrated app (``_cpu_budget``)
+BUDGET_WORKERS = 2
 
 
 def main(preset: str, duration: float, stores: list[str], workers: list[int]) -> None:
     code = _code()
     print(f"Code measured: {code}")
     print(_machine_noise())
+    budget = _cpu_budget(_bodies(Shop.open(_workdir(preset, stores[0]))), duration)
     runs = {}
     for store in stores:
         settings = _workdir(preset, store)
         print(f"\n== {store}: {settings.workdir} (Feast project {settings.project}, {settings.profile} profile)")
         runs[store] = _run_store(settings, duration, workers)
     print(_report(preset, duration, runs))
+    print(_budget_report(budget))
     print(f"\nCode measured: {code}")
     if _code().split()[1:] != code.split()[1:]:  # servers started at different moments ran different code
         print(f"WARNING: the code changed during the run (now {_code()}); run again")
@@ -137,6 +143,36 @@ def _code() -> str:
                 digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout
     return f"{head.strip()} (code digest {digest.hexdigest()[:10]})"
+
+
+def _cpu_budget(bodies: list[bytes], duration: float) -> dict[float, Load]:
+    """The latency at ``GOAL_RATE`` of a FastAPI app that only validates the same request bodies,
+    burns a fixed CPU time per request (``BURNS_MS``) and answers as large a ranking
+    (``_cpu_budget_app.py``, ``BUDGET_WORKERS`` workers): what CPU per request a p99 goal leaves on
+    this machine, HTTP included."""
+    loads = {}
+    uvicorn = [sys.executable, "-m", "uvicorn", "_cpu_budget_app:app", "--factory", "--port", str(PORTS["budget"])]
+    uvicorn += ["--workers", str(BUDGET_WORKERS), "--log-level", "warning", "--no-access-log"]
+    path = os.pathsep.join([str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")])
+    (WORK / "logs").mkdir(parents=True, exist_ok=True)
+    print(f"Calibrated FastAPI app ({BUDGET_WORKERS} workers), {GOAL_RATE} rps:", flush=True)
+    for burn in BURNS_MS:
+        env = {**os.environ, "BURN_MS": str(burn), "PYTHONPATH": path}
+        with _server(uvicorn, env, PORTS["budget"], WORK / "logs" / "cpu-budget.log") as group:
+            print(f"  {burn} ms of CPU burnt per request:", flush=True)
+            _load(PORTS["budget"], group, bodies, WARMUP_RATE * BUDGET_WORKERS, WARMUP_SECONDS / 2, metrics=False)
+            loads[burn] = _load(PORTS["budget"], group, bodies, GOAL_RATE, duration, metrics=False)
+    return loads
+
+
+def _budget_report(loads: dict[float, Load]) -> str:
+    rows = [
+        [f"{burn:g}", f"{load.cpu_ms:.1f}", f"{load.achieved:.1f}", _ms(load.p(50)), _ms(load.p(95)), _ms(load.p(99))]
+        for burn, load in loads.items()
+    ]
+    header = ["CPU burnt per request, ms", "server CPU ms / answer", "achieved rps", "p50 ms", "p95 ms", "p99 ms"]
+    title = f"\nCalibrated FastAPI app, {BUDGET_WORKERS} workers, {GOAL_RATE} rps offered (the same bodies, no store, no model)\n"
+    return title + _table(header, rows)
 
 
 # --- workdirs --------------------------------------------------------------------------------
@@ -612,10 +648,7 @@ def _run_store(settings, duration: float, workers: list[int]) -> dict:
     logs.mkdir(parents=True, exist_ok=True)
     store = settings.workdir.name
 
-    ours_bodies = []
-    for user, items in shop.requests(BODIES, seed=3):
-        body = {"user_id": user, "item_ids": items, "query": None, "surface": "recommend"}
-        ours_bodies.append(_post("/v1/rerank", body))
+    ours_bodies = _bodies(shop)
     served = {count: _serve(settings, count, ours_bodies, duration, env, logs) for count in workers}
 
     feast_bodies = []
@@ -671,6 +704,15 @@ def _serve(settings, workers: int, bodies: list[bytes], duration: float, env: di
         search = _search(ours, loads, RATES[0])
     _remove_served_logs(settings)
     return {"loads": loads, "search": search}
+
+
+def _bodies(shop: Shop) -> list[bytes]:
+    """``BODIES`` requests of ``/v1/rerank`` (``Shop.requests``, seed 3)."""
+    bodies = []
+    for user, items in shop.requests(BODIES, seed=3):
+        body = {"user_id": user, "item_ids": items, "query": None, "surface": "recommend"}
+        bodies.append(_post("/v1/rerank", body))
+    return bodies
 
 
 def _feature_repo() -> Path:
