@@ -249,9 +249,7 @@ def _in_process(shop: Shop) -> dict:
         online_features(store, plan, each), reader.read(each)
 
     def cold(each):
-        reader._cache.clear()  # item-keyed values kept CACHE_SECONDS
-        for memo in reader._memo.values():  # on-demand outputs by input row
-            memo.clear()
+        reader.forget()  # item-keyed values kept CACHE_SECONDS, on-demand outputs by input row
         return reader.read(each)
 
     paths = {"feast": lambda each: online_features(store, plan, each), "warm": reader.read, "cold": cold}

@@ -97,6 +97,14 @@ class OnlineReader:
     def close(self) -> None:
         self._tables.close()
 
+    def forget(self) -> None:
+        """Drop the values kept in memory (item-keyed values, on-demand outputs): the next reads
+        go to the store."""
+        self._caches = {index: _Fresh() for index in self._caches}
+        with self._memo_lock:
+            for memo in self._memo.values():
+                memo.clear()
+
     def read(self, rows: pl.DataFrame) -> pl.DataFrame:
         """``rows`` with the service's features appended, as ``serving.features.online_features``
         returns them.
