@@ -1,0 +1,15 @@
+"""The serving reader's memory of item-keyed values: a value is served until it is stale, counted
+from its latest read."""
+
+from serving.online import _Fresh
+
+
+def test_kept_values_go_stale_in_the_order_they_were_last_read():
+    fresh = _Fresh()
+    fresh.put({("a",): (1,)}, now=0.0)
+    fresh.put({("b",): (2,)}, now=10.0)
+    fresh.put({("a",): (3,)}, now=20.0)  # read again: the newest
+    assert fresh.get([("a",), ("b",), ("c",)], stale=5.0) == [(3,), (2,), None]
+    assert fresh.get([("a",), ("b",)], stale=10.0) == [(3,), None]  # read at 10: stale
+    assert fresh.get([("b",)], stale=0.0) == [None]  # dropped, not kept for later
+    assert fresh.get([("a",)], stale=20.0) == [None]
