@@ -68,7 +68,8 @@ class RequestRows:
         else:
             normalized = {query: normalize_query(query) for query in set(queries) if query is not None}
             norms = list(map(normalized.get, queries))
-        attributes = map(self.attributes.get, item_ids, itertools.repeat(self.unknown))
+        attributes = list(map(self.attributes.get, item_ids, itertools.repeat(self.unknown)))
+        by_column = zip(*attributes, strict=True) if attributes else [()] * len(ITEM_COLUMNS)
         return {
             "user_id": [user_id or ANONYMOUS] * n,
             "item_id": list(item_ids),
@@ -76,7 +77,7 @@ class RequestRows:
             "query_norm": norms,
             "request_time": [request_time] * n,
             RETRIEVAL: [0.0] * n if bm25 is None else list(map(float, bm25)),
-            **dict(zip(ITEM_COLUMNS, map(list, zip(*attributes, strict=True)), strict=True)),
+            **{column: list(values) for column, values in zip(ITEM_COLUMNS, by_column, strict=True)},
         }
 
     def frame(self, *args: Any, **kwargs: Any) -> pl.DataFrame:

@@ -168,5 +168,5 @@ def _column(values: list[Any], served: Callable[[list[Any]], Sequence[Any]]) -> 
     """A column's values in served order; only the first when every item has that very value
     (the user's, the request's: one object, so nothing equal but different, 0.0 and -0.0, is
     merged)."""
-    first = values[0]
-    return values[:1] if all(map(operator.is_, values, itertools.repeat(first))) else served(values)
+    alike = values and all(map(operator.is_, values, itertools.repeat(values[0])))
+    return values[:1] if alike else served(values)
