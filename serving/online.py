@@ -7,10 +7,10 @@ resolves the service once, serializes entity keys as Feast does (``serialize_ent
 version 3), reads every view of the request in one round trip (one ``HMGET`` per view and Redis
 hash, all pipelined; one query per SQLite table) and decodes numbers without protobuf. Item-keyed
 views (whose keys all come from the catalog) are kept in memory for ``CACHE_SECONDS``: a
-materialized value reaches serving at most that late. An on-demand view whose function hands its inputs to a
-row-wise transformation of ``shoprank.features.transforms`` runs that transformation's form over
-Python values (no DataFrame: microseconds instead of a millisecond); any other runs its own
-function on the inputs Feast gives it. ``tests/data/test_online_read.py`` compares both paths on
+materialized value reaches serving at most that late. An on-demand view whose function hands its
+inputs to a row-wise transformation of ``shoprank.features.transforms`` runs that transformation's
+form over Python values (no DataFrame: microseconds instead of a millisecond); any other runs its
+own function on the inputs Feast gives it. ``tests/data/test_online_read.py`` compares both paths on
 random requests (at request times in whole seconds, as the service's clock gives them: Feast's
 online read cuts request times to seconds before its on-demand views, training frames do not).
 """

@@ -5,7 +5,6 @@ requests (the CLI opens one per call, the HTTP service one per process)."""
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -181,7 +180,7 @@ class Searcher:
                 "contributions": reasons,
             }
             for rank, item, title, score, match, flag, reasons in zip(
-                itertools.count(1), *columns, contributions, strict=False
+                range(1, len(served) + 1), *columns, contributions, strict=True
             )
         ]
 
