@@ -69,7 +69,6 @@ class RequestRows:
             normalized = {query: normalize_query(query) for query in set(queries) if query is not None}
             norms = list(map(normalized.get, queries))
         attributes = list(map(self.attributes.get, item_ids, itertools.repeat(self.unknown)))
-        by_column = zip(*attributes, strict=True) if attributes else [()] * len(ITEM_COLUMNS)
         return {
             "user_id": [user_id or ANONYMOUS] * n,
             "item_id": list(item_ids),
@@ -77,12 +76,17 @@ class RequestRows:
             "query_norm": norms,
             "request_time": [request_time] * n,
             RETRIEVAL: [0.0] * n if bm25 is None else list(map(float, bm25)),
-            **{column: list(values) for column, values in zip(ITEM_COLUMNS, by_column, strict=True)},
+            **dict(zip(ITEM_COLUMNS, transpose(attributes, len(ITEM_COLUMNS)), strict=True)),
         }
 
     def frame(self, *args: Any, **kwargs: Any) -> pl.DataFrame:
         """``columns(...)`` as a DataFrame."""
         return pl.DataFrame(self.columns(*args, **kwargs), schema=self.schema)
+
+
+def transpose(rows: list[tuple], width: int) -> list[list[Any]]:
+    """The ``width`` columns of rows of that many values (empty columns without rows)."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
 def request_rows(

@@ -39,7 +39,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import feast_value_type_to_python_type
 from feast.value_type import ValueType
 
-from serving.features import NO_KEY
+from serving.features import NO_KEY, transpose
 from shoprank.errors import ContractError, FeatureStoreError
 from shoprank.features import online_rows, transforms
 from shoprank.features.online_redis import Wire
@@ -90,6 +90,7 @@ class OnlineReader:
         self._columns = [view.columns for view in plan.views]
         self._features = plan.features
         self._row_wise = {odfv.view.name: _values_form(odfv.view) for odfv in plan.on_demand}
+        self._short_names = {odfv.view.name: _short_names(odfv.view) for odfv in plan.on_demand}
         # outputs of the other views, by input row
         self._memo: dict[str, dict[tuple, tuple]] = {name: {} for name, form in self._row_wise.items() if form is None}
         self._memo_lock = threading.Lock()
@@ -136,7 +137,7 @@ class OnlineReader:
         keys = [list(zip(*(given[column] for _, column in view.keys), strict=True)) for view in self.views]
         columns = dict(given)
         for names, per_row in zip(self._columns, self._values(keys), strict=True):
-            columns.update(zip(names, _transpose(per_row, len(names)), strict=True))
+            columns.update(zip(names, transpose(per_row, len(names)), strict=True))
         for odfv in self.plan.on_demand:
             columns.update(self._on_demand(odfv, columns))
         return {name: columns[name] for name in self._features}
@@ -145,9 +146,9 @@ class OnlineReader:
         """One on-demand view's outputs for every row: a row-wise transformation in its form over
         Python values; any other from its function run on the distinct input rows not seen
         before (its outputs depend on its own row only, as in training)."""
-        values_form = self._row_wise[odfv.view.name]
+        values_form, short_names = self._row_wise[odfv.view.name], self._short_names[odfv.view.name]
         if values_form is not None:
-            return _row_wise(odfv, values_form, columns)
+            return _row_wise(odfv, values_form, short_names, columns)
         names = [*odfv.sources, *odfv.requests]
         distinct: dict[tuple, int] = {}  # each input row hashed once: many are alike (one user, one time)
         slots = [
@@ -158,7 +159,7 @@ class OnlineReader:
             outputs = list(map(memo.get, distinct))
         unseen = [row for row, output in zip(distinct, outputs, strict=True) if output is None]
         if unseen:
-            computed = dict(zip(unseen, _transform(odfv, names, unseen), strict=True))
+            computed = dict(zip(unseen, _transform(odfv, short_names, names, unseen), strict=True))
             outputs = [
                 computed[row] if output is None else output for row, output in zip(distinct, outputs, strict=True)
             ]
@@ -229,17 +230,17 @@ class _Fresh:
                 self._values[key] = value
 
 
-def _transform(odfv: OnDemandPlan, names: list[str], rows: list[tuple]) -> list[tuple]:
+def _transform(odfv: OnDemandPlan, short_names: dict[str, str], names: list[str], rows: list[tuple]) -> list[tuple]:
     """The view's outputs of each input row, as Feast's ``transform_arrow`` gives them: its
     function run on the rows as Arrow turns them into pandas (each source feature under its short
-    name too), NaN and NaT read back as None. Called without Feast's own Arrow round trip around it,
+    name too, ``short_names``), NaN and NaT read back as None. Called without Feast's own Arrow round trip around it,
     which costs 2 ms for one row."""
     view = odfv.view
     inputs = {name: pa.array(list(values)) for name, values in zip(names, zip(*rows, strict=True), strict=True)}
     if view.mode != "pandas":  # Feast's own call
         done = view.transform_arrow(pa.table(inputs), True)
         return list(zip(*(done[column].to_pylist() for column in odfv.columns), strict=True))
-    for long, short in _short_names(view).items():
+    for long, short in short_names.items():
         inputs.setdefault(short, inputs[long])  # one array, as Feast does
     done = view.feature_transformation.udf(pa.table(inputs).to_pandas(split_blocks=True))
     prefix = f"{view.projection.name_to_use()}__"
@@ -272,13 +273,15 @@ def _values_form(view) -> Callable[[dict], dict] | None:
     return transforms.VALUES.get(match.group(1)) if match else None
 
 
-def _row_wise(odfv: OnDemandPlan, values_form: Callable[[dict], dict], columns: dict[str, list[Any]]) -> dict:
+def _row_wise(
+    odfv: OnDemandPlan, values_form: Callable[[dict], dict], short_names: dict[str, str], columns: dict[str, list[Any]]
+) -> dict:
     """A row-wise view's outputs from its transformation's form over Python values, given its
-    inputs as its function receives them (each source feature under its short name). Inputs alike
-    on every row (one user's, the request's) are transformed once."""
+    inputs as its function receives them (each source feature under its short name,
+    ``short_names``). Inputs alike on every row (one user's, the request's) are transformed once."""
     view = odfv.view
     inputs = {name: columns[name] for name in odfv.requests}
-    inputs.update({short: columns[long] for long, short in _short_names(view).items()})
+    inputs.update({short: columns[long] for long, short in short_names.items()})
     rows = len(next(iter(inputs.values())))
     alike = rows > 1 and all(values.count(values[0]) == rows for values in inputs.values())
     done = values_form({name: values[:1] for name, values in inputs.items()} if alike else inputs)
@@ -297,11 +300,6 @@ def _key_part(value: str | None) -> bytes:
     """One join key value as serialized in entity keys (a missing one is ``NO_KEY``)."""
     data = (NO_KEY if value is None else value).encode()
     return struct.pack("<II", ValueType.STRING.value, len(data)) + data
-
-
-def _transpose(rows: list[tuple], width: int) -> list[list[Any]]:
-    """The ``width`` columns of rows of that many values (empty columns without rows)."""
-    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
 def _decode(blob: bytes | None, kind: ValueType) -> Any:
