@@ -153,7 +153,8 @@ def _cpu_budget(bodies: list[bytes], duration: float) -> dict[float, Load]:
     loads = {}
     uvicorn = [sys.executable, "-m", "uvicorn", "_cpu_budget_app:app", "--factory", "--port", str(PORTS["budget"])]
     uvicorn += ["--workers", str(BUDGET_WORKERS), "--log-level", "warning", "--no-access-log"]
-    path = os.pathsep.join([str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")])
+    # the project first: its serving package, not this script of the same name
+    path = os.pathsep.join([str(HERE.parent), str(HERE), os.environ.get("PYTHONPATH", "")])
     (WORK / "logs").mkdir(parents=True, exist_ok=True)
     print(f"Calibrated FastAPI app ({BUDGET_WORKERS} workers), {GOAL_RATE} rps:", flush=True)
     for burn in BURNS_MS:
