@@ -387,13 +387,28 @@ def _health_after(server: str, predicate, seconds: float = 30) -> dict:
     raise AssertionError(f"health never changed as expected: {body}")
 
 
+def _searches_until(server: str, version: str, seconds: float = 30) -> list[str]:
+    """The model versions of searches asked back to back until one is answered by ``version``;
+    every search must be answered by a model (none dropped, none by the fallback)."""
+    versions, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status, body = call(f"{server}/v1/search", {"query": "shoe", "k": 2})
+        assert status == 200 and body["fallback"] is None and body["items"], body
+        versions.append(body["model_version"])
+        if versions[-1] == version:
+            return versions
+    raise AssertionError(f"{version} never answered; answered by {sorted(set(versions))}")
+
+
 def test_a_promoted_version_takes_over_and_one_that_cannot_load_is_refused(server, served_shop):
     promote = ["--workdir", str(served_shop.workdir), "models", "promote", "search_ranker_v2"]
     try:
         _copy_version(served_shop, "v0002")
         assert CliRunner().invoke(cli, [*promote, "v0002"]).exit_code == 0
-        _health_after(server, lambda body: body["model_version"] == "search_ranker_v2/v0002")
-        assert call(f"{server}/v1/search", {"query": "shoe", "k": 2})[1]["model_version"] == "search_ranker_v2/v0002"
+        versions = _searches_until(server, "search_ranker_v2/v0002")
+        # the old version answered while the new one loaded, then the new one every time after
+        assert versions[0] == "search_ranker_v2/v0001"
+        assert versions == sorted(versions)
 
         _copy_version(served_shop, "v0003", features_hash="0" * 16)  # as if its service had changed since
         assert CliRunner().invoke(cli, [*promote, "v0003"]).exit_code == 0
