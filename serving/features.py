@@ -9,6 +9,7 @@ and raw query, the request time, and the BM25 of the query against the item's ti
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -87,6 +88,12 @@ class RequestRows:
 def transpose(rows: list[tuple], width: int) -> list[list[Any]]:
     """The ``width`` columns of rows of that many values (empty columns without rows)."""
     return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+def one_object(values: Sequence[Any]) -> bool:
+    """Whether there are values and all are the very object of the first (the user's, the
+    request's, repeated on every row); equal values that differ, 0.0 and -0.0, are not."""
+    return bool(values) and all(map(operator.is_, values, itertools.repeat(values[0])))
 
 
 def request_rows(

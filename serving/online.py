@@ -39,7 +39,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import feast_value_type_to_python_type
 from feast.value_type import ValueType
 
-from serving.features import NO_KEY, transpose
+from serving.features import NO_KEY, one_object, transpose
 from shoprank.errors import ContractError, FeatureStoreError
 from shoprank.features import online_rows, transforms
 from shoprank.features.online_redis import Wire
@@ -278,12 +278,13 @@ def _row_wise(
 ) -> dict:
     """A row-wise view's outputs from its transformation's form over Python values, given its
     inputs as its function receives them (each source feature under its short name,
-    ``short_names``). Inputs alike on every row (one user's, the request's) are transformed once."""
+    ``short_names``). Inputs that are one object on every row (one user's, the request's) are
+    transformed once."""
     view = odfv.view
     inputs = {name: columns[name] for name in odfv.requests}
     inputs.update({short: columns[long] for long, short in short_names.items()})
     rows = len(next(iter(inputs.values())))
-    alike = rows > 1 and all(values.count(values[0]) == rows for values in inputs.values())
+    alike = rows > 1 and all(map(one_object, inputs.values()))
     done = values_form({name: values[:1] for name, values in inputs.items()} if alike else inputs)
     prefix = f"{view.projection.name_to_use()}__"
     return {column: done[column.removeprefix(prefix)] * (rows if alike else 1) for column in odfv.columns}

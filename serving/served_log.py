@@ -16,7 +16,6 @@ skips hidden files). A file is made visible by renaming once it holds ``ROTATE_R
 
 from __future__ import annotations
 
-import itertools
 import logging
 import operator
 import os
@@ -31,6 +30,7 @@ from typing import IO, Any
 import numpy as np
 from pydantic_core import to_json
 
+from serving.features import one_object
 from shoprank.config import Settings
 
 ROTATE_ROWS = 100_000
@@ -168,5 +168,4 @@ def _column(values: list[Any], served: Callable[[list[Any]], Sequence[Any]]) -> 
     """A column's values in served order; only the first when every item has that very value
     (the user's, the request's: one object, so nothing equal but different, 0.0 and -0.0, is
     merged)."""
-    alike = values and all(map(operator.is_, values, itertools.repeat(values[0])))
-    return values[:1] if alike else served(values)
+    return values[:1] if one_object(values) else served(values)
