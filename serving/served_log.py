@@ -10,18 +10,43 @@ it once: ``[value]``.
 ``record`` writes a list's lines into memory (0.3 ms for 100 items; the service calls it once the
 response is sent); a writer thread appends what was written in the last ``FLUSH_SECONDS`` to hidden
 files (``landing/requests/.requests-*.jsonl`` and ``serving/features/.features-*.jsonl``; ingest
-skips hidden files). A file is made visible by renaming once it holds ``ROTATE_ROWS`` rows, is
-``ROTATE_SECONDS`` old, or the service stops: an ingest never reads a file still being written.
+skips hidden files) and fsyncs them every ``FSYNC_SECONDS``. A file is made visible by renaming once
+it holds ``ROTATE_ROWS`` rows, is ``ROTATE_SECONDS`` old, or the service stops: an ingest never reads
+a file still being written.
+
+What a stop can lose of the lists the service acknowledged (answered with a 200):
+
+- SIGTERM or Ctrl-C (uvicorn's graceful shutdown, of each worker): nothing. The server stops
+  accepting, waits for the responses in flight and their background tasks (``record``), then the
+  app's lifespan calls ``close``, which writes everything and renames the files visible.
+- The process killed (``kill -9``, out of memory, a crash): the lists recorded in the last
+  ``FLUSH_SECONDS`` before the kill (plus how late the writer thread ran on a busy machine), and
+  those whose response was sent but whose background task had not run yet (normally under a
+  millisecond after the response). What the writer thread wrote is in the page cache and
+  survives: the process's hidden files stay behind, and the next ``ServedLog`` on the workdir (the
+  next start, or the worker uvicorn starts in its place) cuts a torn last line (a write the kill
+  interrupted) and renames them visible.
+- The machine crashing: besides, what was written since the last fsync, ``FSYNC_SECONDS`` at most.
+
+A process holds an exclusive ``flock`` on each of its hidden files while it writes it; the kernel
+drops it when the process ends, however it ends. So a hidden file whose lock can be taken belongs
+to a process that is gone, whatever process holds its name's pid now (pids are reused), and the
+files of live processes (the other workers of ``--workers N``, a second service on the workdir)
+stay untouched, with no guess from pids or clocks. Of a list cut short by a kill, the requests
+file may keep its first positions while the features file lacks its line (a list's request rows
+are written before its vectors); ``shoprank parity`` reads the features files alone, so it samples
+whole lists only.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import operator
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from json.encoder import encode_basestring
 from pathlib import Path
@@ -36,6 +61,8 @@ from shoprank.config import Settings
 ROTATE_ROWS = 100_000
 ROTATE_SECONDS = 300.0
 FLUSH_SECONDS = 0.25  # how late a served list reaches its file at most (while the service runs)
+FSYNC_SECONDS = 1.0  # how late what reached a file is on disk at most (what a machine crash loses)
+TAIL_BYTES = 64 * 1024  # read backwards by this much when looking for a file's last whole line
 LOG = logging.getLogger(__name__)
 KINDS = ("requests", "features")
 
@@ -48,6 +75,8 @@ class ServedLog:
             "requests": settings.landing / "requests",
             "features": settings.workdir / "serving" / "features",
         }
+        for path in _recover(self.folders):
+            LOG.warning("Recovered the served log %s, left behind by a process that stopped without closing it", path)
         self._pending = {kind: bytearray() for kind in KINDS}  # lines written, not yet in a file
         self._pending_rows = 0
         self._pending_lock = threading.Lock()
@@ -124,11 +153,20 @@ class ServedLog:
                 self._rotate()
 
     def _write_every(self) -> None:
+        synced = time.monotonic()
         while not self._stop.wait(FLUSH_SECONDS):
             try:
                 self.flush()
+                if time.monotonic() - synced >= FSYNC_SECONDS:
+                    self._sync()
+                    synced = time.monotonic()
             except Exception:  # noqa: BLE001 - the service keeps serving; the error is logged
                 LOG.exception("The served log could not be written to %s", self.folders)
+
+    def _sync(self) -> None:
+        with self._files_lock:
+            for file in self._files.values():
+                os.fsync(file.fileno())
 
     def _write(self, pending: dict[str, bytearray], rows: int) -> None:
         if self._files and (self._rows >= ROTATE_ROWS or time.monotonic() - self._opened >= ROTATE_SECONDS):
@@ -144,17 +182,92 @@ class ServedLog:
         stamp = f"{datetime.now():%Y%m%dT%H%M%S}-{os.getpid()}-{time.monotonic_ns() % 10**9:09d}"
         for kind, folder in self.folders.items():
             folder.mkdir(parents=True, exist_ok=True)
-            self._files[kind] = (folder / f".{kind}-{stamp}.jsonl").open("ab")
+            file = (folder / f".{kind}-{stamp}.jsonl").open("ab")
+            fcntl.flock(file, fcntl.LOCK_EX)  # until closed: an unlocked hidden file is a dead process's
+            self._files[kind] = file
+            _sync_folder(folder)
         self._rows, self._opened = 0, time.monotonic()
 
     def _rotate(self) -> None:
         for file in self._files.values():
             file.flush()
             os.fsync(file.fileno())
-            file.close()
             hidden = Path(file.name)
-            hidden.rename(hidden.with_name(hidden.name.removeprefix(".")))
+            hidden.rename(_visible(hidden))  # before closing drops the lock: no one else takes it over
+            file.close()
+            _sync_folder(hidden.parent)
         self._files = {}
+
+
+def _recover(folders: dict[str, Path]) -> Iterable[Path]:
+    """Make visible the hidden files in ``folders`` that no live process holds (``_take_over``);
+    yields their new paths."""
+    for kind, folder in folders.items():
+        for hidden in sorted(folder.glob(f".{kind}-*.jsonl")):
+            if _take_over(hidden):
+                yield _visible(hidden)
+
+
+def _take_over(hidden: Path) -> bool:
+    """Rename ``hidden`` visible, its torn last line cut, if its writer is gone: its lock is free
+    and it holds something (an empty file may be one a live process has just created and not yet
+    locked: it writes only once locked). A file left with no whole line is removed. Whether it was
+    renamed."""
+    try:
+        file = hidden.open("r+b")
+    except FileNotFoundError:  # renamed meanwhile, by its writer or another process recovering it
+        return False
+    with file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # its writer is alive
+            return False
+        held = os.fstat(file.fileno())
+        if held.st_size == 0 or not _still_named(hidden, held):
+            return False
+        whole = _whole_lines(file, held.st_size)
+        if not whole:
+            hidden.unlink()
+            return False
+        file.truncate(whole)
+        os.fsync(file.fileno())
+        hidden.rename(_visible(hidden))
+    _sync_folder(hidden.parent)
+    return True
+
+
+def _still_named(path: Path, held: os.stat_result) -> bool:
+    """Whether ``path`` still names the file ``held`` (not renamed since it was opened)."""
+    try:
+        return os.path.samestat(os.stat(path), held)
+    except FileNotFoundError:
+        return False
+
+
+def _whole_lines(file: IO[bytes], size: int) -> int:
+    """How many bytes of ``file`` end with its last newline (what follows is a torn line)."""
+    end = size
+    while end:
+        start = max(0, end - TAIL_BYTES)
+        file.seek(start)
+        newline = file.read(end - start).rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        end = start
+    return 0
+
+
+def _visible(hidden: Path) -> Path:
+    return hidden.with_name(hidden.name.removeprefix("."))
+
+
+def _sync_folder(folder: Path) -> None:
+    """fsync ``folder``: the files created or renamed in it keep their names after a machine crash."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _served(order: list[int]) -> Callable[[list[Any]], Sequence[Any]]:
