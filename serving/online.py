@@ -17,6 +17,7 @@ online read cuts request times to seconds before its on-demand views, training f
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import queue
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import hiredis
 import pandas as pd
 import polars as pl
 import pyarrow as pa
@@ -38,17 +40,22 @@ from feast.infra.online_stores.helpers import _mmh3, compute_table_id
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import feast_value_type_to_python_type
 from feast.value_type import ValueType
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from serving.features import NO_KEY, one_object, transpose
 from shoprank.errors import ContractError, FeatureStoreError
 from shoprank.features import online_rows, transforms
 from shoprank.features.online_redis import Wire
+from shoprank.features.store import online_store_kind
 from training.dataset import ITEM_COLUMNS
 from training.plan import OnDemandPlan, ServicePlan
 
 CACHE_SECONDS = 60.0  # how long an item-keyed value is served from memory
-TIMEOUT_SECONDS = 0.25  # the store's budget per read: past it the request takes the fallback
+BUDGET_SECONDS = 0.02  # a read's default budget (connect included): past it the request takes the fallback
 MEMO_ROWS = 200_000  # on-demand outputs remembered per view, by their input row
+_SQLITE_STEPS = 1000  # SQLite virtual machine steps between two checks of a read's deadline
 CATALOG_COLUMNS = frozenset({"item_id", *ITEM_COLUMNS})
 _DOUBLE, _INT64 = ValueType.DOUBLE, ValueType.INT64
 # a view function that only hands its inputs to a transformation of ``shoprank.features.transforms``
@@ -80,12 +87,12 @@ class _View:
 class OnlineReader:
     """Reads one feature service's online values for request rows (thread-safe)."""
 
-    def __init__(self, store: FeatureStore, plan: ServicePlan) -> None:
-        self.plan = plan
+    def __init__(self, store: FeatureStore, plan: ServicePlan, budget: float = BUDGET_SECONDS) -> None:
+        self.plan, self.budget = plan, budget
         registry = {view.name: view for view in store.list_feature_views()}
         self.views = [_stored_view(registry, view) for view in plan.views]
         self._headers = [view.key_header() for view in self.views]
-        self._tables = _tables(store, registry, self.views)
+        self._tables = _tables(store, registry, self.views, budget)
         self._caches = {index: _Fresh() for index, view in enumerate(self.views) if view.cached}
         self._columns = [view.columns for view in plan.views]
         self._features = plan.features
@@ -106,28 +113,43 @@ class OnlineReader:
             for memo in self._memo.values():
                 memo.clear()
 
-    def read(self, rows: pl.DataFrame) -> pl.DataFrame:
+    def read(self, rows: pl.DataFrame, budget: float | None = None) -> pl.DataFrame:
         """``rows`` with the service's features appended, as ``serving.features.online_features``
         returns them.
 
         Raises:
             ContractError: ``rows`` lack an entity column the service needs.
-            FeatureStoreError: The store failed or did not answer in ``TIMEOUT_SECONDS``.
+            FeatureStoreError: The store failed or did not answer within ``budget`` seconds.
         """
         given = {column: rows[column].to_list() for column in self.plan.entity_columns if column in rows.columns}
-        values = pl.DataFrame(self.features(given), strict=False)
+        values = pl.DataFrame(self.features(given, budget), strict=False)
         if values.height != rows.height:
             values = pl.DataFrame(schema=values.schema)  # a service of on-demand features only
         return pl.concat([rows, values], how="horizontal")
 
-    def features(self, rows: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    def features(self, rows: dict[str, list[Any]], budget: float | None = None) -> dict[str, list[Any]]:
         """The service's features (Python values by column, in the service's order) of request rows
-        given as columns (``serving.features.RequestRows.columns``): the per-request path.
+        given as columns (``serving.features.RequestRows.columns``), the store read within
+        ``budget`` seconds (default: the reader's).
 
         Raises:
             ContractError: ``rows`` lack an entity column the service needs.
-            FeatureStoreError: The store failed or did not answer in ``TIMEOUT_SECONDS``.
+            FeatureStoreError: The store failed or did not answer within the budget.
         """
+        wanted, finish = self._pending(rows)
+        deadline = time.monotonic() + (self.budget if budget is None else budget)
+        return finish(self._tables.read(wanted, deadline) if wanted else [])
+
+    async def features_async(self, rows: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """``features`` for the event loop: a Redis round trip is awaited (the loop serves other
+        requests meanwhile), a SQLite read runs in place; either within the reader's budget."""
+        wanted, finish = self._pending(rows)
+        deadline = time.monotonic() + self.budget
+        return finish(await self._tables.read_async(wanted, deadline) if wanted else [])
+
+    def _pending(self, rows: dict[str, list[Any]]) -> tuple[list[tuple[_View, list[bytes]]], Callable]:
+        """What the store must be asked for ``rows`` (each view and its keys not kept in memory),
+        and what turns its answer into the service's features."""
         missing = [column for column in self.plan.entity_columns if column not in rows]
         if missing:
             raise ContractError(
@@ -135,12 +157,20 @@ class OnlineReader:
             )
         given = {column: rows[column] for column in self.plan.entity_columns}
         keys = [list(zip(*(given[column] for _, column in view.keys), strict=True)) for view in self.views]
-        columns = dict(given)
-        for names, per_row in zip(self._columns, self._values(keys), strict=True):
-            columns.update(zip(names, transpose(per_row, len(names)), strict=True))
-        for odfv in self.plan.on_demand:
-            columns.update(self._on_demand(odfv, columns))
-        return {name: columns[name] for name in self._features}
+        now = time.monotonic()
+        kept, asked = self._kept(keys, now)
+        wanted = [(self.views[index], _keys(self._headers[index], missing)) for index, missing in asked]
+
+        def finish(read: list[list[list[bytes | None] | None]]) -> dict[str, list[Any]]:
+            columns = dict(given)
+            values = self._merged(keys, kept, asked, read, now)
+            for names, per_row in zip(self._columns, values, strict=True):
+                columns.update(zip(names, transpose(per_row, len(names)), strict=True))
+            for odfv in self.plan.on_demand:
+                columns.update(self._on_demand(odfv, columns))
+            return {name: columns[name] for name in self._features}
+
+        return wanted, finish
 
     def _on_demand(self, odfv: OnDemandPlan, columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
         """One on-demand view's outputs for every row: a row-wise transformation in its form over
@@ -170,36 +200,37 @@ class OnlineReader:
                         del memo[row]
         return {column: [outputs[slot][index] for slot in slots] for index, column in enumerate(odfv.columns)}
 
-    def _values(self, keys: list[list[tuple]]) -> list[list[tuple]]:
-        """Each view's decoded values of each row (all None: not stored), given its rows' join key
-        values: from memory when fresh, else from the store (every view in one round trip)."""
-        now = time.monotonic()
-        rows: list[list[tuple | None] | None] = []  # None: none kept
-        wanted: list[tuple[int, list[tuple]]] = []
+    def _kept(self, keys: list[list[tuple]], now: float) -> tuple[list, list[tuple[int, list[tuple]]]]:
+        """Each view's values of each row kept in memory and fresh (None: none kept), and the
+        views' keys to read from the store (by view index, each key once)."""
+        kept: list[list[tuple | None] | None] = []
+        asked: list[tuple[int, list[tuple]]] = []
         for index, view_keys in enumerate(keys):
             cache = self._caches.get(index)
-            kept = cache.get(view_keys, now - CACHE_SECONDS) if cache is not None else None
-            rows.append(kept)
-            if kept is None:
-                wanted.append((index, list(dict.fromkeys(view_keys))))
-            elif None in kept:
-                missing = dict.fromkeys(key for key, value in zip(view_keys, kept, strict=True) if value is None)
-                wanted.append((index, list(missing)))
-        if not wanted:
-            return rows
-        read = self._tables.read([(self.views[i], _keys(self._headers[i], missing)) for i, missing in wanted])
-        for (index, missing), blobs in zip(wanted, read, strict=True):
+            values = cache.get(view_keys, now - CACHE_SECONDS) if cache is not None else None
+            kept.append(values)
+            if values is None:
+                asked.append((index, list(dict.fromkeys(view_keys))))
+            elif None in values:
+                missing = dict.fromkeys(key for key, value in zip(view_keys, values, strict=True) if value is None)
+                asked.append((index, list(missing)))
+        return kept, asked
+
+    def _merged(self, keys, kept, asked, read, now: float) -> list[list[tuple]]:
+        """Each view's decoded values of each row (all None: not stored): ``kept`` completed by
+        what the store ``read`` for the ``asked`` keys (item-keyed ones kept from ``now`` on)."""
+        rows = list(kept)
+        for (index, missing), blobs in zip(asked, read, strict=True):
             kinds = [kind for _, kind in self.views[index].features]
             nothing = (None,) * len(kinds)
             decoded = [nothing if row is None else tuple(map(_decode, row, kinds)) for row in blobs]
             values = dict(zip(missing, decoded, strict=True))
-            kept = rows[index]
-            if kept is None:
+            if rows[index] is None:
                 rows[index] = list(map(values.__getitem__, keys[index]))
             else:
                 self._caches[index].put(values, now)
                 rows[index] = [
-                    values[key] if value is None else value for key, value in zip(keys[index], kept, strict=True)
+                    values[key] if value is None else value for key, value in zip(keys[index], rows[index], strict=True)
                 ]
         return rows
 
@@ -329,29 +360,31 @@ def _stored_view(registry: dict, view) -> _View:
     return _View(stored.name, keys, tuple((name, kinds[name]) for name in view.features), cached)
 
 
-def _tables(store: FeatureStore, registry: dict, views: list[_View]) -> _SqliteTables | _RedisHashes:
-    """The reader of the store's online store type (``registry``: its feature views by name).
+def _tables(store: FeatureStore, registry: dict, views: list[_View], budget: float) -> _SqliteTables | _RedisHashes:
+    """The reader of the store's online store type (``registry``: its feature views by name;
+    ``budget``: how long a SQLite read waits for a writer's lock at most).
 
     Raises:
         FeatureStoreError: The online store is neither SQLite nor Redis.
     """
-    online = store.config.online_store
-    kind = getattr(online, "type", "")
-    if kind in ("sqlite", "feast.infra.online_stores.sqlite.SqliteOnlineStore"):
-        return _SqliteTables(store, registry, views)
-    if kind in ("redis", "feast.infra.online_stores.redis.RedisOnlineStore"):
+    kind = online_store_kind(store)
+    if kind == "sqlite":
+        return _SqliteTables(store, registry, views, budget)
+    if kind == "redis":
         return _RedisHashes(store, views)
     raise FeatureStoreError(f'The fast online read supports SQLite and Redis, not "{kind}"; use online_features()')
 
 
 class _SqliteTables:
-    """Reads views from Feast's SQLite online store: one query per table, a connection per thread."""
+    """Reads views from Feast's SQLite online store: one query per table, a connection per thread.
+    A read is bounded by its deadline: the busy timeout while a writer holds the file, then an
+    interrupt of the query (a progress handler)."""
 
-    def __init__(self, store: FeatureStore, registry: dict, views: list[_View]) -> None:
+    def __init__(self, store: FeatureStore, registry: dict, views: list[_View], busy: float) -> None:
         from feast.infra.online_stores.sqlite import SqliteOnlineStore
 
         config = store.config
-        self.path = SqliteOnlineStore._get_db_path(config)
+        self.path, self.busy = SqliteOnlineStore._get_db_path(config), busy
         versioned = config.registry.enable_online_feature_view_versioning
         self.tables = {view.name: compute_table_id(config.project, registry[view.name], versioned) for view in views}
         self._local = threading.local()
@@ -364,35 +397,51 @@ class _SqliteTables:
                 conn.close()
             self._opened.clear()
 
-    def read(self, wanted: Iterable[tuple[_View, list[bytes]]]) -> list[list[list[bytes | None] | None]]:
-        """For each view and its keys: each key's value blobs in feature order (None: not stored)."""
-        conn = self._connection()
+    def read(self, wanted: Iterable[tuple[_View, list[bytes]]], deadline: float) -> list[list[list[bytes | None]]]:
+        """For each view and its keys: each key's value blobs in feature order (None: not stored).
+
+        Raises:
+            FeatureStoreError: A table is missing or unreadable, or the deadline passed.
+        """
+        try:
+            conn = self._connection()
+        except sqlite3.Error as exc:
+            raise FeatureStoreError(f"Online store {self.path} cannot be opened: {exc}") from exc
+        conn.set_progress_handler(lambda: time.monotonic() > deadline, _SQLITE_STEPS)
         results = []
-        for view, keys in wanted:
-            names = [name for name, _ in view.features]
-            marks, features = ",".join("?" * len(keys)), ",".join("?" * len(names))
-            try:
-                rows = conn.execute(
-                    f'SELECT entity_key, feature_name, value FROM "{self.tables[view.name]}" '
-                    f"WHERE entity_key IN ({marks}) AND feature_name IN ({features})",
-                    [*keys, *names],
-                ).fetchall()
-            except sqlite3.Error as exc:
-                raise FeatureStoreError(f'Online table of view "{view.name}" unreadable in {self.path}: {exc}') from exc
-            position = {name: index for index, name in enumerate(names)}
-            by_key: dict[bytes, list[bytes | None]] = {}
-            for key, name, value in rows:
-                by_key.setdefault(key, [None] * len(names))[position[name]] = value
-            results.append([by_key.get(key) for key in keys])
+        try:
+            for view, keys in wanted:
+                names = [name for name, _ in view.features]
+                marks, features = ",".join("?" * len(keys)), ",".join("?" * len(names))
+                try:
+                    rows = conn.execute(
+                        f'SELECT entity_key, feature_name, value FROM "{self.tables[view.name]}" '
+                        f"WHERE entity_key IN ({marks}) AND feature_name IN ({features})",
+                        [*keys, *names],
+                    ).fetchall()
+                except sqlite3.Error as exc:
+                    late = " (past the read's budget)" if time.monotonic() > deadline else ""
+                    raise FeatureStoreError(
+                        f'Online table of view "{view.name}" unreadable in {self.path}: {exc}{late}'
+                    ) from exc
+                position = {name: index for index, name in enumerate(names)}
+                by_key: dict[bytes, list[bytes | None]] = {}
+                for key, name, value in rows:
+                    by_key.setdefault(key, [None] * len(names))[position[name]] = value
+                results.append([by_key.get(key) for key in keys])
+        finally:
+            conn.set_progress_handler(None, 0)
         return results
+
+    async def read_async(self, wanted: Iterable[tuple[_View, list[bytes]]], deadline: float) -> list:
+        """``read`` (a file of this process: read in place, within the same deadline)."""
+        return self.read(wanted, deadline)
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             # used by its thread only; closed by whichever thread closes the reader
-            conn = sqlite3.connect(
-                f"file:{self.path}?mode=ro", uri=True, timeout=TIMEOUT_SECONDS, check_same_thread=False
-            )
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=self.busy, check_same_thread=False)
             self._local.conn = conn
             with self._opening:
                 self._opened.append(conn)
@@ -401,26 +450,107 @@ class _SqliteTables:
 
 class _RedisHashes:
     """Reads views from Feast's Redis online store: one ``HMGET`` per view and entity hash (views
-    sharing an entity key share its hash), all pipelined on one connection per request."""
+    sharing an entity key share its hash), all pipelined on one connection per request. Connecting
+    and every reply are bounded by the read's deadline (a connection whose read failed or ran out
+    of time is closed: its replies may still come); redis-py's retries are off."""
 
     def __init__(self, store: FeatureStore, views: list[_View]) -> None:
-        from feast.infra.online_stores.redis import RedisOnlineStore
+        from feast.infra.online_stores.redis import RedisOnlineStore, RedisType
 
         self.online = store.config.online_store
+        if self.online.redis_type != RedisType.redis:
+            raise FeatureStoreError(
+                f'The fast online read supports a single Redis, not "{self.online.redis_type}"; use online_features()'
+            )
         self.project = store.config.project.encode()
-        self._client = RedisOnlineStore()._get_client(self.online)
+        self._feast = RedisOnlineStore()
         fields = {view.name: [_mmh3(f"{view.name}:{name}") for name, _ in view.features] for view in views}
         # of each view's HMGET: its length (the command, the key, the fields) and its fields
         self._arguments = {name: (2 + len(each), b"".join(map(_bulk, each))) for name, each in fields.items()}
-        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()  # blocking connections (``read``)
+        self._idle_async: list[tuple[Any, Any, Any]] = []  # event loops' (``read_async``): loop, connection, parser
 
     def close(self) -> None:
         while not self._idle.empty():
             self._idle.get().close()
+        self._drop_idle_async()
 
-    def read(self, wanted: Iterable[tuple[_View, list[bytes]]]) -> list[list[list[bytes | None] | None]]:
-        """For each view and its keys: each key's value blobs in feature order (None: not stored)."""
+    def read(self, wanted: Iterable[tuple[_View, list[bytes]]], deadline: float) -> list[list[list[bytes | None]]]:
+        """For each view and its keys: each key's value blobs in feature order (None: not stored).
+        An idle connection Redis has closed is dropped with the other idle ones, and the read
+        retried once on a new connection.
+
+        Raises:
+            FeatureStoreError: Redis failed or did not answer by the deadline.
+        """
         wanted = list(wanted)
+        commands, count = self._commands(wanted)
+        wire = None
+        try:
+            try:
+                wire = self._idle.get_nowait()
+                wire.sock.settimeout(_left(deadline))
+                replies = _sent(wire, commands, count)
+            except queue.Empty:
+                wire = None
+            except (OSError, ConnectionError):  # closed while idle: so are the others
+                wire.close()
+                while not self._idle.empty():
+                    self._idle.get().close()
+                wire = None
+            if wire is None:
+                connection = self._feast._get_client(self.online).connection_pool.make_connection()
+                connection.retry = Retry(NoBackoff(), 0)
+                connection.socket_connect_timeout = connection.socket_timeout = _left(deadline)
+                connection.connect()
+                wire = Wire(connection._sock, connection)
+                wire.sock.settimeout(_left(deadline))
+                replies = _sent(wire, commands, count)
+        except (OSError, ConnectionError, RedisError, ValueError) as exc:
+            if wire is not None:
+                wire.close()
+            raise self._failed(exc, deadline) from exc
+        self._idle.put(wire)
+        return self._split(wanted, replies)
+
+    async def read_async(self, wanted: Iterable[tuple[_View, list[bytes]]], deadline: float) -> list:
+        """``read`` on the event loop: the round trip awaited, the loop free meanwhile. An idle
+        connection Redis has closed (it restarted) is dropped with the other idle ones, and the
+        read retried once on a new connection."""
+        wanted = list(wanted)
+        commands, count = self._commands(wanted)
+        loop = asyncio.get_running_loop()
+        self._idle_async = [idle for idle in self._idle_async if idle[0] is loop]  # a connection is its loop's
+        connection = None
+        try:
+            async with asyncio.timeout(_left(deadline)):
+                if self._idle_async:
+                    _, connection, parser = self._idle_async.pop()
+                    try:
+                        replies = await _exchange(connection, parser, commands, count)
+                    except (OSError, ConnectionError):  # closed while idle: so are the others
+                        self._drop_idle_async()
+                        connection = None
+                if connection is None:
+                    client = await self._feast._get_client_async(self.online)
+                    connection, parser = client.connection_pool.make_connection(), hiredis.Reader()
+                    connection.retry = Retry(NoBackoff(), 0)
+                    await connection.connect()
+                    replies = await _exchange(connection, parser, commands, count)
+        except (OSError, ConnectionError, RedisError, ValueError, TimeoutError) as exc:
+            if connection is not None and connection._writer is not None:
+                connection._writer.close()
+            raise self._failed(exc, deadline) from exc
+        self._idle_async.append((loop, connection, parser))
+        return self._split(wanted, replies)
+
+    def _drop_idle_async(self) -> None:
+        for _, connection, _ in self._idle_async:
+            connection._writer.close()
+        self._idle_async.clear()
+
+    def _commands(self, wanted: list[tuple[_View, list[bytes]]]) -> tuple[bytes, int]:
+        """The pipelined ``HMGET``s of every view's keys, and their count."""
         project, suffix = self.project, len(self.project)
         commands = b"".join(
             b"*%d\r\n$5\r\nHMGET\r\n$%d\r\n%s%s\r\n%s" % (count, len(key) + suffix, key, project, fields)
@@ -428,32 +558,58 @@ class _RedisHashes:
             for count, fields in [self._arguments[view.name]]
             for key in keys
         )
-        replies = iter(self._exchange(commands, sum(len(keys) for _, keys in wanted)))
+        return commands, sum(len(keys) for _, keys in wanted)
+
+    @staticmethod
+    def _split(wanted: list[tuple[_View, list[bytes]]], replies: list[Any]) -> list[list[list[bytes | None]]]:
+        """The replies per view and key (None: no field of the view stored)."""
+        replies = iter(replies)
         return [
             [values if values.count(None) < len(values) else None for values in itertools.islice(replies, len(keys))]
             for _, keys in wanted
         ]
 
-    def _exchange(self, commands: bytes, count: int) -> list[Any]:
-        """Send pipelined commands on an idle connection; return their ``count`` replies."""
-        try:
-            wire = self._idle.get_nowait()
-        except queue.Empty:
-            wire = None
-        try:
-            if wire is None:
-                connection = self._client.connection_pool.make_connection()
-                connection.connect()
-                connection._sock.settimeout(TIMEOUT_SECONDS)
-                wire = Wire(connection._sock, connection)
-            wire.send(memoryview(commands))
-            replies = wire.replies(count)
-        except (OSError, ConnectionError) as exc:
-            if wire is not None:
-                wire.close()
-            raise FeatureStoreError(f"Redis at {self.online.connection_string} failed: {exc}") from exc
-        self._idle.put(wire)
-        return replies
+    def _failed(self, exc: BaseException, deadline: float) -> FeatureStoreError:
+        """The error of a failed read, saying when it ran out of time."""
+        where = f"Redis at {self.online.connection_string}"
+        if isinstance(exc, TimeoutError) or time.monotonic() >= deadline:
+            return FeatureStoreError(f"{where} did not answer within the read's budget")
+        return FeatureStoreError(f"{where} failed: {type(exc).__name__}: {exc}")
+
+
+def _sent(wire: Wire, commands: bytes, count: int) -> list[Any]:
+    """Send pipelined ``commands`` on a blocking connection; return their ``count`` replies."""
+    wire.send(memoryview(commands))
+    return wire.replies(count)
+
+
+async def _exchange(connection: Any, parser: Any, commands: bytes, count: int) -> list[Any]:
+    """Send pipelined ``commands`` on a connected redis-py asyncio connection; await their
+    ``count`` replies, parsed by ``parser`` (a ``hiredis.Reader`` of that connection).
+
+    Raises:
+        ConnectionError: Redis closed the connection.
+        RedisError: A reply is an error.
+    """
+    connection._writer.write(commands)
+    replies: list[Any] = []
+    while len(replies) < count:
+        reply = parser.gets()
+        if reply is False:
+            data = await connection._reader.read(1 << 20)
+            if not data:
+                raise ConnectionError("Redis closed the connection")
+            parser.feed(data)
+        elif isinstance(reply, hiredis.ReplyError):
+            raise RedisError(str(reply))
+        else:
+            replies.append(reply)
+    return replies
+
+
+def _left(deadline: float) -> float:
+    """Seconds until ``deadline`` (a little above 0 once it has passed: sockets read 0 as non-blocking)."""
+    return max(deadline - time.monotonic(), 1e-4)
 
 
 def _bulk(data: bytes) -> bytes:

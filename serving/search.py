@@ -16,8 +16,10 @@ import polars as pl
 from feast import FeatureStore
 
 from serving.features import RequestRows
-from serving.online import OnlineReader
+from serving.guard import StoreGuard
+from serving.online import BUDGET_SECONDS, OnlineReader
 from shoprank.config import Settings
+from shoprank.errors import FeatureStoreError
 from shoprank.features.bm25 import TitleIndex
 from shoprank.features.store import open_store
 from shoprank.search.index import CatalogIndex, open_index
@@ -79,8 +81,11 @@ class Searcher:
     rows: RequestRows  # the catalog indexed for entity rows
 
     @classmethod
-    def open(cls, settings: Settings, service: str = SERVICE, version: str | None = None) -> Searcher:
-        """Load ``service``'s model (the version named, else production, else the newest).
+    def open(
+        cls, settings: Settings, service: str = SERVICE, version: str | None = None, budget: float = BUDGET_SECONDS
+    ) -> Searcher:
+        """Load ``service``'s model (the version named, else production, else the newest); its
+        online reads get ``budget`` seconds each.
 
         Raises:
             ShoprankError: No model of ``service``, no index, feature store or warehouse.
@@ -90,7 +95,7 @@ class Searcher:
         catalog = read(settings.warehouse, "select * from marts.dim_items")
         titles = dict(catalog.select("item_id", "title").iter_rows())
         plan = resolve(store, service)
-        reader = OnlineReader(store, plan)
+        reader = OnlineReader(store, plan, budget)
         indexes = open_index(settings), catalog_index(settings)
         return cls(model, ranker, plan, store, reader, *indexes, catalog, titles, RequestRows(catalog))
 
@@ -104,12 +109,30 @@ class Searcher:
         **filters,
     ) -> SearchResult:
         """The top ``k`` of the catalog for ``query``; ``filters`` as ``retrieve`` takes them."""
+        ids, backfill, retrieved = self._retrieved(query, filters)
+        result = self.rank(ids, user_id, query, k, backfill, explain, at)
+        return replace(result, stages={"retrieve": retrieved, **result.stages})
+
+    async def search_async(
+        self,
+        guard: StoreGuard,
+        query: str,
+        user_id: str | None = None,
+        k: int = 10,
+        explain: bool = False,
+        at: datetime | None = None,
+        **filters,
+    ) -> SearchResult:
+        """``search`` for the event loop, its store read through ``guard`` (``rank_async``)."""
+        ids, backfill, retrieved = self._retrieved(query, filters)
+        result = await self.rank_async(guard, ids, user_id, query, k, backfill, explain, at)
+        return replace(result, stages={"retrieve": retrieved, **result.stages})
+
+    def _retrieved(self, query: str, filters: dict[str, Any]) -> tuple[list[str], np.ndarray, float]:
+        """The query's candidates, their backfill flags and the seconds retrieval took."""
         started = time.perf_counter()
         found = retrieve(self.index, query, k=CANDIDATES, **filters)
-        retrieved = time.perf_counter() - started
-        ids = found["item_id"].to_list()
-        result = self.rank(ids, user_id, query, k, found["backfill"].to_numpy(), explain, at)
-        return replace(result, stages={"retrieve": retrieved, **result.stages})
+        return found["item_id"].to_list(), found["backfill"].to_numpy(), time.perf_counter() - started
 
     def rank(
         self,
@@ -127,39 +150,76 @@ class Searcher:
         only, and only when asked)."""
         if not item_ids:
             return SearchResult(self.model.name, 0, 0, [])
-        started = time.perf_counter()
+        asked = self._asked(item_ids, user_id, query, k, backfill, explain, at)
+        try:
+            features = self.reader.features(asked.rows)
+        except Exception as exc:  # noqa: BLE001 - any failure of the store: answer from the fallback
+            return self._fallback(asked, _reason(exc))
+        return self._ranked(asked, features)
+
+    async def rank_async(
+        self,
+        guard: StoreGuard,
+        item_ids: Sequence[str],
+        user_id: str | None = None,
+        query: str | None = None,
+        k: int | None = None,
+        backfill: np.ndarray | None = None,
+        explain: bool = False,
+        at: datetime | None = None,
+    ) -> SearchResult:
+        """``rank`` for the event loop: the store read is awaited within the reader's budget, and
+        skipped (the fallback answers at once) while ``guard`` holds the store unavailable."""
+        if not item_ids:
+            return SearchResult(self.model.name, 0, 0, [])
+        asked = self._asked(item_ids, user_id, query, k, backfill, explain, at)
+        held = guard.admit()
+        if held is not None:
+            return self._fallback(asked, held)
+        try:
+            features = await self.reader.features_async(asked.rows)
+        except FeatureStoreError as exc:
+            guard.failed(_reason(exc))
+            return self._fallback(asked, _reason(exc))
+        except Exception as exc:  # noqa: BLE001 - any other failure of the read: answer from the fallback
+            return self._fallback(asked, _reason(exc))
+        guard.succeeded()
+        return self._ranked(asked, features)
+
+    def _asked(self, item_ids, user_id, query, k, backfill, explain, at) -> _Asked:
+        """A ranking request with its entity rows (and the candidates' title BM25)."""
         ids = list(item_ids)
         bm25 = self.titles.score([query] * len(ids), ids) if query else np.zeros(len(ids))
         at = at or datetime.now(UTC).replace(tzinfo=None)
         rows = self.rows.columns(ids, at, user_id, [query] * len(ids) if query else None, bm25)
-        try:
-            features = self.reader.features(rows)
-        except Exception as exc:  # noqa: BLE001 - any failure of the store: answer from the fallback
-            return self._fallback(ids, bm25, k, backfill, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+        return _Asked(ids, bm25, rows, k, backfill, explain, time.perf_counter())
+
+    def _ranked(self, asked: _Asked, features: dict[str, list[Any]]) -> SearchResult:
+        """The model's ranking of the asked candidates, given their features."""
         featured = time.perf_counter()
+        ids, bm25, rows = asked.ids, asked.bm25, asked.rows
         scores = self.ranker.score(features)
-        order = np.argsort(-scores, kind="stable")[:k]
+        order = np.argsort(-scores, kind="stable")[: asked.k]
         explained = [[] for _ in order]
-        if explain:
+        if asked.explain:
             # position is a constant at serving, the bias alike for all: neither explains an order
             frame = pl.DataFrame(features, strict=False)[order]
             contributions = self.ranker.contributions(frame).drop("bias", POSITION, strict=False)
             explained = [_largest(row) for row in contributions.iter_rows(named=True)]
-        items = self._items(ids, order, scores, bm25, backfill, explained)
-        stages = {"features": featured - started, "score": time.perf_counter() - featured}
+        items = self._items(ids, order, scores, bm25, asked.backfill, explained)
+        stages = {"features": featured - asked.started, "score": time.perf_counter() - featured}
         entity = tuple(column for column in self.plan.entity_columns if column != "item_id")
         inputs = [name for name in self.ranker.features if name in features]
         vectors = {"item_id": ids, **{name: rows[name] for name in entity}, **{name: features[name] for name in inputs}}
         backfilled = sum(item["backfill"] for item in items)
         return SearchResult(self.model.name, len(ids), backfilled, items, stages, vectors, order, entity)
 
-    def _fallback(
-        self, ids: list[str], bm25: np.ndarray, k: int | None, backfill: np.ndarray | None, reason: str
-    ) -> SearchResult:
+    def _fallback(self, asked: _Asked, reason: str) -> SearchResult:
         """The candidates by BM25 (or in the given order without a query) when the online store fails."""
+        ids, bm25 = asked.ids, asked.bm25
         scores = bm25 if bm25.any() else -np.arange(len(ids), dtype="float64")
-        order = np.argsort(-scores, kind="stable")[:k]
-        items = self._items(ids, order, scores, bm25, backfill, [[] for _ in order])
+        order = np.argsort(-scores, kind="stable")[: asked.k]
+        items = self._items(ids, order, scores, bm25, asked.backfill, [[] for _ in order])
         fallback = f"online features unavailable ({reason}); ranked by {'BM25' if bm25.any() else 'the given order'}"
         backfilled = sum(item["backfill"] for item in items)
         return SearchResult(self.model.name, len(ids), backfilled, items, fallback=fallback)
@@ -183,6 +243,25 @@ class Searcher:
                 range(1, len(served) + 1), *columns, contributions, strict=True
             )
         ]
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """A ranking request: the candidates, their title BM25 and entity rows (``RequestRows.columns``),
+    how many to keep, their backfill flags, whether to explain, and when it started."""
+
+    ids: list[str]
+    bm25: np.ndarray
+    rows: dict[str, list[Any]]
+    k: int | None
+    backfill: np.ndarray | None
+    explain: bool
+    started: float
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of what went wrong, with its kind."""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 def _largest(contributions: dict[str, float]) -> list[dict[str, float | str]]:

@@ -50,7 +50,10 @@ ENGINE = click.option(
     type=click.Choice(["embedded", "production"]),
     help="Feature store profile: embedded (SQLite) or production (Redis + PostgreSQL) [env SHOPRANK_PROFILE].",
 )
-@click.option("--project", help="Feast project name [env SHOPRANK_PROJECT; default shoprank].")
+@click.option(
+    "--project",
+    help="Feast project name [env SHOPRANK_PROJECT; default shoprank, on the production profile one per workdir].",
+)
 @click.version_option(package_name="shoprank", message="shoprank %(version)s")
 @click.pass_context
 def cli(
@@ -68,8 +71,8 @@ def cli(
         shoprank pipeline                  # simulate -> ingest -> build -> features -> train -> report
         shoprank --workdir /tmp/shop ingest events.parquet
     """
-    settings = load_settings(config_file)
-    ctx.obj = settings.with_overrides(workdir=workdir, seed=seed, profile=profile, project=project)
+    options = {"workdir": workdir, "seed": seed, "profile": profile, "project": project}
+    ctx.obj = load_settings(config_file, options=options)
 
 
 _preset = click.option("--preset", help="Simulator preset: tiny, small, medium or large [default small].")
@@ -249,34 +252,46 @@ def features_apply(settings: Settings) -> None:
     help="Materialize up to this time (UTC) [default: the newest event time in the marts].",
 )
 @click.option("--view", "views", multiple=True, help="Only this feature view (repeatable).")
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Refill the views from their marts whatever the registry records (an emptied store, a lost table).",
+)
 @click.pass_obj
-def features_materialize(settings: Settings, end, views: tuple[str, ...]) -> None:
-    """Write the latest feature values into the online store, from where the last run stopped.
+def features_materialize(settings: Settings, end, views: tuple[str, ...], rebuild: bool) -> None:
+    """Write the latest feature values into the online store, from where the last run stopped
+    (with --rebuild: from the marts, as a first run would, recreating missing tables).
 
     \b
     Example:
         shoprank features materialize
         shoprank --profile production features materialize --view user_features
+        shoprank features materialize --rebuild     # after "features status" found the store emptied
     """
     from shoprank.features.materialize import materialize
 
-    with progress_bar("materializing") as advance:
-        result = materialize(settings, end, list(views) or None, advance)
+    with progress_bar("rebuilding" if rebuild else "materializing") as advance:
+        result = materialize(settings, end, list(views) or None, advance, rebuild)
     click.echo(summary.materialized(result))
 
 
 @features.command("status", context_settings=CONTEXT)
-@click.pass_obj
-def features_status(settings: Settings) -> None:
-    """Show each online view: materialized until, newest value, entities, rows still pending.
+@click.pass_context
+def features_status(ctx: click.Context) -> None:
+    """Show each online view: materialized until, newest value, entities, what the online store
+    really holds (entities, sampled newest ones), rows still pending. Exits with 1 when the store
+    holds less than the registry says was materialized.
 
     \b
     Example:
         shoprank features status
     """
-    from shoprank.features.materialize import online_status
+    from shoprank.features.online_status import online_status
 
-    click.echo(summary.online(online_status(settings), settings))
+    statuses = online_status(ctx.obj)
+    click.echo(summary.online(statuses, ctx.obj))
+    if any(status.problem for status in statuses):
+        ctx.exit(1)
 
 
 @cli.group(context_settings=CONTEXT)

@@ -12,7 +12,8 @@ if TYPE_CHECKING:  # only types: `shoprank --help` stays fast
     from shoprank.build import BuildResult
     from shoprank.config import Settings
     from shoprank.features.definitions import Definitions
-    from shoprank.features.materialize import MaterializeResult, ViewStatus
+    from shoprank.features.materialize import MaterializeResult
+    from shoprank.features.online_status import ViewStatus
     from shoprank.ingest.run import IngestReport
     from shoprank.loop import Comparison, LoopResult
     from shoprank.pipeline import PipelineResult, WorkdirStatus
@@ -162,16 +163,38 @@ def materialized(result: MaterializeResult) -> str:
 
 
 def online(statuses: list[ViewStatus], settings: Settings) -> str:
-    """Per view: how far it is materialized, its newest value and what is still pending."""
+    """Per view: how far it is materialized, its newest value, what the store holds of it (the
+    entities online, and of the sampled newest ones) and what is still pending; then each view
+    whose store disagrees with the registry, with the fix."""
 
     def when(moment):
         return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M}"
 
-    rows = [(s.view, when(s.materialized_until), when(s.newest_value_at), s.entities, s.pending_rows) for s in statuses]
+    rows = [
+        (
+            s.view,
+            when(s.materialized_until),
+            when(s.newest_value_at),
+            s.entities,
+            "missing" if s.stored is None else s.stored,
+            f"{s.present}/{s.sampled}",
+            s.pending_rows,
+        )
+        for s in statuses
+    ]
+    problems = [f"  {s.view}: {s.problem}" for s in statuses if s.problem]
+    verdict = (
+        [f"{len(problems)} view(s) hold less online than the registry says was materialized:", *problems]
+        if problems
+        else ["The online store holds what the registry says was materialized."]
+    )
     return "\n".join(
         [
             f"Online store of {settings.workdir} (profile {settings.profile}, project {settings.project})",
-            table(["view", "materialized until", "newest value", "entities", "pending rows"], rows),
+            table(
+                ["view", "materialized until", "newest value", "entities", "online", "sampled", "pending rows"], rows
+            ),
+            *verdict,
         ]
     )
 

@@ -12,7 +12,9 @@ from the registry.
 Intervals follow ``feast materialize-incremental`` and are recorded in the registry the same way
 (``apply_materialization``), so the two take turns: a view's first run covers ``[end - ttl, end]``,
 later runs ``(previous end, end]`` (nothing when ``end`` is not later). As with Feast, values
-already online are not expired afterwards.
+already online are not expired afterwards. A rebuild (``rebuild=True``) ignores the recorded
+intervals: it recreates missing online tables and writes every view as a first run would, so a store
+that was emptied, restarted empty or lost a table is refilled whatever the registry says.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from shoprank.features import online_rows
 from shoprank.features.latest_rows import LatestRows, ahead
 from shoprank.features.online_redis import write_redis
 from shoprank.features.online_sqlite import write_sqlite
-from shoprank.features.store import open_store
+from shoprank.features.store import online_store_kind, open_store
 from shoprank.warehouse import DEFAULT_MEMORY, MEMORY_VARIABLE
 
 Progress = Callable[[int, str, int], None]
@@ -86,26 +88,7 @@ class MaterializeResult:
 
 
 @dataclass(frozen=True)
-class ViewStatus:
-    """What a view holds online, from the registry's intervals and the view's mart.
-
-    Attributes:
-        view: Feature view name.
-        materialized_until: End of the last materialized interval (None: never materialized).
-        newest_value_at: Event time of the newest value materialized (None: nothing online).
-        entities: Entity keys materialized (rows within the materialized intervals).
-        pending_rows: Mart rows newer than ``materialized_until``, which the next run considers.
-    """
-
-    view: str
-    materialized_until: datetime | None
-    newest_value_at: datetime | None
-    entities: int
-    pending_rows: int
-
-
-@dataclass(frozen=True)
-class _Source:
+class Source:
     """Where and how a view's rows are read: its Parquet mart, keys, timestamp and features."""
 
     view: str
@@ -159,6 +142,7 @@ def materialize(
     end: datetime | None = None,
     views: list[str] | None = None,
     progress: Progress | None = None,
+    rebuild: bool = False,
 ) -> MaterializeResult:
     """Write the latest feature values of each view into the workdir's online store.
 
@@ -170,6 +154,8 @@ def materialize(
         progress: Called as ``progress(done, view, total)`` with entity rows just processed, the
             view's name and the entity rows of this run so far (of this view and those before: a
             view's rows are read while the previous one is written; final for the last view).
+        rebuild: Refill the views from their marts as a first run would (``[end - ttl, end]``),
+            whatever intervals the registry records; missing online tables are created first.
 
     Returns:
         Per view: the interval covered, entity rows written and seconds.
@@ -180,19 +166,22 @@ def materialize(
     """
     started = time.perf_counter()
     store = open_store(settings)
-    kind = store.config.online_store.type
+    kind = online_store_kind(store)
     if kind not in WRITERS or store.config.entity_key_serialization_version != 3:
         raise FeatureStoreError(
             f'Online store "{kind}" (entity key serialization v{store.config.entity_key_serialization_version}) '
             'is not supported by fast materialization; use sqlite or redis with version 3, or "feast materialize"'
         )
-    selected = _views(store, views)
-    with _connect() as con, ThreadPoolExecutor(1) as pool:
-        sources = {view.name: _source(store, view) for view in selected}
+    selected = online_views(store, views)
+    if rebuild:
+        _create_tables(store, selected)
+    with duckdb_connection() as con, ThreadPoolExecutor(1) as pool:
+        sources = {view.name: view_source(store, view) for view in selected}
         end = _utc(end) if end is not None else _newest(con, sources.values())
         total, done, began = 0, [], time.perf_counter()
         # the next view's latest rows are read while this one's are written
-        for stage in ahead(pool, lambda view: _stage(con, view, sources[view.name], end), selected):
+        stages = ahead(pool, lambda view: _stage(con, view, sources[view.name], end, rebuild), selected)
+        for stage in stages:
             view, written = stage.view, 0
             if stage.rows is not None:
                 total += len(stage.rows)
@@ -205,36 +194,7 @@ def materialize(
     return MaterializeResult(kind, end, done, time.perf_counter() - started)
 
 
-def online_status(settings: Settings) -> list[ViewStatus]:
-    """What each online view holds: how far it is materialized, its newest value, its entities.
-
-    Derived from the registry's materialization intervals and the view's mart, so it reads the
-    same for SQLite and Redis and costs one DuckDB scan per view.
-
-    Raises:
-        FeatureStoreError: A view's mart is missing or mistyped.
-    """
-    store = open_store(settings)
-    statuses = []
-    with _connect() as con:
-        for view in _views(store, None):
-            source = _source(store, view)
-            source.columns(con)  # checks the mart's columns and types
-            ts = f'CAST("{source.timestamp}" AS TIMESTAMP)'
-            intervals = _merged(view.materialization_intervals)
-            online = " OR ".join(f"{ts} BETWEEN ? AND ?" for _ in intervals) or "false"
-            until = max((stop for _, stop in intervals), default=None)
-            bounds = [_naive(moment) for interval in intervals for moment in interval]
-            [(newest, entities, pending)] = con.execute(
-                f"SELECT max({ts}) FILTER ({online}), count(DISTINCT ({source.partition})) FILTER ({online}), "
-                f"count(*) FILTER ({ts} > ?) FROM {source.relation}",
-                [*bounds, *bounds, _naive(until or EPOCH)],
-            ).fetchall()
-            statuses.append(ViewStatus(view.name, until, newest and newest.replace(tzinfo=UTC), entities, pending))
-    return statuses
-
-
-def _views(store: FeatureStore, names: list[str] | None) -> list[FeatureView]:
+def online_views(store: FeatureStore, names: list[str] | None) -> list[FeatureView]:
     """The online views to materialize, fresh from the registry (their intervals included)."""
     online = {view.name: view for view in store.registry.list_feature_views(store.project, allow_cache=False)}
     online = {name: view for name, view in sorted(online.items()) if view.online and view.enabled}
@@ -249,7 +209,7 @@ def _views(store: FeatureStore, names: list[str] | None) -> list[FeatureView]:
     return [online[name] for name in dict.fromkeys(names)]
 
 
-def _source(store: FeatureStore, view: FeatureView) -> _Source:
+def view_source(store: FeatureStore, view: FeatureView) -> Source:
     """The view's source as registered, checked for what fast materialization supports."""
     source = view.batch_source
     if not isinstance(source, FileSource) or source.created_timestamp_column or source.field_mapping:
@@ -269,12 +229,15 @@ def _source(store: FeatureStore, view: FeatureView) -> _Source:
                 f'View "{view.name}": "{name}" has type {kind.name}, which fast materialization does not write; '
                 'use Int64, Float64, String or UnixTimestamp (keys: String, Int64), or "feast materialize"'
             )
-    return _Source(view.name, path, keys, source.timestamp_field, features)
+    return Source(view.name, path, keys, source.timestamp_field, features)
 
 
-def _stage(con: duckdb.DuckDBPyConnection, view: FeatureView, source: _Source, end: datetime) -> _Staged:
-    """The view's interval up to ``end`` and the latest row of each entity in it."""
-    previous = view.most_recent_end_time
+def _stage(
+    con: duckdb.DuckDBPyConnection, view: FeatureView, source: Source, end: datetime, rebuild: bool
+) -> _Staged:
+    """The view's interval up to ``end`` (its first run's when ``rebuild``) and the latest row of
+    each entity in it."""
+    previous = None if rebuild else view.most_recent_end_time
     if previous is None:
         start, after = (end - view.ttl if view.ttl else EPOCH), ">="
     else:
@@ -285,12 +248,12 @@ def _stage(con: duckdb.DuckDBPyConnection, view: FeatureView, source: _Source, e
     data = con.sql(
         f"SELECT {source.columns(con)} FROM {source.relation} WHERE {ts} {after} $start AND {ts} <= $end "
         f"QUALIFY row_number() OVER (PARTITION BY {source.partition} ORDER BY {_TS} DESC) = 1",
-        params={"start": _naive(start), "end": _naive(end)},
+        params={"start": naive(start), "end": naive(end)},
     ).to_arrow_table()
     return _Staged(view, start, end, _latest_rows(data, source))
 
 
-def _latest_rows(data: pa.Table, source: _Source) -> LatestRows:
+def _latest_rows(data: pa.Table, source: Source) -> LatestRows:
     """The latest rows as Arrow columns, with their serialized entity keys, in key order (the order
     SQLite's indexes keep; sorted here, while the previous view is written)."""
     columns = {name: data.column(name).combine_chunks() for name in data.column_names}
@@ -305,7 +268,7 @@ def _latest_rows(data: pa.Table, source: _Source) -> LatestRows:
     return rows.take(pc.sort_indices(keys))
 
 
-def _newest(con: duckdb.DuckDBPyConnection, sources: Iterable[_Source]) -> datetime:
+def _newest(con: duckdb.DuckDBPyConnection, sources: Iterable[Source]) -> datetime:
     """The newest event time in the sources' marts."""
     newest = [
         con.execute(f'SELECT max(CAST("{s.timestamp}" AS TIMESTAMP)) FROM {s.relation}').fetchall()[0][0]
@@ -315,6 +278,19 @@ def _newest(con: duckdb.DuckDBPyConnection, sources: Iterable[_Source]) -> datet
     if not newest:
         raise FeatureStoreError('The marts of the views hold no rows; run "shoprank pipeline" or "shoprank build"')
     return max(newest).replace(tzinfo=UTC)
+
+
+def _create_tables(store: FeatureStore, views: list[FeatureView]) -> None:
+    """Create the views' online tables where they are missing, as ``feast apply`` does (Feast's
+    own ``update_infra``; nothing to create in Redis)."""
+    store._get_provider().update_infra(
+        project=store.project,
+        tables_to_delete=[],
+        tables_to_keep=views,
+        entities_to_delete=[],
+        entities_to_keep=[],
+        partial=True,
+    )
 
 
 def _precompute_services(store: FeatureStore, views: list[str]) -> None:
@@ -340,18 +316,18 @@ def _advance(progress: Progress | None, view: str, total: int) -> Callable[[int]
     return (lambda done: progress(done, view, total)) if progress else (lambda done: None)
 
 
-def _merged(intervals: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+def merged(intervals: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
     """Materialized intervals, overlapping or touching ones merged."""
-    merged: list[tuple[datetime, datetime]] = []
+    joined: list[tuple[datetime, datetime]] = []
     for start, stop in sorted((_utc(start), _utc(stop)) for start, stop in intervals):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(stop, merged[-1][1]))
+        if joined and start <= joined[-1][1]:
+            joined[-1] = (joined[-1][0], max(stop, joined[-1][1]))
         else:
-            merged.append((start, stop))
-    return merged
+            joined.append((start, stop))
+    return joined
 
 
-def _connect() -> duckdb.DuckDBPyConnection:
+def duckdb_connection() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={"memory_limit": os.environ.get(MEMORY_VARIABLE, DEFAULT_MEMORY)})
     con.execute("SET TimeZone = 'UTC'")
     return con
@@ -361,5 +337,5 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _naive(moment: datetime) -> datetime:
+def naive(moment: datetime) -> datetime:
     return _utc(moment).replace(tzinfo=None)

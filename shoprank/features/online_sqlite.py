@@ -59,7 +59,8 @@ def write_sqlite(config: RepoConfig, view: FeatureView, rows: LatestRows, advanc
     try:
         if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [table]).fetchone():
             raise FeatureStoreError(
-                f'Online table "{table}" of view "{view.name}" is missing in {path}; run "shoprank features apply"'
+                f'Online table "{table}" of view "{view.name}" is missing in {path}; '
+                f'refill it with "shoprank features materialize --rebuild --view {view.name}"'
             )
         with conn:
             for columns in (_parameters(rows.slice(*span)) for span in spans(len(rows))):
