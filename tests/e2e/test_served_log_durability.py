@@ -1,0 +1,179 @@
+"""Nothing served is lost: a real server under a steady load of reranks, stopped by SIGTERM (one
+worker or two) or killed with SIGKILL mid-load; every list it acknowledged is ingested into
+``raw.requests`` once, but after a kill those of its last moments (``WINDOW``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from serving.served_log import FLUSH_SECONDS
+from shoprank.cli import cli
+from shoprank.config import Settings
+from shoprank.warehouse import read
+from tests.e2e.test_serve import call, start
+
+THREADS = 4  # clients asking back to back: requests are in flight whenever the server stops
+LOAD_SECONDS = 4.0
+# What a kill may lose: the lists recorded in the last FLUSH_SECONDS, and slack for a writer thread
+# (and background tasks) running late on a busy machine.
+WINDOW = FLUSH_SECONDS + 2.0
+USERS = ["u000001", "u000002", "u000003", "u000004", "u000005"]
+
+
+@pytest.fixture
+def shop(tiny_shop: Settings, tmp_path: Path) -> Settings:
+    """A copy of the tiny shop of this test's own."""
+    shutil.copytree(tiny_shop.workdir, tmp_path / "shop")
+    return dataclasses.replace(tiny_shop, workdir=tmp_path / "shop")
+
+
+class Load:
+    """Reranks of 20 catalog items asked back to back from ``THREADS`` threads until the block
+    ends; ``answered`` maps each request id acknowledged with a 200 (and logged: no fallback) to
+    when (``time.monotonic``) and how many items it served."""
+
+    def __init__(self, base: str, settings: Settings) -> None:
+        self.base = base
+        self.items = read(settings.warehouse, "select item_id from marts.dim_items order by item_id")[
+            "item_id"
+        ].to_list()
+        self.answered: dict[str, tuple[float, int]] = {}
+        self.fallbacks = 0
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._ask, args=(seed,)) for seed in range(THREADS)]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def until(self, seconds: float, before: float = 0.0, deadline: float = 120.0) -> None:
+        """Wait at least ``seconds``, until 20 lists were acknowledged more than ``before`` seconds ago."""
+        started = time.monotonic()
+        while time.monotonic() - started < seconds or len(self.answered_before(time.monotonic() - before)) < 20:
+            assert time.monotonic() - started < deadline, f"{len(self.answered)} lists answered in {deadline:.0f} s"
+            time.sleep(0.1)
+
+    def answered_before(self, moment: float) -> dict[str, int]:
+        """The lists acknowledged before ``moment``, with how many items each served."""
+        return {request_id: items for request_id, (at, items) in list(self.answered.items()) if at < moment}
+
+    def _ask(self, seed: int) -> None:
+        chosen = random.Random(seed)
+        while not self._stop.is_set():
+            body = {"item_ids": chosen.sample(self.items, 20), "user_id": chosen.choice(USERS)}
+            try:
+                status, answer = call(f"{self.base}/v1/rerank", body)
+            except (OSError, http.client.HTTPException):  # the server is stopping or gone: not acknowledged
+                time.sleep(0.05)
+                continue
+            if status == 200 and answer["fallback"] is None:
+                self.answered[answer["request_id"]] = (time.monotonic(), len(answer["items"]))
+            elif status == 200:
+                self.fallbacks += 1  # answered without the store's features: not logged, by design
+
+
+def served_files(settings: Settings, pattern: str) -> list[Path]:
+    folders = (settings.landing / "requests", settings.workdir / "serving" / "features")
+    return sorted(path for folder in folders for path in folder.glob(pattern))
+
+
+def ingested(settings: Settings) -> dict[str, list[int]]:
+    """``shoprank ingest`` of the served log's request files: the positions in ``raw.requests`` by request id."""
+    files = [str(path) for path in (settings.landing / "requests").glob("requests-*.jsonl")]
+    result = CliRunner().invoke(cli, ["--workdir", str(settings.workdir), "ingest", *files])
+    assert result.exit_code == 0, result.output
+    rows = read(settings.warehouse, "select request_id, position from raw.requests where _source like '%.jsonl'")
+    positions: dict[str, list[int]] = {}
+    for request_id, position in rows.rows():
+        positions.setdefault(request_id, []).append(position)
+    return {request_id: sorted(found) for request_id, found in positions.items()}
+
+
+def logged_twice(settings: Settings) -> list[tuple[str, int]]:
+    """Request rows (request id, position) that the visible request files hold more than once."""
+    rows = Counter(
+        (row["request_id"], row["position"])
+        for path in served_files(settings, "requests-*.jsonl")
+        for row in map(json.loads, path.read_text().splitlines())
+    )
+    return [row for row, times in rows.items() if times > 1]
+
+
+def tear(path: Path) -> None:
+    """Append the first half of the file's last line, as a kill in the middle of a write leaves it."""
+    last = path.read_bytes().splitlines(keepends=True)[-1]
+    with path.open("ab") as file:
+        file.write(last[: len(last) // 2])
+
+
+def test_a_killed_server_loses_only_its_last_moments_and_the_next_start_ingests_the_rest(shop):
+    server = start(shop, "--as-of", "materialized")
+    base = next(server)
+    try:
+        pid = call(f"{base}/health")[1]["worker"]  # the one worker is the server's process
+        with Load(base, shop) as load:
+            load.until(LOAD_SECONDS, before=WINDOW)
+            killed_at = time.monotonic()
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+    finally:
+        server.close()
+    left = served_files(shop, ".*.jsonl")
+    assert {path.name.split("-")[0] for path in left} == {".requests", ".features"} and not served_files(
+        shop, "[!.]*.jsonl"
+    )
+    for path in left:
+        tear(path)
+
+    restarted = start(shop, "--as-of", "materialized")
+    next(restarted)  # its served log took the killed server's files over on start
+    restarted.close()  # SIGTERM
+
+    assert served_files(shop, ".*.jsonl") == []
+    kept = load.answered_before(killed_at - WINDOW)
+    positions = ingested(shop)
+    assert {request_id: positions.get(request_id) for request_id in kept} == {
+        request_id: list(range(items)) for request_id, items in kept.items()
+    }
+    assert logged_twice(shop) == []
+    parity = CliRunner().invoke(cli, ["--workdir", str(shop.workdir), "parity", "--sample", "50"])
+    assert parity.exit_code == 0, parity.output  # the recovered vectors are whole lists, equal offline
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_under_load_loses_no_acknowledged_list(shop, workers):
+    server = start(shop, "--workers", str(workers))
+    base = next(server)
+    with Load(base, shop) as load:
+        load.until(LOAD_SECONDS)
+        server.close()  # SIGTERM (to uvicorn's supervisor with two workers), then wait for the exit
+
+    assert served_files(shop, ".*.jsonl") == []
+    positions = ingested(shop)
+    answered = load.answered_before(time.monotonic())
+    assert {request_id: positions.get(request_id) for request_id in answered} == {
+        request_id: list(range(items)) for request_id, items in answered.items()
+    }
+    assert logged_twice(shop) == []
+    writers = {re.search(r"-(\d+)-\d+\.jsonl$", path.name).group(1) for path in served_files(shop, "requests-*")}
+    assert len(writers) == workers  # each worker logged what it answered
