@@ -147,6 +147,17 @@ class OnlineReader:
         deadline = time.monotonic() + self.budget
         return finish(await self._tables.read_async(wanted, deadline) if wanted else [])
 
+    def held(self, view: str, keys: list[bytes]) -> int:
+        """How many of ``keys`` (serialized entity keys, as Feast stores them) the store holds
+        values of ``view`` for, read within the reader's budget.
+
+        Raises:
+            FeatureStoreError: The store failed or did not answer within the budget.
+        """
+        [stored] = [each for each in self.views if each.name == view]
+        [values] = self._tables.read([(stored, keys)], time.monotonic() + self.budget)
+        return sum(value is not None for value in values)
+
     def _pending(self, rows: dict[str, list[Any]]) -> tuple[list[tuple[_View, list[bytes]]], Callable]:
         """What the store must be asked for ``rows`` (each view and its keys not kept in memory),
         and what turns its answer into the service's features."""
@@ -420,10 +431,7 @@ class _SqliteTables:
                         [*keys, *names],
                     ).fetchall()
                 except sqlite3.Error as exc:
-                    late = " (past the read's budget)" if time.monotonic() > deadline else ""
-                    raise FeatureStoreError(
-                        f'Online table of view "{view.name}" unreadable in {self.path}: {exc}{late}'
-                    ) from exc
+                    raise self._failed(view.name, exc, deadline) from exc
                 position = {name: index for index, name in enumerate(names)}
                 by_key: dict[bytes, list[bytes | None]] = {}
                 for key, name, value in rows:
@@ -436,6 +444,17 @@ class _SqliteTables:
     async def read_async(self, wanted: Iterable[tuple[_View, list[bytes]]], deadline: float) -> list:
         """``read`` (a file of this process: read in place, within the same deadline)."""
         return self.read(wanted, deadline)
+
+    def _failed(self, view: str, exc: sqlite3.Error, deadline: float) -> FeatureStoreError:
+        """The error of a failed read of ``view``'s table, with the fix when it is missing."""
+        table = self.tables[view]
+        if f"no such table: {table}" in str(exc):
+            return FeatureStoreError(
+                f'Online table "{table}" of view "{view}" is missing in {self.path}; '
+                f'refill it with "shoprank features materialize --rebuild --view {view}"'
+            )
+        late = " (past the read's budget)" if time.monotonic() > deadline else ""
+        return FeatureStoreError(f'Online table of view "{view}" unreadable in {self.path}: {exc}{late}')
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 
+from serving.online import BUDGET_SECONDS
 from serving.search import Searcher
 from shoprank.config import Settings
 from shoprank.errors import ShoprankError
@@ -20,9 +21,11 @@ CHECK_SECONDS = 2.0  # how often the registry's production marker is read
 class LiveSearcher:
     """Follows the production version of a service (unless a version is pinned)."""
 
-    def __init__(self, settings: Settings, service: str, version: str | None = None) -> None:
-        self.settings, self.service, self.pinned = settings, service, version
-        self.searcher = Searcher.open(settings, service, version)
+    def __init__(
+        self, settings: Settings, service: str, version: str | None = None, budget: float = BUDGET_SECONDS
+    ) -> None:
+        self.settings, self.service, self.pinned, self.budget = settings, service, version, budget
+        self.searcher = Searcher.open(settings, service, version, budget)
         self.refused: str | None = None  # the last version that could not load, and why
         self.loading: str | None = None  # the version loading in the background
         self._refused_version: str | None = None
@@ -51,7 +54,7 @@ class LiveSearcher:
 
     def _load(self, version: str) -> None:
         try:
-            self.searcher = Searcher.open(self.settings, self.service, version)
+            self.searcher = Searcher.open(self.settings, self.service, version, self.budget)
             self.refused = self._refused_version = None
         except ShoprankError as exc:
             self.refused, self._refused_version = f"{self.service}/{version}: {exc}", version

@@ -26,6 +26,7 @@ from fastapi import FastAPI
 
 from serving.app import METRICS_FOLDER, create_app
 from serving.clock import Clock
+from serving.online import BUDGET_SECONDS
 from shoprank.config import Settings
 
 OPTIONS = "SHOPRANK_SERVE"  # the environment variable that hands the options to the workers
@@ -40,6 +41,7 @@ class ServeOptions:
     version: str | None
     keyed_ranking: bool
     clock: Clock
+    budget: float = BUDGET_SECONDS  # seconds per online read
 
     def to_json(self) -> str:
         clock = self.clock
@@ -50,6 +52,7 @@ class ServeOptions:
                 "version": self.version,
                 "keyed_ranking": self.keyed_ranking,
                 "clock": [clock.start.isoformat() if clock.start else None, clock.speed, clock.started],
+                "budget": self.budget,
             }
         )
 
@@ -59,7 +62,7 @@ class ServeOptions:
         settings = Settings(**{**given["settings"], "workdir": Path(given["settings"]["workdir"])})
         start, speed, started = given["clock"]
         clock = Clock(datetime.fromisoformat(start) if start else None, speed, started)
-        return cls(settings, given["service"], given["version"], given["keyed_ranking"], clock)
+        return cls(settings, given["service"], given["version"], given["keyed_ranking"], clock, given["budget"])
 
 
 def run(options: ServeOptions, host: str, port: int, workers: int = 1) -> None:
@@ -85,7 +88,12 @@ def app() -> FastAPI:
 
 def _build(options: ServeOptions) -> FastAPI:
     built = create_app(
-        options.settings, options.service, options.version, keyed_ranking=options.keyed_ranking, clock=options.clock
+        options.settings,
+        options.service,
+        options.version,
+        keyed_ranking=options.keyed_ranking,
+        clock=options.clock,
+        budget=options.budget,
     )
     gc.collect()
     gc.freeze()  # the loaded model, indexes and catalog: full collections no longer walk them (250 ms stalls)

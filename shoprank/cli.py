@@ -446,6 +446,11 @@ def search(settings: Settings, query: str, user_id: str | None, k: int, service:
     show_default=True,
     help="Processes answering on the port (a ranking is CPU-bound: one per core).",
 )
+@click.option(
+    "--store-budget-ms",
+    type=click.FloatRange(min=1.0),
+    help="Time an online read may take, connect included; past it the ranking answers from its fallback [default: 20].",
+)
 @click.pass_obj
 def serve(
     settings: Settings,
@@ -457,6 +462,7 @@ def serve(
     as_of: str,
     speed: float,
     workers: int,
+    store_budget_ms: float | None,
 ) -> None:
     """Serve search, recommendations and rerank over HTTP (FastAPI + uvicorn; OpenAPI at /docs):
     POST /v1/search, /v1/recommend, /v1/rerank and /v1/events; GET /health and /metrics.
@@ -466,13 +472,16 @@ def serve(
         shoprank serve --port 8000
         curl -s localhost:8000/v1/search -H 'content-type: application/json' -d '{"query": "drill", "k": 5}'
     """
+    from serving import startup
     from serving.clock import Clock
+    from serving.online import BUDGET_SECONDS
     from serving.workers import ServeOptions, run
-    from shoprank.features.store import open_store
 
-    clock = Clock.parse(as_of, open_store(settings), speed)
+    clock = Clock.parse(as_of, startup.check(settings, service, version), speed)
     click.echo(f"Starting shoprank on http://{host}:{port} with {workers} worker(s) (OpenAPI at /docs)")
-    run(ServeOptions(settings, service, version, keyed_ranking, clock), host, port, workers)
+    budget = BUDGET_SECONDS if store_budget_ms is None else store_budget_ms / 1000
+    options = ServeOptions(settings, service, version, keyed_ranking, clock, budget)
+    run(options, host, port, workers)
 
 
 @cli.command(context_settings=CONTEXT)

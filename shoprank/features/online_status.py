@@ -31,7 +31,7 @@ from shoprank.features.materialize import (
     online_views,
     view_source,
 )
-from shoprank.features.store import open_store, redis_client
+from shoprank.features.store import online_store_kind, open_store, redis_client
 
 SAMPLE = 50  # newest materialized entities looked up in the store, per view
 
@@ -125,7 +125,7 @@ def _covered(view: FeatureView, ts: str) -> tuple[str, list[datetime]]:
 def _held(store: FeatureStore, view: FeatureView, keys: list[bytes]) -> tuple[int | None, int]:
     """What the store holds for the view (None: its SQLite table is missing), and how many of
     ``keys`` (serialized entity keys) it holds."""
-    if store.config.online_store.type in ("sqlite", "feast.infra.online_stores.sqlite.SqliteOnlineStore"):
+    if online_store_kind(store) == "sqlite":
         return _held_sqlite(store, view, keys)
     return _held_redis(store, view, keys)
 

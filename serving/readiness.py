@@ -1,0 +1,147 @@
+"""Whether the service is ready to rank, watched from a thread so that ``/health`` and ``/ready``
+answer from memory and never wait on a store.
+
+Every ``PROBE_SECONDS`` the thread (``Readiness``) probes an open guard's store (one request's
+read, within the read budget) and closes the guard when it answers. Every ``CHECK_SECONDS`` while
+the guard is closed it checks the store's content: for every view the served feature services
+read, a sample of its newest materialized entities (``shoprank.features.online_status.newest_keys``,
+drawn from its mart once per set of materialized intervals) is looked up; a view holding fewer than
+half of them, a missing table or a failed read holds the guard (rankings answer from the fallback,
+``/ready`` says why) until a check finds them again, e.g. after ``shoprank features materialize
+--rebuild``; then the readers' kept values are dropped and rankings read the store again. The same
+check reads the registry (PostgreSQL in production) for how far the views are materialized: a
+registry that cannot be read is reported, but does not stop the service from ranking.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from serving.clock import Clock
+from serving.features import request_rows
+from serving.guard import StoreGuard
+from serving.search import Searcher
+from shoprank.errors import FeatureStoreError
+from shoprank.features.materialize import duckdb_connection, merged, view_source
+from shoprank.features.online_status import newest_keys
+
+PROBE_SECONDS = 0.25
+CHECK_SECONDS = 1.0
+SAMPLE = 20  # newest materialized entities looked up per view and check
+LOG = logging.getLogger(__name__)
+
+
+class Readiness:
+    """Probes and checks the online store in the background; says what keeps the service from
+    being ready."""
+
+    def __init__(self, guard: StoreGuard, searchers: Callable[[], list[Searcher]], clock: Clock) -> None:
+        self.guard, self.searchers, self.clock = guard, searchers, clock
+        self.materialized_until: datetime | None = None
+        self.registry: str | None = None  # why the registry could not be read, if it could not
+        self.checked = False  # whether the content was checked once
+        self._samples: dict[str, tuple[tuple, list[bytes]]] = {}  # by view: its intervals, its sampled keys
+        self._stop = threading.Event()
+        self._watched(self._check)  # the first check before the service answers
+        self._thread = threading.Thread(target=self._watch, name="readiness", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def problems(self) -> list[str]:
+        """What keeps the service from ranking as it should now (empty: ready)."""
+        skipped = self.guard.admit()
+        if skipped is not None:
+            return [skipped]
+        return [] if self.checked else ["the online store has not been checked yet (starting)"]
+
+    def _watch(self) -> None:
+        checked = time.monotonic()
+        while not self._stop.wait(PROBE_SECONDS):
+            if self.guard.is_open:
+                self._watched(self._probe)
+            elif time.monotonic() - checked >= CHECK_SECONDS:
+                checked = time.monotonic()
+                self._watched(self._check)
+
+    @staticmethod
+    def _watched(step: Callable[[], None]) -> None:
+        """Run a step of the watch; a failure is logged, and the watch goes on."""
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - the service keeps answering
+            LOG.exception("Watching the online store failed")
+
+    def _probe(self) -> None:
+        """Read one request's features; close the guard when the store answers."""
+        searcher = self.searchers()[0]
+        try:
+            searcher.reader.read(
+                request_rows(searcher.catalog, searcher.catalog.select("item_id").head(1), self.clock.now())
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure keeps the guard open
+            self.guard.probed(f"{type(exc).__name__}: {exc}")
+            return
+        if self.guard.probed(None):
+            self._forget()
+
+    def _check(self) -> None:
+        """Look up each served view's sampled entities; hold the guard while one lacks most."""
+        problem, ends, seen = None, [], set()
+        for searcher in self.searchers():
+            try:
+                registered = {view.name: view for view in searcher.store.list_feature_views(allow_cache=True)}
+                self.registry = None
+            except Exception as exc:  # noqa: BLE001 - the registry's servers fail apart from the online store
+                self.registry = f"the registry cannot be read: {type(exc).__name__}: {exc}"
+                registered = {}
+            for view in searcher.reader.views:
+                if view.name not in registered or view.name in seen:
+                    continue
+                seen.add(view.name)
+                ends += [end for _, end in registered[view.name].materialization_intervals]
+                keys = self._sample(searcher, registered[view.name])
+                problem = problem or _lacking(searcher, view.name, keys)
+        if ends:
+            self.materialized_until = max(ends).astimezone(UTC).replace(tzinfo=None)
+        if self.guard.hold(problem):
+            self._forget()
+        self.checked = True
+
+    def _sample(self, searcher: Searcher, view) -> list[bytes]:
+        """The view's sampled keys, drawn again when its materialized intervals changed."""
+        intervals = tuple(merged(view.materialization_intervals))
+        kept = self._samples.get(view.name)
+        if kept is None or kept[0] != intervals:
+            with duckdb_connection() as con:
+                kept = intervals, newest_keys(con, view, view_source(searcher.store, view), SAMPLE)
+            self._samples[view.name] = kept
+        return kept[1]
+
+    def _forget(self) -> None:
+        """Drop every reader's kept values: they may predate what the store holds now."""
+        for searcher in self.searchers():
+            searcher.reader.forget()
+
+
+def _lacking(searcher: Searcher, view: str, keys: list[bytes]) -> str | None:
+    """Why the store lacks the view's sampled keys (fewer than half held, or the read failed)."""
+    if not keys:
+        return None
+    fix = 'refill it with "shoprank features materialize --rebuild"'
+    try:
+        held = searcher.reader.held(view, keys)
+    except FeatureStoreError as exc:  # a table missing, a store down: the store lacks them
+        return str(exc)
+    if held * 2 < len(keys):
+        return (
+            f"the online store holds {held} of {len(keys)} newest entities of view {view} the registry says were "
+            f"materialized; {fix}"
+        )
+    return None
