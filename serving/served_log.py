@@ -20,12 +20,12 @@ What a stop can lose of the lists the service acknowledged (answered with a 200)
   accepting, waits for the responses in flight and their background tasks (``record``), then the
   app's lifespan calls ``close``, which writes everything and renames the files visible.
 - The process killed (``kill -9``, out of memory, a crash): the lists recorded in the last
-  ``FLUSH_SECONDS`` before the kill (plus how late the writer thread ran on a busy machine), and
-  those whose response was sent but whose background task had not run yet (normally under a
-  millisecond after the response). What the writer thread wrote is in the page cache and
-  survives: the process's hidden files stay behind, and the next ``ServedLog`` on the workdir (the
-  next start, or the worker uvicorn starts in its place) cuts a torn last line (a write the kill
-  interrupted) and renames them visible.
+  ``FLUSH_SECONDS`` before the kill (plus the time the writer thread took for its previous write
+  and fsync, or was kept from running on a busy machine), and those whose response was sent but
+  whose background task had not run yet (normally under a millisecond after the response). What
+  the writer thread wrote is in the page cache and survives: the process's hidden files stay
+  behind, and the next ``ServedLog`` on the workdir (the next start, or the worker uvicorn starts
+  in its place) cuts a torn last line (a write the kill interrupted) and renames them visible.
 - The machine crashing: besides, what was written since the last fsync, ``FSYNC_SECONDS`` at most.
 
 A process holds an exclusive ``flock`` on each of its hidden files while it writes it; the kernel

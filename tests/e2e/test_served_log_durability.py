@@ -1,6 +1,8 @@
 """Nothing served is lost: a real server under a steady load of reranks, stopped by SIGTERM (one
-worker or two) or killed with SIGKILL mid-load; every list it acknowledged is ingested into
-``raw.requests`` once, but after a kill those of its last moments (``WINDOW``)."""
+worker or two) or killed with SIGKILL mid-load (its one worker, or one of two); every list it
+acknowledged is ingested into ``raw.requests`` once, but after a kill those of the killed
+process's last moments (``WINDOW``), once the next start (or the worker uvicorn starts in its place)
+made its hidden files visible."""
 
 from __future__ import annotations
 
@@ -48,11 +50,9 @@ class Load:
 
     def __init__(self, base: str, settings: Settings) -> None:
         self.base = base
-        self.items = read(settings.warehouse, "select item_id from marts.dim_items order by item_id")[
-            "item_id"
-        ].to_list()
+        catalog = read(settings.warehouse, "select item_id from marts.dim_items order by item_id")
+        self.items = catalog["item_id"].to_list()
         self.answered: dict[str, tuple[float, int]] = {}
-        self.fallbacks = 0
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._ask, args=(seed,)) for seed in range(THREADS)]
 
@@ -69,13 +69,14 @@ class Load:
     def until(self, seconds: float, before: float = 0.0, deadline: float = 120.0) -> None:
         """Wait at least ``seconds``, until 20 lists were acknowledged more than ``before`` seconds ago."""
         started = time.monotonic()
-        while time.monotonic() - started < seconds or len(self.answered_before(time.monotonic() - before)) < 20:
+        while time.monotonic() - started < seconds or self.older_than(before) < 20:
             assert time.monotonic() - started < deadline, f"{len(self.answered)} lists answered in {deadline:.0f} s"
             time.sleep(0.1)
 
-    def answered_before(self, moment: float) -> dict[str, int]:
-        """The lists acknowledged before ``moment``, with how many items each served."""
-        return {request_id: items for request_id, (at, items) in list(self.answered.items()) if at < moment}
+    def older_than(self, seconds: float) -> int:
+        """How many lists were acknowledged more than ``seconds`` ago."""
+        moment = time.monotonic() - seconds
+        return sum(at < moment for at, _ in list(self.answered.values()))
 
     def _ask(self, seed: int) -> None:
         chosen = random.Random(seed)
@@ -86,10 +87,8 @@ class Load:
             except (OSError, http.client.HTTPException):  # the server is stopping or gone: not acknowledged
                 time.sleep(0.05)
                 continue
-            if status == 200 and answer["fallback"] is None:
+            if status == 200 and answer["fallback"] is None:  # a fallback's answer is not logged, by design
                 self.answered[answer["request_id"]] = (time.monotonic(), len(answer["items"]))
-            elif status == 200:
-                self.fallbacks += 1  # answered without the store's features: not logged, by design
 
 
 def served_files(settings: Settings, pattern: str) -> list[Path]:
@@ -97,8 +96,14 @@ def served_files(settings: Settings, pattern: str) -> list[Path]:
     return sorted(path for folder in folders for path in folder.glob(pattern))
 
 
-def ingested(settings: Settings) -> dict[str, list[int]]:
-    """``shoprank ingest`` of the served log's request files: the positions in ``raw.requests`` by request id."""
+def writer(path: Path) -> int:
+    """The pid in a served-log file's name."""
+    return int(re.search(r"-(\d+)-\d+\.jsonl$", path.name).group(1))
+
+
+def lost(settings: Settings, load: Load) -> dict[str, float]:
+    """``shoprank ingest`` of the served log's request files; the lists ``load`` saw acknowledged
+    that ``raw.requests`` lacks or does not hold exactly once, with when they were acknowledged."""
     files = [str(path) for path in (settings.landing / "requests").glob("requests-*.jsonl")]
     result = CliRunner().invoke(cli, ["--workdir", str(settings.workdir), "ingest", *files])
     assert result.exit_code == 0, result.output
@@ -106,7 +111,11 @@ def ingested(settings: Settings) -> dict[str, list[int]]:
     positions: dict[str, list[int]] = {}
     for request_id, position in rows.rows():
         positions.setdefault(request_id, []).append(position)
-    return {request_id: sorted(found) for request_id, found in positions.items()}
+    return {
+        request_id: at
+        for request_id, (at, items) in load.answered.items()
+        if sorted(positions.get(request_id, [])) != list(range(items))
+    }
 
 
 def logged_twice(settings: Settings) -> list[tuple[str, int]]:
@@ -117,6 +126,12 @@ def logged_twice(settings: Settings) -> list[tuple[str, int]]:
         for row in map(json.loads, path.read_text().splitlines())
     )
     return [row for row, times in rows.items() if times > 1]
+
+
+def outside_the_window(lost: dict[str, float], killed_at: float) -> dict[str, float]:
+    """The lost lists acknowledged before the last ``WINDOW`` seconds before the kill, or after it:
+    seconds before the kill, by request id."""
+    return {request_id: killed_at - at for request_id, at in lost.items() if not 0 <= killed_at - at <= WINDOW}
 
 
 def tear(path: Path) -> None:
@@ -139,9 +154,8 @@ def test_a_killed_server_loses_only_its_last_moments_and_the_next_start_ingests_
     finally:
         server.close()
     left = served_files(shop, ".*.jsonl")
-    assert {path.name.split("-")[0] for path in left} == {".requests", ".features"} and not served_files(
-        shop, "[!.]*.jsonl"
-    )
+    assert {path.name.split("-")[0] for path in left} == {".requests", ".features"}
+    assert served_files(shop, "[!.]*.jsonl") == []
     for path in left:
         tear(path)
 
@@ -150,14 +164,34 @@ def test_a_killed_server_loses_only_its_last_moments_and_the_next_start_ingests_
     restarted.close()  # SIGTERM
 
     assert served_files(shop, ".*.jsonl") == []
-    kept = load.answered_before(killed_at - WINDOW)
-    positions = ingested(shop)
-    assert {request_id: positions.get(request_id) for request_id in kept} == {
-        request_id: list(range(items)) for request_id, items in kept.items()
-    }
+    assert outside_the_window(lost(shop, load), killed_at) == {}
     assert logged_twice(shop) == []
     parity = CliRunner().invoke(cli, ["--workdir", str(shop.workdir), "parity", "--sample", "50"])
     assert parity.exit_code == 0, parity.output  # the recovered vectors are whole lists, equal offline
+
+
+def test_a_killed_worker_s_files_are_taken_over_by_its_replacement_and_the_other_worker_s_left_alone(shop):
+    server = start(shop, "--workers", "2")
+    base = next(server)
+    with Load(base, shop) as load:
+        load.until(LOAD_SECONDS, before=WINDOW)
+        before = served_files(shop, ".*.jsonl")
+        assert len({writer(path) for path in before}) == 2
+        killed, killed_at = writer(before[0]), time.monotonic()
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while not served_files(shop, "[!.]*.jsonl"):  # until the worker uvicorn starts in its place takes over
+            assert time.monotonic() < deadline, "the killed worker's files were not taken over"
+            time.sleep(0.2)
+        assert {writer(path) for path in served_files(shop, "[!.]*.jsonl")} == {killed}
+        alive = [path for path in before if writer(path) != killed]
+        assert all(path.exists() for path in alive)  # the other worker's files: still its own, hidden
+        load.until(1.0)
+        server.close()
+
+    assert served_files(shop, ".*.jsonl") == []
+    assert outside_the_window(lost(shop, load), killed_at) == {}  # all but the killed worker's last moments
+    assert logged_twice(shop) == []
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -169,11 +203,6 @@ def test_sigterm_under_load_loses_no_acknowledged_list(shop, workers):
         server.close()  # SIGTERM (to uvicorn's supervisor with two workers), then wait for the exit
 
     assert served_files(shop, ".*.jsonl") == []
-    positions = ingested(shop)
-    answered = load.answered_before(time.monotonic())
-    assert {request_id: positions.get(request_id) for request_id in answered} == {
-        request_id: list(range(items)) for request_id, items in answered.items()
-    }
+    assert lost(shop, load) == {}
     assert logged_twice(shop) == []
-    writers = {re.search(r"-(\d+)-\d+\.jsonl$", path.name).group(1) for path in served_files(shop, "requests-*")}
-    assert len(writers) == workers  # each worker logged what it answered
+    assert len({writer(path) for path in served_files(shop, "requests-*")}) == workers  # each logged its lists
