@@ -46,7 +46,6 @@ import os
 import pstats
 import random
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -54,12 +53,12 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+from openloop import TIMEOUT, open_loop, post, send_one, server
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work" / "serving"
@@ -69,9 +68,6 @@ RATES = (50, 100, 200)  # rps offered to shoprank serve
 FEAST_RATE = 10  # rps offered to feast serve (the issue's anchor)
 PROFILES = {"redis": "production", "sqlite": "embedded"}
 PORTS = {"shoprank": 18731, "feast": 18732, "budget": 18733}
-CONNECTIONS = 256  # most connections the load generator opens
-TIMEOUT = 5.0  # seconds a request may take before it counts as failed
-IDLE_SECONDS = 2.0  # a connection idle longer is not reused (uvicorn closes idle ones after 5 s)
 P99_LIMIT = 0.100  # sustainable: p99 at most this...
 ACHIEVED_SHARE = 0.95  # ...at least this share of the offered rate achieved...
 ERROR_SHARE = 0.01  # ...and fewer failed requests than this share
@@ -159,7 +155,7 @@ def _cpu_budget(bodies: list[bytes], duration: float) -> dict[float, Load]:
     print(f"Calibrated FastAPI app ({BUDGET_WORKERS} workers), {GOAL_RATE} rps:", flush=True)
     for burn in BURNS_MS:
         env = {**os.environ, "BURN_MS": str(burn), "PYTHONPATH": path}
-        with _server(uvicorn, env, PORTS["budget"], WORK / "logs" / "cpu-budget.log") as group:
+        with server(uvicorn, env, PORTS["budget"], WORK / "logs" / "cpu-budget.log") as group:
             print(f"  {burn} ms of CPU burnt per request:", flush=True)
             _load(PORTS["budget"], group, bodies, WARMUP_RATE * BUDGET_WORKERS, WARMUP_SECONDS / 2, metrics=False)
             loads[burn] = _load(PORTS["budget"], group, bodies, GOAL_RATE, duration, metrics=False)
@@ -367,33 +363,6 @@ def _stages(shop: Shop) -> dict[str, np.ndarray]:
 # --- servers ---------------------------------------------------------------------------------
 
 
-@contextmanager
-def _server(command: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[int]:
-    """Run a server (its own process group) until it answers GET /health; yield its group id."""
-    with log.open("w") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{' '.join(command)} did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield proc.pid
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def _group_cpu(group: int) -> float:
     """CPU seconds (user + system) of the live processes of a process group."""
     total = 0.0
@@ -464,88 +433,11 @@ class Load:
         )
 
 
-async def _exchange(conn, payload: bytes) -> tuple[int, bytes, bool]:
-    """Send one request on a keep-alive connection; its status, body and whether to keep it."""
-    reader, writer = conn[:2]
-    writer.write(payload)
-    await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    headers = head.lower()
-    match = re.search(rb"\r\ncontent-length:\s*(\d+)", headers)
-    if match is None:
-        raise ValueError("response without content-length")
-    body = await reader.readexactly(int(match.group(1)))
-    return status, body, b"\r\nconnection: close" not in headers
-
-
-async def _open_loop(port: int, payloads: list[bytes], rate: float, seconds: float) -> tuple:
-    loop = asyncio.get_running_loop()
-    pool: asyncio.LifoQueue = asyncio.LifoQueue()  # idle connections on top of free slots (None)
-    for _ in range(CONNECTIONS):
-        pool.put_nowait(None)
-    count = max(1, round(rate * seconds))
-    latencies, answered, lags = np.full(count, np.inf), np.zeros(count), np.zeros(count)
-    outcomes: Counter = Counter()
-
-    async def one(index: int, due: float) -> None:
-        conn = await pool.get()  # (reader, writer, when it was last used) or None
-        keep = False
-        try:
-            if conn is not None and loop.time() - conn[2] > IDLE_SECONDS:  # the server may be closing it
-                conn[1].close()
-                conn = None
-            lags[index] = loop.time() - due
-            for attempt in (1, 2):
-                reused = conn is not None
-                if conn is None:
-                    conn = (*await asyncio.open_connection("127.0.0.1", port), 0.0)
-                try:
-                    status, _, keep = await _exchange(conn, payloads[index % len(payloads)])
-                    break
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    conn[1].close()
-                    conn = None
-                    if not reused or attempt == 2:  # a kept-alive connection closed under us: retry once
-                        raise
-            outcomes[status] += 1
-            if status == 200:
-                answered[index] = loop.time()
-                latencies[index] = answered[index] - due
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
-            outcomes[type(exc).__name__] += 1
-        finally:
-            if not keep and conn is not None:
-                conn[1].close()
-            pool.put_nowait((conn[0], conn[1], loop.time()) if keep else None)
-
-    async def guarded(index: int, due: float) -> None:
-        try:
-            await asyncio.wait_for(one(index, due), TIMEOUT)
-        except TimeoutError:
-            outcomes["timeout"] += 1
-
-    start = loop.time() + 0.05
-    tasks = []
-    for index in range(count):
-        due = start + index / rate
-        if (delay := due - loop.time()) > 0:
-            await asyncio.sleep(delay)
-        tasks.append(loop.create_task(guarded(index, due)))
-    await asyncio.gather(*tasks)
-    while not pool.empty():
-        if (conn := pool.get_nowait()) is not None:
-            conn[1].close()
-    ok = answered > 0
-    achieved = ok.sum() / max(answered[ok].max() - start, seconds) if ok.any() else 0.0
-    return latencies, outcomes, achieved, float(np.percentile(lags, 99))
-
-
 def _load(port: int, group: int, payloads: list[bytes], rate: float, seconds: float, metrics: bool) -> Load:
     """Offer ``rate`` requests per second for ``seconds``; measure; let the server settle."""
     before = _scrape(port) if metrics else {}
     cpu, client, busy, started = _group_cpu(group), time.process_time(), _busy(), time.perf_counter()
-    latencies, outcomes, achieved, lag = asyncio.run(_open_loop(port, payloads, rate, seconds))
+    latencies, outcomes, achieved, lag, _ = asyncio.run(open_loop(port, payloads, rate, seconds))
     wall = time.perf_counter() - started
     server, client = (_group_cpu(group) - cpu) / wall, (time.process_time() - client) / wall
     others = max(0.0, (_busy() - busy) / wall - server - client)
@@ -660,12 +552,12 @@ def _run_store(settings, duration: float, workers: list[int]) -> dict:
             "request_time": [shop.at.isoformat()] * rows.height,
         }
         body = {"feature_service": SERVICE, "entities": entities, "full_feature_names": True}
-        feast_bodies.append(_post("/get-online-features", body))
+        feast_bodies.append(post("/get-online-features", body))
     feast = [sys.executable, "-c", "from feast.cli.cli import cli; cli()", "-c", str(_feature_repo())]
     feast += ["-f", str(settings.feature_store_yaml), "serve", "-p", str(PORTS["feast"]), "--workers", "1"]
     feast += ["--no-access-log", "--max-requests", "1000000"]  # no worker restarts every 1,000 requests
     print(f"feast serve ({store}): /get-online-features, {SERVICE}, {CANDIDATES} rows, one worker", flush=True)
-    with _server(feast, env, PORTS["feast"], logs / f"feast-{store}.log") as group:
+    with server(feast, env, PORTS["feast"], logs / f"feast-{store}.log") as group:
         feast_equal = _check_feast(PORTS["feast"], feast_bodies[0], shop)
 
         def theirs(rate: float, seconds: float = duration) -> Load:
@@ -690,7 +582,7 @@ def _serve(settings, workers: int, bodies: list[bytes], duration: float, env: di
     shoprank += ["--profile", settings.profile, "--project", settings.project, "serve", "--service", SERVICE]
     shoprank += ["--as-of", "materialized", "--port", str(PORTS["shoprank"]), "--workers", str(workers)]
     print(f"shoprank serve ({store}, {workers} worker(s)): /v1/rerank, {SERVICE}, {CANDIDATES} candidates", flush=True)
-    with _server(shoprank, env, PORTS["shoprank"], logs / f"shoprank-{store}-{workers}.log") as group:
+    with server(shoprank, env, PORTS["shoprank"], logs / f"shoprank-{store}-{workers}.log") as group:
         _check_ranking(PORTS["shoprank"], bodies[0])
 
         def ours(rate: float, seconds: float = duration) -> Load:
@@ -710,7 +602,7 @@ def _bodies(shop: Shop) -> list[bytes]:
     bodies = []
     for user, items in shop.requests(BODIES, seed=3):
         body = {"user_id": user, "item_ids": items, "query": None, "surface": "recommend"}
-        bodies.append(_post("/v1/rerank", body))
+        bodies.append(post("/v1/rerank", body))
     return bodies
 
 
@@ -720,27 +612,9 @@ def _feature_repo() -> Path:
     return FEATURE_REPO_DIR
 
 
-def _post(path: str, body: dict) -> bytes:
-    data = json.dumps(body).encode()
-    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
-    return head.encode() + data
-
-
-def _send_one(port: int, payload: bytes) -> tuple[int, bytes]:
-    async def once():
-        conn = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            status, body, _ = await _exchange(conn, payload)
-        finally:
-            conn[1].close()
-        return status, body
-
-    return asyncio.run(once())
-
-
 def _check_ranking(port: int, payload: bytes) -> None:
     """The service ranks with the model (not the fallback) and returns every candidate."""
-    status, body = _send_one(port, payload)
+    status, body = send_one(port, payload)
     answer = json.loads(body)
     if status != 200 or answer.get("fallback") or len(answer["items"]) != CANDIDATES:
         raise RuntimeError(f"/v1/rerank did not rank with the model: {status} {body[:500]!r}")
@@ -752,7 +626,7 @@ def _check_feast(port: int, payload: bytes, shop: Shop) -> bool:
     from shoprank.features.store import open_store
     from training.plan import resolve
 
-    status, body = _send_one(port, payload)
+    status, body = send_one(port, payload)
     if status != 200:
         raise RuntimeError(f"feast serve answered {status}: {body[:500]!r}")
     answer = json.loads(body)

@@ -540,22 +540,26 @@ class _RedisHashes:
         commands, count = self._commands(wanted)
         loop = asyncio.get_running_loop()
         self._idle_async = [idle for idle in self._idle_async if idle[0] is loop]  # a connection is its loop's
-        connection = None
+        connection, replies = None, []
         try:
-            async with asyncio.timeout(_left(deadline)):
-                if self._idle_async:
-                    _, connection, parser = self._idle_async.pop()
-                    try:
-                        replies = await _exchange(connection, parser, commands, count)
-                    except (OSError, ConnectionError):  # closed while idle: so are the others
-                        self._drop_idle_async()
-                        connection = None
-                if connection is None:
-                    client = await self._feast._get_client_async(self.online)
-                    connection, parser = client.connection_pool.make_connection(), hiredis.Reader()
-                    connection.retry = Retry(NoBackoff(), 0)
-                    await connection.connect()
-                    replies = await _exchange(connection, parser, commands, count)
+            try:
+                async with asyncio.timeout(_left(deadline)):
+                    if self._idle_async:
+                        _, connection, parser = self._idle_async.pop()
+                        try:
+                            await _exchange(connection, parser, commands, count, replies)
+                        except (OSError, ConnectionError):  # closed while idle: so are the others
+                            self._drop_idle_async()
+                            connection = None
+                    if connection is None:
+                        client = await self._feast._get_client_async(self.online)
+                        connection, parser = client.connection_pool.make_connection(), hiredis.Reader()
+                        connection.retry = Retry(NoBackoff(), 0)
+                        await connection.connect()
+                        await _exchange(connection, parser, commands, count, replies)
+            except TimeoutError:
+                if connection is None or connection._reader is None or not _arrived(connection, parser, count, replies):
+                    raise
         except (OSError, ConnectionError, RedisError, ValueError, TimeoutError) as exc:
             if connection is not None and connection._writer is not None:
                 connection._writer.close()
@@ -602,16 +606,15 @@ def _sent(wire: Wire, commands: bytes, count: int) -> list[Any]:
     return wire.replies(count)
 
 
-async def _exchange(connection: Any, parser: Any, commands: bytes, count: int) -> list[Any]:
+async def _exchange(connection: Any, parser: Any, commands: bytes, count: int, replies: list[Any]) -> None:
     """Send pipelined ``commands`` on a connected redis-py asyncio connection; await their
-    ``count`` replies, parsed by ``parser`` (a ``hiredis.Reader`` of that connection).
+    ``count`` replies into ``replies``, parsed by ``parser`` (a ``hiredis.Reader`` of that connection).
 
     Raises:
         ConnectionError: Redis closed the connection.
         RedisError: A reply is an error.
     """
     connection._writer.write(commands)
-    replies: list[Any] = []
     while len(replies) < count:
         reply = parser.gets()
         if reply is False:
@@ -619,11 +622,31 @@ async def _exchange(connection: Any, parser: Any, commands: bytes, count: int) -
             if not data:
                 raise ConnectionError("Redis closed the connection")
             parser.feed(data)
-        elif isinstance(reply, hiredis.ReplyError):
-            raise RedisError(str(reply))
         else:
-            replies.append(reply)
-    return replies
+            replies.append(_checked(reply))
+
+
+def _arrived(connection: Any, parser: Any, count: int, replies: list[Any]) -> bool:
+    """Whether the replies a read's deadline cut short had arrived after all: the event loop was
+    busy with other requests when they came, so the read's task had not run yet (the store was in
+    time). What the connection's stream holds is parsed into ``replies``."""
+    buffered = connection._reader._buffer  # read from the socket, not yet consumed
+    parser.feed(bytes(buffered))
+    buffered.clear()
+    while len(replies) < count and (reply := parser.gets()) is not False:
+        replies.append(_checked(reply))
+    return len(replies) == count
+
+
+def _checked(reply: Any) -> Any:
+    """A reply, unless it is an error.
+
+    Raises:
+        RedisError: It is.
+    """
+    if isinstance(reply, hiredis.ReplyError):
+        raise RedisError(str(reply))
+    return reply
 
 
 def _left(deadline: float) -> float:

@@ -45,6 +45,7 @@ class Readiness:
         self.registry: str | None = None  # why the registry could not be read, if it could not
         self.checked = False  # whether the content was checked once
         self._samples: dict[str, tuple[tuple, list[bytes]]] = {}  # by view: its intervals, its sampled keys
+        self._views: dict = {}  # the feature views as the registry was last read
         self._stop = threading.Event()
         self._watched(self._check)  # the first check before the service answers
         self._thread = threading.Thread(target=self._watch, name="readiness", daemon=True)
@@ -94,13 +95,13 @@ class Readiness:
     def _check(self) -> None:
         """Look up each served view's sampled entities; hold the guard while one lacks most."""
         problem, ends, seen = None, [], set()
+        self.registry = _registry_problem(self.searchers()[0].store)
         for searcher in self.searchers():
             try:
                 registered = {view.name: view for view in searcher.store.list_feature_views(allow_cache=True)}
-                self.registry = None
-            except Exception as exc:  # noqa: BLE001 - the registry's servers fail apart from the online store
-                self.registry = f"the registry cannot be read: {type(exc).__name__}: {exc}"
-                registered = {}
+            except Exception:  # noqa: BLE001 - the registry is down (reported above): the views as last read
+                registered = {view.name: view for view in self._views.values()}
+            self._views.update(registered)
             for view in searcher.reader.views:
                 if view.name not in registered or view.name in seen:
                     continue
@@ -128,6 +129,20 @@ class Readiness:
         """Drop every reader's kept values: they may predate what the store holds now."""
         for searcher in self.searchers():
             searcher.reader.forget()
+
+
+def _registry_problem(store) -> str | None:
+    """Why the SQL registry cannot be read now (asked ``select 1``), or None (a file registry is a
+    file of the workdir, read when the service starts)."""
+    engine = getattr(store.registry, "read_engine", None)
+    if engine is None:
+        return None
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("select 1")
+    except Exception as exc:  # noqa: BLE001 - whatever the driver raises
+        return f"the registry cannot be read: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+    return None
 
 
 def _lacking(searcher: Searcher, view: str, keys: list[bytes]) -> str | None:
