@@ -96,43 +96,54 @@ class ServedLog:
         surface: str,
         query: str | None,
         model_version: str,
-        vectors: dict[str, list[Any]],
+        vectors: dict[str, list[Any]] | None,
         order: Sequence[int],
         entities: Sequence[str] = (),
+        shown: Sequence[str] | None = None,
     ) -> None:
         """Log one served list: ``vectors`` holds, as Python values by column, ``item_id``, the
         ``entities`` columns (the entity row the features were read for) and the features of each
-        candidate; ``order`` the candidates served, in served order (position 0 first). In its
-        file within ``FLUSH_SECONDS``."""
+        candidate; ``order`` the candidates served, in served order (position 0 first). ``shown``
+        (default: those) are the items the list showed, in order: the request rows; a list the
+        model did not rank (a fallback: ``vectors`` None) has those only. In its file within
+        ``FLUSH_SECONDS``."""
         served = _served(np.asarray(order).tolist())
-        items = served(vectors["item_id"])
+        items = served(vectors["item_id"]) if vectors is not None else ()
         at = request_time.isoformat(timespec="microseconds")
         head = to_json(
             {"request_id": request_id, "request_time": at, "user_id": user_id, "surface": surface, "query": query}
         )[:-1].decode()
         requests = "".join(
-            [f'{head},"item_id":{encode_basestring(item)},"position":{n}}}\n' for n, item in enumerate(items)]
+            [
+                f'{head},"item_id":{encode_basestring(item)},"position":{n}}}\n'
+                for n, item in enumerate(items if shown is None else shown)
+            ]
         ).encode()
-        features = to_json(
-            {
-                "request_id": request_id,
-                "request_time": at,
-                "user_id": user_id,
-                "model_version": model_version,
-                "items": items,
-                "entities": {name: _column(vectors[name], served) for name in entities},
-                "features": {
-                    name: _column(values, served)
-                    for name, values in vectors.items()
-                    if name != "item_id" and name not in entities
-                },
-            },
-            inf_nan_mode="null",
-        )
+        features = b""
+        if vectors is not None:
+            features = (
+                to_json(
+                    {
+                        "request_id": request_id,
+                        "request_time": at,
+                        "user_id": user_id,
+                        "model_version": model_version,
+                        "items": items,
+                        "entities": {name: _column(vectors[name], served) for name in entities},
+                        "features": {
+                            name: _column(values, served)
+                            for name, values in vectors.items()
+                            if name != "item_id" and name not in entities
+                        },
+                    },
+                    inf_nan_mode="null",
+                )
+                + b"\n"
+            )
         with self._pending_lock:
             self._pending["requests"] += requests
-            self._pending["features"] += features + b"\n"
-            self._pending_rows += len(items)
+            self._pending["features"] += features
+            self._pending_rows += len(items if shown is None else shown)
 
     def flush(self) -> None:
         """Write every list recorded so far."""

@@ -232,9 +232,7 @@ def view_source(store: FeatureStore, view: FeatureView) -> Source:
     return Source(view.name, path, keys, source.timestamp_field, features)
 
 
-def _stage(
-    con: duckdb.DuckDBPyConnection, view: FeatureView, source: Source, end: datetime, rebuild: bool
-) -> _Staged:
+def _stage(con: duckdb.DuckDBPyConnection, view: FeatureView, source: Source, end: datetime, rebuild: bool) -> _Staged:
     """The view's interval up to ``end`` (its first run's when ``rebuild``) and the latest row of
     each entity in it."""
     previous = None if rebuild else view.most_recent_end_time
