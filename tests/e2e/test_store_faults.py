@@ -6,6 +6,7 @@ the store is back or refilled."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -155,6 +156,7 @@ def test_a_sqlite_table_dropped_under_a_running_service_is_found_and_refilled(se
         assert problem.endswith(f"online_store.db; refill it with {fix}")
         status, answer = call(f"{base}/v1/rerank", rerank)
         assert status == 200 and fix in answer["fallback"] and len(answer["items"]) == 20
+        fallen_back = answer
         status = subprocess.run(
             [Path(sys.executable).with_name("shoprank"), "--workdir", str(workdir), "features", "status"],
             capture_output=True, text=True,
@@ -170,6 +172,13 @@ def test_a_sqlite_table_dropped_under_a_running_service_is_found_and_refilled(se
         )  # fmt: skip
         assert rebuilt.returncode == 0, rebuilt.stderr
         until(lambda: ready(base)[0] == 200 and call(f"{base}/v1/rerank", rerank)[1]["fallback"] is None)
+    logged = [
+        json.loads(line)
+        for path in (workdir / "landing" / "requests").glob("requests-*.jsonl")
+        for line in path.read_text().splitlines()
+    ]  # the service stopped: its served lists are visible; the fallback's was shown, so it is logged too
+    shown = [row["item_id"] for row in logged if row["request_id"] == fallen_back["request_id"]]
+    assert shown == [item["item_id"] for item in fallen_back["items"]]
 
 
 def serve_exits(settings: Settings, *options: str, env: dict[str, str] | None = None) -> tuple[int, str]:
