@@ -40,7 +40,7 @@ TARGET = 10
 def main(views: list[str], profiles: list[str]) -> None:
     from feast import FeatureStore
 
-    from shoprank.config import FEATURE_REPO_DIR, Settings
+    from shoprank.config import Settings
     from shoprank.features.store import feast, open_store, write_config
 
     if not (MEDIUM / "marts").is_dir():
@@ -63,7 +63,7 @@ def main(views: list[str], profiles: list[str]) -> None:
         runs = {}
         for who in ("feast", "ours"):
             settings = replace(template, profile=profile, project=f"bench_{who}_{uuid4().hex[:6]}")
-            FeatureStore(repo_path=str(FEATURE_REPO_DIR), fs_yaml_file=write_config(settings)).apply(definitions)
+            FeatureStore(repo_path=str(WORK), fs_yaml_file=write_config(settings)).apply(definitions)
             runs[who] = (settings, _child(who, settings, end, views))
         try:
             counts, identical = _compare(runs["feast"][0], runs["ours"][0], views)
@@ -203,11 +203,12 @@ def _read_back(store, view: str) -> list:
     """get_online_features of a sample of the view's entities, NaN-safe for comparing."""
     import duckdb
 
+    from shoprank.features.store import source_file
+
     fv = store.get_feature_view(view)
-    keys = [column.name for column in fv.entity_columns]
+    keys, path = [column.name for column in fv.entity_columns], source_file(fv.batch_source, store.config.repo_path)
     frame = duckdb.sql(
-        f"select distinct {', '.join(keys)} from read_parquet('{fv.batch_source.path}') "
-        f"order by hash({', '.join(keys)}) limit {SAMPLE}"
+        f"select distinct {', '.join(keys)} from read_parquet('{path}') order by hash({', '.join(keys)}) limit {SAMPLE}"
     ).df()
     online = store.get_online_features([f"{view}:{f.name}" for f in fv.features], frame.to_dict("records")).to_dict()
     return [[None if isinstance(v, float) and math.isnan(v) else v for v in online[f.name]] for f in fv.features]
@@ -243,7 +244,9 @@ def _table(rows: list[list]) -> str:
 def _newest(store, views: list[str]) -> datetime:
     import duckdb
 
-    paths = [store.get_feature_view(view).batch_source.path for view in views]
+    from shoprank.features.store import source_file
+
+    paths = [str(source_file(store.get_feature_view(view).batch_source, store.config.repo_path)) for view in views]
     return duckdb.sql(f"select max(event_timestamp) from read_parquet({paths})").fetchall()[0][0]
 
 

@@ -553,7 +553,7 @@ def _run_store(settings, duration: float, workers: list[int]) -> dict:
         }
         body = {"feature_service": SERVICE, "entities": entities, "full_feature_names": True}
         feast_bodies.append(post("/get-online-features", body))
-    feast = [sys.executable, "-c", "from feast.cli.cli import cli; cli()", "-c", str(_feature_repo())]
+    feast = [sys.executable, "-c", "from feast.cli.cli import cli; cli()", "-c", str(settings.workdir.resolve())]
     feast += ["-f", str(settings.feature_store_yaml), "serve", "-p", str(PORTS["feast"]), "--workers", "1"]
     feast += ["--no-access-log", "--max-requests", "1000000"]  # no worker restarts every 1,000 requests
     print(f"feast serve ({store}): /get-online-features, {SERVICE}, {CANDIDATES} rows, one worker", flush=True)
@@ -604,12 +604,6 @@ def _bodies(shop: Shop) -> list[bytes]:
         body = {"user_id": user, "item_ids": items, "query": None, "surface": "recommend"}
         bodies.append(post("/v1/rerank", body))
     return bodies
-
-
-def _feature_repo() -> Path:
-    from shoprank.config import FEATURE_REPO_DIR
-
-    return FEATURE_REPO_DIR
 
 
 def _check_ranking(port: int, payload: bytes) -> None:

@@ -1,8 +1,11 @@
 """Sources: the Parquet marts that `dbt build` exports, one per feature view.
 
 The mart folder follows SHOPRANK_HOME (the shoprank workdir), defaulting to ../data at the repo
-root, so a plain `feast apply` here reads the marts of `shoprank pipeline` without edits. Each
-source names its dbt model in `tags["dbt.model"]`.
+root, so a plain `feast apply` here reads the marts of `shoprank pipeline` without edits. A path is
+relative to the current directory, which Feast makes the repository's before it imports this, and
+Feast resolves it against the repository again when reading: the registry never names a folder by
+its absolute path, so a copy of a workdir reads its own marts. Each source names its dbt model in
+`tags["dbt.model"]`.
 """
 
 import os
@@ -16,7 +19,7 @@ MARTS = Path(os.environ.get("SHOPRANK_HOME", Path(__file__).resolve().parent.par
 def _mart(model: str, description: str) -> FileSource:
     return FileSource(
         name=model,
-        path=str(MARTS / f"{model}.parquet"),
+        path=os.path.relpath(MARTS / f"{model}.parquet"),
         timestamp_field="event_timestamp",
         description=description,
         tags={"dbt.model": model},
@@ -24,7 +27,7 @@ def _mart(model: str, description: str) -> FileSource:
 
 
 user_daily = _mart("user_features_daily", "User activity windows as of each day boundary.")
-item_catalog = _mart("item_catalog_features", "Item catalog versions: title, brand, category and price.")
+item_catalog_versions = _mart("item_catalog_features", "Item catalog versions: title, brand, category and price.")
 item_daily = _mart("item_features_daily", "Item activity, price and catalog attributes as of each day boundary.")
 user_category_daily = _mart("user_category_features_daily", "User x category activity share as of each boundary.")
 user_top_category_daily = _mart(

@@ -44,7 +44,7 @@ item_catalog = FeatureView(
     name="item_catalog",
     entities=[item],
     ttl=timedelta(0),  # a catalog version stays valid until the next one replaces it
-    source=sources.item_catalog,
+    source=sources.item_catalog_versions,
     schema=[
         Field(name="title", dtype=String),
         Field(name="brand", dtype=String),

@@ -6,7 +6,7 @@ The config file is TOML (``shoprank.toml`` in the current directory, or ``--conf
     workdir = "data"
     seed = 7
     profile = "embedded"      # or "production": Redis online store, PostgreSQL registry
-    project = "shoprank"      # the Feast project
+    project = "shoprank"      # the Feast project (default: shoprank; production: one per workdir)
     redis = "10.0.0.5:6379"   # production: the Redis online store (default 127.0.0.1:6379)
     registry_url = "postgresql+psycopg://feast@db:5432/feast"  # production: the SQL registry
 
@@ -20,7 +20,8 @@ The config file is TOML (``shoprank.toml`` in the current directory, or ``--conf
     learning_rate = 0.05
 
 Everything a run writes lives under ``workdir`` (``SHOPRANK_HOME``), so deleting that one folder
-starts over and two workdirs never collide.
+starts over and two workdirs never collide: on the production profile, whose Redis and PostgreSQL
+workdirs share, a command's default project is the workdir's own (``default_project``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from shoprank.errors import ConfigError
+from shoprank.workdir import identify
 
 DEFAULT_CONFIG_FILE = "shoprank.toml"
 ENV_PREFIX = "SHOPRANK_"
@@ -40,6 +42,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 FEATURE_REPO_DIR = REPO_ROOT / "feature_repo"
 PROFILES = ("embedded", "production")
+DEFAULT_PROJECT = "shoprank"
 FIELDS = {"workdir": Path, "seed": int, "profile": str, "project": str, "redis": str, "registry_url": str}
 TABLES = ("simulate", "train")
 ENVIRONMENT = {
@@ -62,6 +65,7 @@ class Settings:
         profile: Feature store profile: ``embedded`` (SQLite, file registry) or ``production``
             (Redis online store, PostgreSQL registry).
         project: Feast project name: separates feature stores that share Redis and PostgreSQL.
+            Commands that name none get ``default_project`` of their workdir (``load_settings``).
         redis: The production profile's Redis (Feast's ``connection_string``; None: the one in
             ``feature_repo/feature_store.production.yaml``).
         registry_url: The production profile's SQL registry (SQLAlchemy URL; None: the YAML's).
@@ -72,7 +76,7 @@ class Settings:
     workdir: Path = Path("data")
     seed: int = 7
     profile: str = "embedded"
-    project: str = "shoprank"
+    project: str = DEFAULT_PROJECT
     redis: str | None = None
     registry_url: str | None = None
     simulate: Mapping[str, Any] = field(default_factory=lambda: {"preset": "small"})
@@ -143,16 +147,22 @@ class Settings:
         return replace(self, simulate=simulate, **_typed(given, lambda name: f"--{name}"))
 
 
-def load_settings(config_file: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Resolve settings from defaults, a TOML file and ``SHOPRANK_*`` environment variables.
+def load_settings(
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Resolve settings from defaults, a TOML file, ``SHOPRANK_*`` environment variables and options.
 
     Args:
         config_file: Explicit config file; when None, ``SHOPRANK_CONFIG`` or ``./shoprank.toml``
             is used if it exists.
         environ: Environment to read (defaults to ``os.environ``).
+        options: Command-line options, as ``Settings.with_overrides`` takes them (None: not given).
 
     Returns:
-        The resolved settings (CLI options are applied afterwards with ``with_overrides``).
+        The resolved settings; the project, when none is given, is ``default_project`` of the
+        workdir and profile.
 
     Raises:
         ConfigError: The file is missing, is not valid TOML, or holds an unknown key or bad value.
@@ -171,7 +181,21 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
     typed.update(_typed(from_environment, ENVIRONMENT.get))
     if ENV_PREFIX + "PRESET" in environ:
         simulate["preset"] = environ[ENV_PREFIX + "PRESET"]
-    return Settings(simulate=simulate, train=train, **typed)
+    options = options or {}
+    settings = Settings(simulate=simulate, train=train, **typed).with_overrides(**options)
+    if "project" in typed or options.get("project") is not None:
+        return settings
+    return replace(settings, project=default_project(settings.profile, settings.workdir))
+
+
+def default_project(profile: str, workdir: Path) -> str:
+    """The Feast project of a workdir that names none: ``shoprank`` on the embedded profile, whose
+    stores are files of the workdir; on the production profile ``shoprank_`` and the first 8 hex
+    digits of the workdir's id (``shoprank.workdir``), so workdirs sharing Redis and PostgreSQL,
+    copies included, never touch each other's keys."""
+    if profile == "embedded":
+        return DEFAULT_PROJECT
+    return f"{DEFAULT_PROJECT}_{identify(workdir).id[:8]}"
 
 
 def _typed(values: dict[str, Any], label: Callable[[str], str]) -> dict[str, Any]:

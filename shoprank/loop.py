@@ -34,7 +34,7 @@ from serving.app import API_KEY
 from serving.clock import MATERIALIZED, Clock
 from shoprank.config import ENVIRONMENT, Settings
 from shoprank.errors import ConfigError, FeatureStoreError, ModelError, WarehouseError
-from shoprank.features.store import open_store
+from shoprank.features.store import open_store, source_file
 from shoprank.ingest.readers import files_under
 from shoprank.pipeline import (
     SERVICES,
@@ -309,7 +309,9 @@ def _check_own_marts(settings: Settings) -> None:
         FeatureStoreError: Nothing is registered, or the views read marts elsewhere.
     """
     marts = settings.marts.resolve()
-    sources = {Path(view.batch_source.path).resolve().parent for view in open_store(settings).list_feature_views()}
+    store = open_store(settings)
+    repo = store.config.repo_path
+    sources = {source_file(view.batch_source, repo).resolve().parent for view in store.list_feature_views()}
     foreign = sorted(str(folder) for folder in sources if folder != marts)
     if foreign:
         raise FeatureStoreError(

@@ -17,6 +17,7 @@ from feast.infra.offline_stores.file_source import FileSource
 from feast.types import FeastType
 
 from shoprank.errors import FeatureStoreError
+from shoprank.features.store import source_file
 
 
 @dataclass(frozen=True)
@@ -111,16 +112,21 @@ def resolve(store: FeatureStore, service: str) -> ServicePlan:
         raise FeatureStoreError(
             f'Feature service "{service}" not found in {store.config.registry.path}; run "shoprank features apply"'
         ) from None
-    return plan_views(service, *_views(store, found))
+    return plan_views(service, *_views(store, found), repo=store.config.repo_path)
 
 
 def plan_views(
-    service: str, refs: list[str], views: list[FeatureView], on_demand: list[OnDemandFeatureView]
+    service: str,
+    refs: list[str],
+    views: list[FeatureView],
+    on_demand: list[OnDemandFeatureView],
+    repo: Path | None = None,
 ) -> ServicePlan:
     """Plan the retrieval of feature references (``view:feature``) from views with projections.
 
     A view's features come in reference order; the features an on-demand view reads that the
     service does not name follow, in the on-demand view's declared order (Feast adds them too).
+    Relative source paths are taken from ``repo``, the store's repository (the workdir).
     """
     wanted: dict[str, list[str]] = {}
     for ref in refs:
@@ -137,7 +143,9 @@ def plan_views(
     for ref in refs:
         name, feature = ref.split(":", 1)
         dtypes[f"{name}__{feature}"] = projections[name].get_feature(feature).dtype
-    view_plans = tuple(_view_plan(by_name[name], features) for name, features in wanted.items() if name in by_name)
+    view_plans = tuple(
+        _view_plan(by_name[name], features, repo) for name, features in wanted.items() if name in by_name
+    )
     odfv_plans = tuple(_on_demand_plan(odfv, wanted[odfv.projection.name_to_use()]) for odfv in odfvs)
     keys = [key for plan in view_plans for key in plan.join_keys.values()]
     requests = [field for plan in odfv_plans for field in plan.requests]
@@ -151,7 +159,7 @@ def _views(store: FeatureStore, service: FeatureService) -> tuple[list[str], lis
     return refs, views, on_demand
 
 
-def _view_plan(view: FeatureView, features: list[str]) -> ViewPlan:
+def _view_plan(view: FeatureView, features: list[str], repo: Path | None) -> ViewPlan:
     source = view.batch_source
     if not isinstance(source, FileSource):
         unsupported = f"a {type(source).__name__}, not a Parquet file"
@@ -164,15 +172,16 @@ def _view_plan(view: FeatureView, features: list[str]) -> ViewPlan:
             f'Feature view "{view.name}" reads "{source.name}", {unsupported}, which the DuckDB engine does not '
             'join; use engine="feast" or a plain Parquet source'
         )
-    if not Path(source.path).is_file():
+    path = source_file(source, repo)
+    if not path.is_file():
         raise FeatureStoreError(
-            f'Feature view "{view.name}" reads "{source.path}", which does not exist; '
+            f'Feature view "{view.name}" reads "{path}", which does not exist; '
             'run "shoprank build", then "shoprank features apply"'
         )
     keys = view.projection.join_key_map or {column.name: column.name for column in view.entity_columns}
     return ViewPlan(
         name=view.projection.name_alias or view.name,
-        path=source.path,
+        path=str(path),
         timestamp_field=source.timestamp_field,
         ttl=view.ttl or None,
         join_keys=dict(keys),

@@ -4,12 +4,10 @@ describe what it defines."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from feast import FeatureStore
 
 from shoprank.config import Settings
-from shoprank.errors import FeatureStoreError
 from shoprank.features.store import feast, open_store
 
 
@@ -36,30 +34,15 @@ class Definitions:
 def apply(settings: Settings) -> Definitions:
     """Run ``feast apply`` for the workdir and profile, then describe the registry.
 
+    A copied workdir's registry (which may record the original's online tables) is safe to
+    apply: the embedded online store is typed by its class, so Feast creates and drops tables in
+    the workdir's own file only (``shoprank.features.store``).
+
     Raises:
-        FeatureStoreError: Feast rejected the definitions or could not reach its stores, or the
-            workdir was copied with its registry (whose online tables are the original's).
+        FeatureStoreError: Feast rejected the definitions or could not reach its stores.
     """
-    if settings.profile == "embedded" and settings.registry.is_file():
-        _check_own_tables(settings)
     feast(settings, "apply")
     return describe(open_store(settings))
-
-
-def _check_own_tables(settings: Settings) -> None:
-    """Refuse a registry that records online tables in another file: Feast's apply would drop
-    them there (a workdir copied with its registry would tear down the original's store)."""
-    online = settings.online_store.resolve()
-    infra = open_store(settings).registry.get_infra(settings.project)
-    others = sorted(
-        {path for o in infra.infra_objects if (path := getattr(o, "path", None)) and Path(path).resolve() != online}
-    )
-    if others:
-        raise FeatureStoreError(
-            f"The registry {settings.registry} records online tables in {others[0]}, not in this workdir's "
-            f"{online}: applying would drop them there. If the workdir was copied, delete {settings.registry} "
-            f'and {online} and run "shoprank features apply" again'
-        )
 
 
 def describe(store: FeatureStore) -> Definitions:

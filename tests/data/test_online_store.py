@@ -23,25 +23,28 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 from feast.value_type import ValueType
 
-from shoprank.config import FEATURE_REPO_DIR
 from shoprank.errors import FeatureStoreError
 from shoprank.features import online_rows
 from shoprank.features.latest_rows import LatestRows
 from shoprank.features.materialize import EPOCH, materialize, online_status
 from shoprank.features.online_redis import write_redis
-from shoprank.features.store import drop_project, feast, open_store, redis_client, write_config
+from shoprank.features.store import drop_project, feast, open_store, redis_client, source_file, write_config
 
 SAMPLE = 150  # entities read back per view
 
 
 @pytest.fixture(scope="module")
 def definitions(tiny_shop, tmp_path_factory) -> list:
-    """The entities and feature views of feature_repo/ over the tiny shop's marts (one ``feast apply``)."""
+    """The entities and feature views of feature_repo/ over the tiny shop's marts (one ``feast apply``),
+    their sources made absolute (registered relative to the workdir), so stores elsewhere read them."""
     settings = dataclasses.replace(tiny_shop, workdir=tmp_path_factory.mktemp("applied"))
     shutil.copytree(tiny_shop.marts, settings.marts)
     feast(settings, "apply")
     store = open_store(settings)
-    return [*store.list_entities(), *store.list_feature_views()]
+    views = store.list_feature_views()
+    for view in views:
+        view.batch_source.file_options.uri = str(source_file(view.batch_source, store.config.repo_path))
+    return [*store.list_entities(), *views]
 
 
 @pytest.fixture(params=["embedded", "production"])
@@ -55,7 +58,7 @@ def new_store(request, definitions, tiny_shop, tmp_path):
     def make():
         project = f"t_{uuid4().hex[:8]}"
         settings = dataclasses.replace(tiny_shop, workdir=tmp_path, profile=request.param, project=project)
-        store = FeatureStore(repo_path=str(FEATURE_REPO_DIR), fs_yaml_file=write_config(settings))
+        store = FeatureStore(repo_path=str(settings.workdir), fs_yaml_file=write_config(settings))
         store.apply(definitions)
         made.append(store)
         return settings, store

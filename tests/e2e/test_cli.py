@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -116,24 +115,6 @@ def test_feature_store_commands_on_a_built_shop(tiny_shop):
         unknown.output
         == f'Error: Feature service "ranker_v9" not found in {tiny_shop.registry.resolve()}; run "shoprank features apply"\n'
     )
-
-
-def test_features_apply_in_a_copied_workdir_is_refused_and_drops_nothing(tiny_shop, tmp_path):
-    workdir = tmp_path / "copy"
-    shutil.copytree(tiny_shop.workdir, workdir)
-    result = invoke("--workdir", str(workdir), "features", "apply")
-    assert result.exit_code == 1
-    assert result.output == (
-        f"Error: The registry {workdir / 'registry.db'} records online tables in {tiny_shop.online_store.resolve()}, "
-        f"not in this workdir's {(workdir / 'online_store.db').resolve()}: applying would drop them there. If the "
-        f"workdir was copied, delete {workdir / 'registry.db'} and {(workdir / 'online_store.db').resolve()} and run "
-        '"shoprank features apply" again\n'
-    )
-    with sqlite3.connect(tiny_shop.online_store) as original:
-        assert original.execute("select count(*) from shoprank_user_features").fetchone()[0] > 0
-    (workdir / "registry.db").unlink()
-    (workdir / "online_store.db").unlink()
-    assert invoke("--workdir", str(workdir), "features", "apply").exit_code == 0
 
 
 def test_status_build_and_validate_on_a_built_shop(tiny_shop):

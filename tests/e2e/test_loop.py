@@ -17,6 +17,7 @@ from shoprank.cli import cli
 from shoprank.config import Settings
 from shoprank.features.definitions import apply
 from shoprank.features.materialize import materialize
+from shoprank.features.store import open_store, source_file
 from shoprank.warehouse import read
 from training.registry import get
 
@@ -60,6 +61,11 @@ def test_help_names_the_options_with_an_example():
 
 def test_a_copied_registry_is_refused_naming_the_fix(tiny_shop, tmp_path):
     copied = copy(tiny_shop, tmp_path / "shop")
+    store = open_store(copied)  # as registries were before sources were relative: the original's marts by path
+    views = store.list_feature_views()
+    for view in views:
+        view.batch_source.file_options.uri = str(source_file(view.batch_source, tiny_shop.workdir.resolve()))
+    store.apply(views)
     result = invoke(copied, "--days", "1")
     assert result.exit_code == 1
     assert f"reads the marts in {tiny_shop.marts.resolve()}, not {copied.marts.resolve()}" in result.output
