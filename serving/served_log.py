@@ -71,10 +71,7 @@ class ServedLog:
     """Appends served lists to the landing area (thread-safe), from a writer thread."""
 
     def __init__(self, settings: Settings) -> None:
-        self.folders = {
-            "requests": settings.landing / "requests",
-            "features": settings.workdir / "serving" / "features",
-        }
+        self.folders = _folders(settings)
         for path in _recover(self.folders):
             LOG.warning("Recovered the served log %s, left behind by a process that stopped without closing it", path)
         self._pending = {kind: bytearray() for kind in KINDS}  # lines written, not yet in a file
@@ -208,6 +205,17 @@ class ServedLog:
             file.close()
             _sync_folder(hidden.parent)
         self._files = {}
+
+
+def recover(settings: Settings) -> list[Path]:
+    """Make visible the served-log files of the workdir that processes left behind when they were
+    killed (what a starting ``ServedLog`` does); their new paths."""
+    return list(_recover(_folders(settings)))
+
+
+def _folders(settings: Settings) -> dict[str, Path]:
+    """Where each kind of line goes: request rows to the landing area, feature vectors to serving/."""
+    return {"requests": settings.landing / "requests", "features": settings.workdir / "serving" / "features"}
 
 
 def _recover(folders: dict[str, Path]) -> Iterable[Path]:

@@ -32,6 +32,7 @@ import polars as pl
 
 from serving.app import API_KEY
 from serving.clock import MATERIALIZED, Clock
+from serving.served_log import recover
 from shoprank.config import ENVIRONMENT, Settings
 from shoprank.errors import ConfigError, FeatureStoreError, ModelError, WarehouseError
 from shoprank.features.store import open_store, source_file
@@ -253,9 +254,11 @@ def running_service(settings: Settings, speed: float, log: Path) -> Iterator[Sho
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+            recovered = recover(settings)
             raise ServiceError(
                 f"The service (pid {process.pid}) did not stop within {SERVICE_STOP_SECONDS:.0f} s and was killed; "
-                f"its served lists stay in hidden files of {settings.landing / 'requests'}: rename them to ingest them"
+                f"{len(recovered)} served-log file(s) it left were recovered: run the loop again, or "
+                f'"shoprank ingest {settings.landing}" to ingest what was served'
             ) from None
 
 
