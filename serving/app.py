@@ -15,15 +15,16 @@ Events (file writes with fsync) and health checks run in the pool.
 
 from __future__ import annotations
 
-import hmac
 import os
 import time
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Literal
 from uuid import uuid4
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from feast import FeatureStore
 from prometheus_client import (
@@ -35,14 +36,14 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 from starlette.background import BackgroundTask
-from starlette.datastructures import Headers
 
 from serving.clock import Clock, materialized_until
 from serving.events import Landed, land_events
 from serving.features import ANONYMOUS, request_rows
+from serving.http import KEY_HEADER, RequestGate, Text, invalid_request
 from serving.recommend import Recommender
 from serving.reload import LiveSearcher
 from serving.search import SERVICE, Searcher, SearchResult
@@ -53,7 +54,7 @@ from shoprank.errors import ConfigError, ShoprankError
 MAX_K = 100
 MAX_RERANK = 1_000
 MAX_EVENTS = 10_000
-MAX_BODY_BYTES = 4 * 1024 * 1024  # 10,000 events of a few hundred bytes fit
+UNKNOWN_SHOWN = 5  # unknown item ids a refusal names
 RECOMMEND_SERVICE = "ranker_v2"
 # seconds; fine from 5 to 25 ms, around the 10 ms goal, where an interpolated p99 would otherwise be a guess
 BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -61,37 +62,46 @@ API_KEY = "SHOPRANK_API_KEY"  # the environment variable holding the key of /v1/
 METRICS_FOLDER = "PROMETHEUS_MULTIPROC_DIR"  # where workers keep their samples (prometheus_client's name)
 
 
-class Filters(BaseModel):
+class Body(BaseModel):
+    """A request body: its numbers finite (NaN and infinities are 422s), its text ``Text``."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class Filters(Body):
     """Candidate filters of a search."""
 
-    category: str | None = Field(None, description='A category path or its beginning, e.g. "Tools"')
+    category: Text | None = Field(None, description='A category path or its beginning, e.g. "Tools"')
     price_min: float | None = Field(None, ge=0)
     price_max: float | None = Field(None, ge=0)
 
 
-class SearchRequest(BaseModel):
-    query: str = Field(min_length=1, max_length=500)
-    user_id: str | None = Field(None, max_length=200)
+class SearchRequest(Body):
+    query: Text = Field(min_length=1, max_length=500)
+    user_id: Text | None = Field(None, max_length=200)
     k: int = Field(10, ge=1, le=MAX_K)
     filters: Filters = Field(default_factory=Filters)
 
 
-class RecommendContext(BaseModel):
-    session_item_ids: list[str] = Field(default_factory=list, max_length=MAX_RERANK)
-    category: str | None = Field(None, max_length=500)
+class RecommendContext(Body):
+    session_item_ids: list[Text] = Field(default_factory=list, max_length=MAX_RERANK)
+    category: Text | None = Field(None, max_length=500)
 
 
-class RecommendRequest(BaseModel):
-    user_id: str | None = Field(None, max_length=200)
+class RecommendRequest(Body):
+    user_id: Text | None = Field(None, max_length=200)
     k: int = Field(10, ge=1, le=MAX_K)
     context: RecommendContext = Field(default_factory=RecommendContext)
 
 
-class RerankRequest(BaseModel):
-    user_id: str | None = Field(None, max_length=200)
+class RerankRequest(Body):
+    user_id: Text | None = Field(None, max_length=200)
     surface: Literal["search", "recommend", "browse"] | None = Field(None, description="Default: search with a query")
-    item_ids: list[str] = Field(min_length=1, max_length=MAX_RERANK)
-    query: str | None = Field(None, max_length=500)
+    item_ids: list[Text] = Field(min_length=1, max_length=MAX_RERANK)
+    query: Text | None = Field(None, max_length=500)
+    unknown_items: Literal["last", "refuse"] = Field(
+        "last", description="Ids not in the catalog: returned after the others, unscored (last), or a 422 (refuse)"
+    )
 
 
 class Contribution(BaseModel):
@@ -101,9 +111,10 @@ class Contribution(BaseModel):
 
 class RankedItem(BaseModel):
     item_id: str
-    score: float
+    score: float | None = Field(description="None for an unknown item")
     title: str | None
     backfill: bool
+    unknown: bool = Field(False, description="Rerank: an id not in the catalog, not scored, after the known ones")
     source: Literal["session", "history", "category", "popular"] | None = Field(
         None, description="Recommendations: the candidate generator that found the item (category, popular: backfill)"
     )
@@ -117,9 +128,11 @@ class Ranking(BaseModel):
     fallback: str | None = Field(None, description="Set when the online store failed and a fallback ranked")
 
 
-class EventsRequest(BaseModel):
-    events: list[dict[str, Any]] = Field(
-        min_length=1, max_length=MAX_EVENTS, description="Rows of the raw events contract"
+class EventsRequest(Body):
+    events: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_EVENTS,
+        description="Rows of the raw events contract, JSON objects; a row that is not, or breaks it, is rejected",
     )
 
 
@@ -219,15 +232,13 @@ def create_app(
             ranking.background = BackgroundTask(log)
         return ranking
 
-    async def keyed(x_api_key: str | None = Header(None)) -> None:
-        """Let the request through only with the configured key (compared in constant time)."""
-        if not key or not hmac.compare_digest((x_api_key or "").encode(), key.encode()):
-            detail = "a valid X-API-Key header is required" if key else f"no API key is configured; set {API_KEY}"
-            raise HTTPException(status_code=401, detail=detail)
+    keyed = KEY_HEADER  # declared for OpenAPI; RequestGate checks the key before the body is read
 
     ranking_guard = [Depends(keyed)] if keyed_ranking else []
 
+    app.add_middleware(RequestGate, api=app, key=key, key_variable=API_KEY)
     app.add_middleware(_Measured)
+    app.add_exception_handler(RequestValidationError, invalid_request)
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -297,9 +308,12 @@ def create_app(
     @app.post("/v1/rerank", dependencies=ranking_guard, response_model=Ranking)
     async def rerank(request: RerankRequest, explain: bool = False) -> Response:
         at = clock.now()
+        request, unknown = _known_items(request, live.current().item_titles)
         result = live.current().rank(request.item_ids, request.user_id, request.query, explain=explain, at=at)
         surface = request.surface or ("search" if request.query else "recommend")
-        return answer("/v1/rerank", result, at, request.user_id, surface, request.query, explain)
+        return answer(
+            "/v1/rerank", _with_unknown(result, unknown), at, request.user_id, surface, request.query, explain
+        )
 
     return app
 
@@ -320,6 +334,7 @@ def _ranking(
             "score": item["score"],
             "title": item["title"],
             "backfill": item["backfill"],
+            "unknown": item.get("unknown", False),
             "source": sources.get(item["item_id"]),
             "contributions": item["contributions"] if explain else None,
         }
@@ -333,8 +348,8 @@ def _ranking(
 
 
 class _Measured:
-    """ASGI middleware: a body over ``MAX_BODY_BYTES`` is refused (413) before it is read; every
-    request is counted and timed by endpoint, until its answer is sent. (Plain ASGI: Starlette's
+    """ASGI middleware: every request is counted and timed by endpoint, until its answer is sent
+    (refusals of ``serving.http.RequestGate`` as ``unmatched``). (Plain ASGI: Starlette's
     ``BaseHTTPMiddleware`` costs half a millisecond per request and layer.)"""
 
     def __init__(self, app) -> None:
@@ -353,17 +368,43 @@ class _Measured:
                 answered.append(time.perf_counter())  # the answer is out; background work may follow
 
         try:
-            length = Headers(scope=scope).get("content-length")
-            if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-                detail = f"the request body is {length} bytes; the limit is {MAX_BODY_BYTES:,} bytes"
-                await JSONResponse(status_code=413, content={"detail": detail})(scope, receive, sending)
-            else:
-                await self.app(scope, receive, sending)
+            await self.app(scope, receive, sending)
         finally:
             route = scope.get("route")
             endpoint = route.path if route else "unmatched"
             REQUESTS.labels(endpoint, str(status[0])).inc()
             LATENCY.labels(endpoint).observe((answered[0] if answered else time.perf_counter()) - started)
+
+
+def _known_items(request: RerankRequest, catalog: dict[str, Any]) -> tuple[RerankRequest, list[str]]:
+    """The request with only the items of ``catalog`` (ranked as if alone), and the others in the
+    request's order.
+
+    Raises:
+        RequestValidationError: Some items are unknown and the request refuses them (a 422).
+    """
+    unknown = [item for item in request.item_ids if item not in catalog]
+    if not unknown:
+        return request, []
+    if request.unknown_items == "refuse":
+        more = ", ..." if len(unknown) > UNKNOWN_SHOWN else ""
+        shown = ", ".join(f'"{item}"' for item in unknown[:UNKNOWN_SHOWN]) + more
+        message = f'{len(unknown)} item ids are not in the catalog: {shown}; drop them, or ask for unknown_items "last"'
+        error = {"type": "unknown_items", "loc": ("body", "item_ids"), "msg": message, "input": unknown[:UNKNOWN_SHOWN]}
+        raise RequestValidationError([error])
+    known = [item for item in request.item_ids if item in catalog]
+    return request.model_copy(update={"item_ids": known}), unknown
+
+
+def _with_unknown(result: SearchResult, unknown: list[str]) -> SearchResult:
+    """The ranked items, then ``unknown`` marked, unscored (no feature vectors: the model did not rank them)."""
+    if not unknown:
+        return result
+    marked = [
+        {"item_id": item, "score": None, "title": None, "backfill": False, "contributions": None, "unknown": True}
+        for item in unknown
+    ]
+    return replace(result, items=[*result.items, *marked])
 
 
 def _remember(recommender: Recommender, landed: Landed) -> None:

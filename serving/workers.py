@@ -26,6 +26,7 @@ from fastapi import FastAPI
 
 from serving.app import METRICS_FOLDER, create_app
 from serving.clock import Clock
+from serving.http import SERVER_OPTIONS
 from serving.online import BUDGET_SECONDS
 from shoprank.config import Settings
 
@@ -71,12 +72,12 @@ def run(options: ServeOptions, host: str, port: int, workers: int = 1) -> None:
 
     quiet = {"host": host, "port": port, "log_level": "warning", "access_log": False}
     if workers == 1:
-        uvicorn.run(_build(options), **quiet)
+        uvicorn.run(_build(options), **quiet, **SERVER_OPTIONS)
         return
     with tempfile.TemporaryDirectory(prefix="shoprank-metrics-") as metrics:
         os.environ[OPTIONS], os.environ[METRICS_FOLDER] = options.to_json(), metrics
         try:
-            uvicorn.run(f"{__name__}:app", factory=True, workers=workers, **quiet)
+            uvicorn.run(f"{__name__}:app", factory=True, workers=workers, **quiet, **SERVER_OPTIONS)
         finally:
             del os.environ[OPTIONS], os.environ[METRICS_FOLDER]
 
