@@ -349,8 +349,8 @@ def _ranking(
 
 class _Measured:
     """ASGI middleware: every request is counted and timed by endpoint, until its answer is sent
-    (refusals of ``serving.http.RequestGate`` as ``unmatched``). (Plain ASGI: Starlette's
-    ``BaseHTTPMiddleware`` costs half a millisecond per request and layer.)"""
+    (``unmatched``: refused by ``serving.http.RequestGate`` before the routing, or no route). (Plain
+    ASGI: Starlette's ``BaseHTTPMiddleware`` costs half a millisecond per request and layer.)"""
 
     def __init__(self, app) -> None:
         self.app = app

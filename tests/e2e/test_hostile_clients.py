@@ -243,6 +243,11 @@ def test_unknown_item_ids_are_returned_last_unscored_or_refused(server, served_s
         }
         for name in ("nope-1", "nope-2")
     ]
+    status, none_known = call(f"{server}/v1/rerank", {"item_ids": ["nope-2", "nope-1"]})
+    assert status == 200 and [(i["item_id"], i["unknown"]) for i in none_known["items"]] == [
+        ("nope-2", True),
+        ("nope-1", True),
+    ]
     body = {"item_ids": asked, "unknown_items": "refuse"}
     status, refused = call(f"{server}/v1/rerank", body)
     assert status == 422 and refused["detail"][0]["loc"] == ["body", "item_ids"]
