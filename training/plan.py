@@ -17,7 +17,7 @@ from feast.infra.offline_stores.file_source import FileSource
 from feast.types import FeastType
 
 from shoprank.errors import FeatureStoreError
-from shoprank.features.store import source_file
+from shoprank.features.store import registry_location, source_file
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def resolve(store: FeatureStore, service: str) -> ServicePlan:
         found = store.get_feature_service(service)
     except FeatureServiceNotFoundException:
         raise FeatureStoreError(
-            f'Feature service "{service}" not found in {store.config.registry.path}; run "shoprank features apply"'
+            f'Feature service "{service}" not found in {registry_location(store)}; run "shoprank features apply"'
         ) from None
     return plan_views(service, *_views(store, found), repo=store.config.repo_path)
 

@@ -80,8 +80,39 @@ def _write(path: Path, text: str) -> None:
 
 def source_file(source: FileSource, repo: Path | str | None) -> Path:
     """The file a source reads: its registered path, taken relative to ``repo`` (the Feast repository,
-    ``store.config.repo_path``: the workdir) when relative, as Feast's offline store does."""
+    ``store.config.repo_path``: the workdir) when relative, as Feast does."""
     return Path(FileSource.get_uri_for_file_path(repo, source.path))
+
+
+def registry_location(store: FeatureStore) -> str:
+    """Where the store's registry is: its file (taken from the repository when relative), or its URL."""
+    path = store.config.registry.path
+    return path if "://" in path else str(Path(store.config.repo_path) / path)
+
+
+def _read_sources_from_the_repository() -> None:
+    """Make Feast's DuckDB offline store read a relative file source from the repository.
+
+    Feast takes a relative source path from the repository (``FileSource.get_uri_for_file_path``)
+    everywhere but where its DuckDB offline store reads one for ``get_historical_features`` and
+    ``materialize`` (``feast.infra.offline_stores.duckdb._read_data_source``, Feast 0.67): that reads
+    it from the current directory, which ``feast apply`` makes the repository but a process opening
+    a workdir's store does not. The reader is wrapped once per process to pass it the resolved path.
+    """
+    from feast.infra.offline_stores import duckdb as offline
+
+    read = offline._read_data_source
+    if getattr(read, "from_the_repository", False):
+        return
+
+    def read_from_the_repository(source, repo_path: str):
+        if isinstance(source, FileSource) and (path := str(source_file(source, repo_path))) != source.path:
+            source = FileSource.from_proto(source.to_proto())  # the caller's object stays as registered
+            source.file_options.uri = path
+        return read(source, repo_path)
+
+    read_from_the_repository.from_the_repository = True
+    offline._read_data_source = read_from_the_repository
 
 
 def online_store_kind(store: FeatureStore) -> str:
@@ -99,7 +130,8 @@ def feast(settings: Settings, *args: str) -> str:
     """
     write_config(settings)
     command = [sys.executable, "-c", _FEAST, "-c", str(settings.workdir.resolve()), *args]
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **settings.env()})
+    environ = {**os.environ, **settings.env()}
+    done = subprocess.run(command, capture_output=True, text=True, env=environ, cwd=settings.workdir)
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()] or ["no output"]
         raise FeatureStoreError(
@@ -116,6 +148,7 @@ def open_store(settings: Settings) -> FeatureStore:
     """
     if settings.profile == "embedded" and not settings.registry.is_file():
         raise FeatureStoreError(f'No feature store in "{settings.workdir}" yet; run "shoprank features apply"')
+    _read_sources_from_the_repository()
     store = FeatureStore(repo_path=str(settings.workdir.resolve()), fs_yaml_file=write_config(settings))
     if not store.list_feature_views():
         raise FeatureStoreError(
