@@ -1,6 +1,7 @@
 """A property-based fuzz of the service's OpenAPI (schemathesis): requests generated from
 ``/openapi.json``, valid and invalid, on every endpoint of a real ``shoprank serve`` holding the
-API key (so the keyed endpoints are reached), none answered by a server error.
+API key (so the keyed endpoints are reached), none answered by a server error, and no exception in
+the server's log (work after the answer, such as the served log's, fails there unseen by clients).
 
 Schemathesis sends JSON only, and its text has no lone surrogates (it excludes them); a hostile
 client sends both, and JSON parsers (Python's included) take ``NaN`` and ``Infinity``. So one
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,11 +37,16 @@ HOSTILE = st.none() | st.sampled_from([float("nan"), float("inf"), float("-inf")
 
 
 @pytest.fixture(scope="module")
-def fuzzed(tiny_shop: Settings, tmp_path_factory: pytest.TempPathFactory):
+def server_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fuzzed-output") / "serve.log"
+
+
+@pytest.fixture(scope="module")
+def fuzzed(tiny_shop: Settings, tmp_path_factory: pytest.TempPathFactory, server_output: Path):
     """A server on a copy of the tiny shop of its own (the fuzz lands events and rejects rows)."""
     workdir = tmp_path_factory.mktemp("fuzzed") / "shop"
     shutil.copytree(tiny_shop.workdir, workdir)
-    yield from start(dataclasses.replace(tiny_shop, workdir=workdir))
+    yield from start(dataclasses.replace(tiny_shop, workdir=workdir), log=server_output)
 
 
 def leaves(value: Any, path: tuple = ()) -> list[tuple]:
@@ -60,7 +67,7 @@ def replaced(document: Any, path: tuple, value: Any) -> Any:
 
 
 @pytest.mark.parametrize("mode", list(GenerationMode))
-def test_no_request_is_answered_by_a_server_error(fuzzed: str, mode: GenerationMode):
+def test_no_request_is_answered_by_a_server_error(fuzzed: str, server_output: Path, mode: GenerationMode):
     api = schemathesis.openapi.from_url(f"{fuzzed}/openapi.json")
     api.config.generation.update(codec=None)  # any text schemathesis makes
     operations = [result.ok() for result in api.get_all_operations()]
@@ -68,6 +75,7 @@ def test_no_request_is_answered_by_a_server_error(fuzzed: str, mode: GenerationM
         operations = [each for each in operations if each.body or any(p.name != HEADER for p in each.iter_parameters())]
     failures = [report for operation in operations if (report := fuzz(operation, mode, fuzzed))]
     assert not failures, "\n".join(failures)
+    assert "Traceback" not in server_output.read_text(), server_output.read_text()[-5000:]
 
 
 def fuzz(operation: APIOperation, mode: GenerationMode, base: str) -> str | None:

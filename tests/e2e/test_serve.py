@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -38,34 +39,37 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(settings: Settings, *options: str, env: dict[str, str] | None = None):
+def start(settings: Settings, *options: str, env: dict[str, str] | None = None, log: Path | None = None):
     """A running ``shoprank serve`` of the settings' workdir, profile and project on a free port
-    (with the events key and ``env``); yields its base URL."""
+    (with the events key and ``env``), its output in ``log`` (default: a temporary file; a pipe
+    nobody reads would stop a server that logs much); yields its base URL."""
     port = free_port()
     script = Path(sys.executable).with_name("shoprank")
     store = ["--workdir", str(settings.workdir), "--profile", settings.profile, "--project", settings.project]
-    process = subprocess.Popen(
-        [str(script), *store, "serve", "--port", str(port), *options],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "SHOPRANK_API_KEY": KEY, **(env or {})},
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    with log.open("w+") if log else tempfile.TemporaryFile("w+") as output:
+        process = subprocess.Popen(
+            [str(script), *store, "serve", "--port", str(port), *options],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "SHOPRANK_API_KEY": KEY, **(env or {})},
+        )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2)
+                break
+            except OSError:
+                if process.poll() is not None:
+                    output.seek(0)
+                    pytest.fail(f"shoprank serve exited: {output.read()}")
+                time.sleep(0.5)
         try:
-            urllib.request.urlopen(f"{base}/health", timeout=2)
-            break
-        except OSError:
-            if process.poll() is not None:
-                pytest.fail(f"shoprank serve exited: {process.stdout.read()}")
-            time.sleep(0.5)
-    try:
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+            yield base
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
