@@ -26,7 +26,6 @@ from uuid import uuid4
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from feast import FeatureStore
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -40,13 +39,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 from starlette.background import BackgroundTask
 
-from serving.clock import Clock, materialized_until
+from serving.clock import Clock
 from serving.events import Landed, land_events
-from serving.features import ANONYMOUS, request_rows
+from serving.features import ANONYMOUS
+from serving.guard import StoreGuard
 from serving.http import KEY_HEADER, RequestGate, Text, invalid_request
+from serving.online import BUDGET_SECONDS
+from serving.readiness import Readiness
 from serving.recommend import Recommender
 from serving.reload import LiveSearcher
-from serving.search import SERVICE, Searcher, SearchResult
+from serving.search import SERVICE, SearchResult
 from serving.served_log import ServedLog
 from shoprank.config import Settings
 from shoprank.errors import ConfigError, ShoprankError
@@ -158,6 +160,12 @@ class Health(BaseModel):
     worker: int = Field(description="The process id of the worker that answered (``shoprank serve --workers``)")
 
 
+class Ready(BaseModel):
+    ready: bool = Field(description="Whether the service ranks with its models on the online store's features")
+    problems: list[str] = Field(description="What keeps it from being ready (HTTP 503 when any)")
+    warnings: list[str] = Field(description="What is wrong without keeping it from ranking (e.g. the registry)")
+
+
 class ServedVersion(BaseModel):
     service: str
     model_version: str = Field(description="The version answering now")
@@ -183,19 +191,20 @@ def create_app(
     api_key: str | None = None,
     keyed_ranking: bool = False,
     clock: Clock | None = None,
+    budget: float = BUDGET_SECONDS,
 ) -> FastAPI:
     """The service over ``settings``' workdir, ranking with ``service``'s model (``version``, else
     the production version, followed when another is promoted); ``/v1/events`` (and the ranking
     endpoints when ``keyed_ranking``) ask for ``api_key`` (default: the ``SHOPRANK_API_KEY``
     environment variable) in ``X-API-Key``; request times come from ``clock`` (default: the wall
-    clock).
+    clock); a ranking's online read gets ``budget`` seconds, connect included.
 
     Raises:
         ShoprankError: No model of ``service``, no index, feature store or warehouse.
     """
-    live = LiveSearcher(settings, service, version)
+    live = LiveSearcher(settings, service, version, budget)
     try:
-        recommending = LiveSearcher(settings, RECOMMEND_SERVICE)
+        recommending = LiveSearcher(settings, RECOMMEND_SERVICE, budget=budget)
         recommender = Recommender.open(settings, recommending.current().catalog)
         no_recommender = None
     except ShoprankError as exc:  # a shop may serve search alone
@@ -204,11 +213,17 @@ def create_app(
     clock = clock or Clock()
     key = api_key if api_key is not None else os.environ.get(API_KEY)
     served = ServedLog(settings)
+    followed = [live, *([recommending] if recommending else [])]
+    guard = StoreGuard()
+    readiness = Readiness(guard, lambda: [each.current() for each in followed], clock)  # promotions noticed too
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         yield
-        served.close()
+        try:
+            readiness.close()
+        finally:
+            served.close()  # whatever else fails, the served lists go to their files
 
     app = FastAPI(title="shoprank", summary="Search and rerank on Feast online features", lifespan=lifespan)
 
@@ -223,11 +238,13 @@ def create_app(
         sources: dict[str, str] | None = None,
     ):
         request_id, ranking = _ranking(endpoint, result, explain, sources)
-        if result.candidates and not result.fallback:
-            logged = (result.model, result.vectors, result.order, result.entities)
+        if result.items:  # every list shown is logged; with its feature vectors when the model ranked it
+            shown = [item["item_id"] for item in result.items]
+            ranked = result.candidates and not result.fallback  # else no feature vectors: the model did not rank
+            logged = (result.model, result.vectors if ranked else None, result.order, result.entities)
 
             async def log() -> None:  # on the event loop, once the response is sent: not a thread's
-                served.record(request_id, at, user_id or ANONYMOUS, surface, query, *logged)
+                served.record(request_id, at, user_id or ANONYMOUS, surface, query, *logged, shown=shown)
 
             ranking.background = BackgroundTask(log)
         return ranking
@@ -252,40 +269,50 @@ def create_app(
     def bad_request(_: Request, exc: ConfigError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": str(exc)})  # e.g. an unknown category
 
-    def followed() -> list[LiveSearcher]:
-        return [live, *([recommending] if recommending else [])]
-
     @app.get("/health")
-    def health() -> Health:
-        """The search model, and whether the online store answers (a read of each served feature
-        service's views) and how fresh its values are; a failing store is ``degraded``, not an
-        error: the service still answers, from the fallback."""
-        searcher, now = live.current(), clock.now()
-        problems = [problem for each in followed() if (problem := _store_problem(each.current(), now))]
+    async def health() -> Health:
+        """Liveness: HTTP 200 while the process answers, whatever its stores do (it ranks from
+        the fallback meanwhile); the body names the model, the online store's state as last
+        watched (never waited on) and how fresh its values are."""
+        searcher = live.current()
+        skipped = guard.admit()
         return Health(
-            status="degraded" if problems else "ok",
+            status="degraded" if skipped else "ok",
             model_version=searcher.model.name,
             feature_service=searcher.plan.service,
             catalog_items=searcher.catalog.height,
             refused_version=live.refused,
-            online_store="; ".join(problems) or "reachable",
-            materialized_until=_materialized_until(searcher.store),
-            now=now,
+            online_store=skipped or "reachable",
+            materialized_until=readiness.materialized_until,
+            now=clock.now(),
             worker=os.getpid(),
         )
+
+    @app.get("/ready", response_model=Ready, responses={503: {"model": Ready, "description": "Not ready"}})
+    async def ready() -> Response:
+        """Readiness: HTTP 200 when the service ranks with its models on the online store's
+        features; 503 with the reasons while it does not (the store unreachable, tables missing,
+        the store holding far fewer rows than the registry says were materialized, a promoted
+        model refused). Answered from memory: the store is watched in the background."""
+        problems = readiness.problems() + [each.refused for each in followed if each.refused]
+        warnings = [readiness.registry] if readiness.registry else []
+        body = Ready(ready=not problems, problems=problems, warnings=warnings)
+        return Response(body.model_dump_json(), status_code=503 if problems else 200, media_type="application/json")
 
     @app.post("/v1/admin/reload")
     def reload(_: None = Depends(keyed)) -> Reloaded:
         """Read the production markers now (instead of within 2 s), retrying a refused version."""
-        for each in followed():
+        for each in followed:
             each.check(retry_refused=True)
-        return Reloaded(request_id=uuid4().hex, services=[_served_version(each) for each in followed()])
+        return Reloaded(request_id=uuid4().hex, services=[_served_version(each) for each in followed])
 
     @app.post("/v1/search", dependencies=ranking_guard, response_model=Ranking)
     async def search(request: SearchRequest, explain: bool = False) -> Response:
         filters = request.filters.model_dump(exclude_none=True)
         at = clock.now()
-        result = live.current().search(request.query, request.user_id, request.k, explain, at, **filters)
+        result = await live.current().search_async(
+            guard, request.query, request.user_id, request.k, explain, at, **filters
+        )
         return answer("/v1/search", result, at, request.user_id, "search", request.query, explain)
 
     @app.post("/v1/events")
@@ -302,14 +329,18 @@ def create_app(
         context = request.context
         found = recommender.candidates(context.session_item_ids, context.category, request.user_id)
         at = clock.now()
-        result = recommending.current().rank(found.ids, request.user_id, None, request.k, found.backfill, explain, at)
+        result = await recommending.current().rank_async(
+            guard, found.ids, request.user_id, None, request.k, found.backfill, explain, at
+        )
         return answer("/v1/recommend", result, at, request.user_id, "recommend", None, explain, found.source_of())
 
     @app.post("/v1/rerank", dependencies=ranking_guard, response_model=Ranking)
     async def rerank(request: RerankRequest, explain: bool = False) -> Response:
         at = clock.now()
         request, unknown = _known_items(request, live.current().item_titles)
-        result = live.current().rank(request.item_ids, request.user_id, request.query, explain=explain, at=at)
+        result = await live.current().rank_async(
+            guard, request.item_ids, request.user_id, request.query, explain=explain, at=at
+        )
         surface = request.surface or ("search" if request.query else "recommend")
         return answer(
             "/v1/rerank", _with_unknown(result, unknown), at, request.user_id, surface, request.query, explain
@@ -411,25 +442,6 @@ def _remember(recommender: Recommender, landed: Landed) -> None:
     """Add the accepted events to their users' recent items."""
     if landed.accepted:
         recommender.recent.record(landed.rows.select("user_id", "item_id", "event_type", "event_time"), landed.path)
-
-
-def _store_problem(searcher: Searcher, at: datetime) -> str | None:
-    """Why reading the searcher's feature service for one catalog item fails, or None. The user
-    views are read from the store itself (only item-keyed values are cached)."""
-    probe = request_rows(searcher.catalog, searcher.catalog.select("item_id").head(1), at)
-    try:
-        searcher.reader.read(probe)
-    except Exception as exc:  # noqa: BLE001 - any failure of the store is what health reports
-        return f"{searcher.plan.service}: {type(exc).__name__}: {str(exc).strip()}"
-    return None
-
-
-def _materialized_until(store: FeatureStore) -> datetime | None:
-    """``serving.clock.materialized_until``, None when the registry cannot be read."""
-    try:
-        return materialized_until(store)
-    except Exception:  # noqa: BLE001 - the store's failure is reported by the read; freshness is unknown
-        return None
 
 
 def _served_version(live: LiveSearcher) -> ServedVersion:

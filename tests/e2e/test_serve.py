@@ -9,7 +9,6 @@ import math
 import os
 import shutil
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -342,35 +341,6 @@ def test_served_lists_are_logged_with_their_feature_vectors_and_ingest_as_reques
         served_shop.warehouse, "select item_id, position from raw.requests where request_id = 'r-test' order by 2"
     )
     assert rows.rows() == [("i000001", 0), ("i000002", 1)]
-
-
-def test_a_failing_online_store_is_answered_by_the_fallback_until_it_returns(server, served_shop):
-    table = "shoprank_user_features"
-    title = read(served_shop.warehouse, "select title from marts.dim_items order by item_id")["title"][0]
-    with sqlite3.connect(served_shop.online_store) as store:
-        store.execute(f"alter table {table} rename to {table}_away")
-    try:
-        status, body = call(f"{server}/v1/search?explain=true", {"query": title, "k": 5})
-        assert status == 200
-        assert body["fallback"].startswith(
-            'online features unavailable (FeatureStoreError: Online table of view "user_features" unreadable in '
-            f"{served_shop.online_store}: no such table: {table})"
-        )
-        assert body["fallback"].endswith("ranked by BM25")
-        scores = [item["score"] for item in body["items"]]
-        assert scores == sorted(scores, reverse=True) and all(item["contributions"] == [] for item in body["items"])
-        status, health = call(f"{server}/health")  # degraded, not down: the service still answers
-        assert status == 200 and health["status"] == "degraded"
-        assert health["online_store"].startswith("search_ranker_v2: FeatureStoreError: Online table of view")
-        assert f"no such table: {table}" in health["online_store"]
-    finally:
-        with sqlite3.connect(served_shop.online_store) as store:
-            store.execute(f"alter table {table}_away rename to {table}")
-    status, body = call(f"{server}/v1/search", {"query": "shoe", "k": 5})
-    assert status == 200 and body["fallback"] is None  # back by itself
-    assert call(f"{server}/health")[1]["status"] == "ok"
-    with urllib.request.urlopen(f"{server}/metrics", timeout=30) as response:
-        assert 'shoprank_fallbacks_total{endpoint="/v1/search"} 1.0' in response.read().decode()
 
 
 def _copy_version(settings: Settings, version: str, **changes) -> None:

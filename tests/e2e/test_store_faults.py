@@ -157,6 +157,9 @@ def test_a_sqlite_table_dropped_under_a_running_service_is_found_and_refilled(se
         status, answer = call(f"{base}/v1/rerank", rerank)
         assert status == 200 and fix in answer["fallback"] and len(answer["items"]) == 20
         fallen_back = answer
+        assert call(f"{base}/health")[1]["status"] == "degraded"  # alive (200), its store skipped
+        with urllib.request.urlopen(f"{base}/metrics", timeout=30) as response:
+            assert 'shoprank_fallbacks_total{endpoint="/v1/rerank"} 1.0' in response.read().decode()
         status = subprocess.run(
             [Path(sys.executable).with_name("shoprank"), "--workdir", str(workdir), "features", "status"],
             capture_output=True, text=True,
