@@ -26,8 +26,9 @@ from feast.value_type import ValueType
 from shoprank.errors import FeatureStoreError
 from shoprank.features import online_rows
 from shoprank.features.latest_rows import LatestRows
-from shoprank.features.materialize import EPOCH, materialize, online_status
+from shoprank.features.materialize import EPOCH, materialize
 from shoprank.features.online_redis import write_redis
+from shoprank.features.online_status import online_status
 from shoprank.features.store import drop_project, feast, open_store, redis_client, source_file, write_config
 
 SAMPLE = 150  # entities read back per view
@@ -178,6 +179,36 @@ def test_runs_are_incremental_and_a_run_without_new_data_writes_nothing(new_stor
         status = statuses[run.view]
         assert status.entities == len(latest) and status.pending_rows == 0
         assert status.newest_value_at == latest["event_timestamp"].max().replace(tzinfo=UTC)
+
+
+def test_status_reads_the_store_itself_and_a_rebuild_refills_what_it_lost(new_store):
+    settings, store = new_store()
+    materialize(settings)
+    statuses = {status.view: status for status in online_status(settings)}
+    for status in statuses.values():  # what the store holds agrees with the registry
+        assert status.problem is None and status.stored >= status.entities > 0
+        assert status.present == status.sampled == min(50, status.entities)
+    if settings.profile == "embedded":  # tables dropped
+        lost = ["item_pair_features", "user_features"]
+        with sqlite3.connect(settings.workdir / "online_store.db") as conn:
+            for view in lost:
+                conn.execute(f"drop table {store.project}_{view}")
+    else:  # Redis restarted empty (this project's keys only: the server is shared)
+        lost = sorted(statuses)
+        redis_client(store).delete(*_redis_keys(store))
+    statuses = {status.view: status for status in online_status(settings)}
+    for view in lost:
+        assert statuses[view].present == 0 and "materialize --rebuild --view " + view in statuses[view].problem
+        assert (statuses[view].stored is None) == (settings.profile == "embedded")
+    assert materialize(settings).rows == 0  # the registry says everything is materialized
+    rebuilt = materialize(settings, views=lost, rebuild=True)
+    assert [run.rows for run in rebuilt.views] == [statuses[view].entities for view in lost]
+    assert all(status.problem is None for status in online_status(settings))
+    for run in rebuilt.views:  # each refilled as a first run would: [end - ttl, end]
+        view = _views(store)[run.view]
+        assert run.start == (rebuilt.end - view.ttl if view.ttl else EPOCH)
+        latest, rows = _latest(view, run.start, rebuilt.end), _sample(view)
+        assert _read_back(store, view, rows) == _expected(view, latest, rows), view.name
 
 
 def test_rows_equal_feasts_own_materialization(new_store, caplog):
