@@ -6,7 +6,7 @@ project of the settings and, embedded, ``registry.db`` and ``online_store.db``),
 ``feature_definitions.py`` that registers ``feature_repo/``'s definitions over the workdir's marts,
 and a ``.feastignore``. Every path Feast records is relative to the workdir (Feast resolves them
 against its repository), so a copied or moved workdir uses its own files, never the original's.
-Feast itself runs unchanged: ``cd WORKDIR && feast apply`` works as ``shoprank features apply``.
+Feast's CLI runs unchanged: ``cd WORKDIR && feast apply`` works as ``shoprank features apply``.
 """
 
 from __future__ import annotations
