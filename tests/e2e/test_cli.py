@@ -102,13 +102,18 @@ def test_feature_store_commands_on_a_built_shop(tiny_shop):
     assert status.exit_code == 0
     lines = status.output.splitlines()
     assert lines[0] == f"Online store of {tiny_shop.workdir} (profile embedded, project shoprank)"
-    assert lines[1].split() == ["view", "materialized", "until", "newest", "value", "entities", "pending", "rows"]
-    assert [line.split()[0] for line in lines[2:]] == [
+    assert lines[1].split() == [
+        "view", "materialized", "until", "newest", "value", "entities", "online", "sampled", "pending", "rows",
+    ]  # fmt: skip
+    rows = [line.split() for line in lines[2:-1]]
+    assert [row[0] for row in rows] == [
         "item_catalog", "item_features", "item_pair_features", "query_category_features", "query_features",
         "query_item_features", "user_brand_features", "user_category_features", "user_features",
         "user_top_category_features",
     ]  # fmt: skip
-    assert all(line.split()[-1] == "0" for line in lines[2:])  # the pipeline materialized everything
+    assert all(row[-1] == "0" for row in rows)  # the pipeline materialized everything
+    assert all(row[-4] == row[-3] and row[-2] in ("50/50", f"{row[-4]}/{row[-4]}") for row in rows)  # and it is there
+    assert lines[-1] == "The online store holds what the registry says was materialized."
     unknown = invoke("--workdir", str(tiny_shop.workdir), "dataset", "build", "--service", "ranker_v9")
     assert unknown.exit_code == 1
     assert (
