@@ -12,7 +12,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shoprank.config import Settings
-from shoprank.errors import FeatureStoreError, ShoprankError
+from shoprank.errors import FeatureStoreError
 from shoprank.features.store import online_store_kind, open_store
 from training.registry import load_ranker
 
@@ -26,26 +26,10 @@ def check(settings: Settings, service: str, version: str | None) -> FeatureStore
     Raises:
         ShoprankError: One of them cannot be reached or loaded; the message names it and the fix.
     """
-    store = _registry(settings)
+    store = open_store(settings)
     _online_store(store)
     load_ranker(settings, service, version)
     return store
-
-
-def _registry(settings: Settings) -> FeatureStore:
-    """The feature store, its registry read once."""
-    try:
-        return open_store(settings)
-    except ShoprankError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - whatever the registry's driver raises
-        where = (
-            settings.registry_url or "the configured registry" if settings.profile != "embedded" else settings.registry
-        )
-        raise FeatureStoreError(
-            f"The feature registry ({where}) cannot be read: {type(exc).__name__}: {_first_line(exc)}; "
-            "start its server or point registry_url / SHOPRANK_REGISTRY_URL at it"
-        ) from None
 
 
 def _online_store(store: FeatureStore) -> None:

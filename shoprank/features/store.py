@@ -144,13 +144,24 @@ def open_store(settings: Settings) -> FeatureStore:
     """The workdir's feature store for its profile, once ``shoprank features apply`` ran.
 
     Raises:
-        FeatureStoreError: Nothing is registered for this workdir, profile and project.
+        FeatureStoreError: Nothing is registered for this workdir, profile and project, or the
+            registry cannot be read (its server down).
     """
     if settings.profile == "embedded" and not settings.registry.is_file():
         raise FeatureStoreError(f'No feature store in "{settings.workdir}" yet; run "shoprank features apply"')
     _read_sources_from_the_repository()
-    store = FeatureStore(repo_path=str(settings.workdir.resolve()), fs_yaml_file=write_config(settings))
-    if not store.list_feature_views():
+    try:
+        store = FeatureStore(repo_path=str(settings.workdir.resolve()), fs_yaml_file=write_config(settings))
+        views = store.list_feature_views()
+    except Exception as exc:  # noqa: BLE001 - whatever the registry's driver raises (SQLAlchemy, psycopg...)
+        registry = yaml.safe_load(settings.feature_store_yaml.read_text())["registry"]
+        where = registry["path"] if isinstance(registry, dict) else settings.registry
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise FeatureStoreError(
+            f"The feature registry ({where}) cannot be read: {type(exc).__name__}: {first}; "
+            "start its server or point registry_url / SHOPRANK_REGISTRY_URL at it"
+        ) from None
+    if not views:
         raise FeatureStoreError(
             f'No feature views registered for project "{settings.project}" ({settings.profile} profile); '
             'run "shoprank features apply"'
