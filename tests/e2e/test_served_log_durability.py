@@ -33,6 +33,7 @@ LOAD_SECONDS = 4.0
 # What a kill may lose: the lists recorded in the last FLUSH_SECONDS, and slack for a writer thread
 # (and background tasks) running late on a busy machine.
 WINDOW = FLUSH_SECONDS + 2.0
+LATE_SECONDS = 0.1
 USERS = ["u000001", "u000002", "u000003", "u000004", "u000005"]
 
 
@@ -129,9 +130,12 @@ def logged_twice(settings: Settings) -> list[tuple[str, int]]:
 
 
 def outside_the_window(lost: dict[str, float], killed_at: float) -> dict[str, float]:
-    """The lost lists acknowledged before the last ``WINDOW`` seconds before the kill, or after it:
-    seconds before the kill, by request id."""
-    return {request_id: killed_at - at for request_id, at in lost.items() if not 0 <= killed_at - at <= WINDOW}
+    """The lost lists acknowledged before the last ``WINDOW`` seconds before the kill (``killed_at``:
+    once the signal was sent), or after it (past ``LATE_SECONDS``, how late the client's thread may
+    note an answer the server sent just before): seconds before the kill, by request id."""
+    return {
+        request_id: killed_at - at for request_id, at in lost.items() if not -LATE_SECONDS <= killed_at - at <= WINDOW
+    }
 
 
 def tear(path: Path) -> None:
@@ -148,8 +152,8 @@ def test_a_killed_server_loses_only_its_last_moments_and_the_next_start_ingests_
         pid = call(f"{base}/health")[1]["worker"]  # the one worker is the server's process
         with Load(base, shop) as load:
             load.until(LOAD_SECONDS, before=WINDOW)
-            killed_at = time.monotonic()
             os.kill(pid, signal.SIGKILL)
+            killed_at = time.monotonic()
             time.sleep(0.5)
     finally:
         server.close()
@@ -177,13 +181,17 @@ def test_a_killed_worker_s_files_are_taken_over_by_its_replacement_and_the_other
         load.until(LOAD_SECONDS, before=WINDOW)
         before = served_files(shop, ".*.jsonl")
         assert len({writer(path) for path in before}) == 2
-        killed, killed_at = writer(before[0]), time.monotonic()
+        killed = writer(before[0])
         os.kill(killed, signal.SIGKILL)
+        killed_at = time.monotonic()
         deadline = time.monotonic() + 120
         while not served_files(shop, "[!.]*.jsonl"):  # until the worker uvicorn starts in its place takes over
             assert time.monotonic() < deadline, "the killed worker's files were not taken over"
             time.sleep(0.2)
-        assert {writer(path) for path in served_files(shop, "[!.]*.jsonl")} == {killed}
+        visible = {writer(path) for path in served_files(shop, "[!.]*.jsonl")}
+        # the killed worker's, and no live process's (on a busy machine uvicorn may also replace a
+        # replacement that answered its health check late: that one's files are taken over too)
+        assert killed in visible and not any(Path(f"/proc/{pid}").exists() for pid in visible)
         alive = [path for path in before if writer(path) != killed]
         assert all(path.exists() for path in alive)  # the other worker's files: still its own, hidden
         load.until(1.0)
