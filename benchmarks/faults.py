@@ -1,5 +1,8 @@
-"""Faults under load: ``shoprank serve`` answering ``/v1/search`` at a steady open-loop rate while
-one of its stores fails in the middle of the run, beside the same load without a fault (the anchor).
+"""Faults under load: ``shoprank serve`` answering ``/v1/rerank`` (100 candidates, the default
+``search_ranker_v2``) at a steady open-loop rate while one of its stores fails in the middle of the
+run, beside the same load without a fault (the anchor). (Not ``/v1/search``: its retrieval and text
+features cost about 20 ms of CPU per request here, so one worker saturates near 50 rps whatever
+the stores do; making it cheaper is issue 18's.)
 
     python benchmarks/faults.py [--preset small] [--rate 100] [--duration 30] [--faults redis-hung ...]
 
@@ -11,16 +14,17 @@ workers killed with SIGKILL; uvicorn's supervisor starts another). Redis and Pos
 of the benchmark's own (ports ``PORTS``), so a fault touches nothing else on the machine; the
 Redis and PostgreSQL faults run the production profile, the others the embedded one (SQLite).
 
-Each run: ``shoprank serve`` (its defaults: ``search_ranker_v2``, the 20 ms read budget; two workers
-for ``worker-killed``), the load for ``duration`` s, the fault from a third of it on, the store back
-at two thirds (a rebuild starts then and the store counts as back when it ends), ``/ready`` polled
-every 50 ms meanwhile. Reported per fault: the share of requests answered 200; latency p99 of the
-requests due while the store was down (goal: the read budget + 5 ms); the share of those answered
-from the fallback; how long ``/ready`` took to say so (503, or a warning for the registry, which
-does not stop ranking); how long after the store came back the service ranked with its model again
-(``/ready`` 200 and no fallback answer after; goal: 2 s); and the served lists lost: lists
-acknowledged with a 200 whose request rows are missing from ``landing/requests`` once the server
-stopped (goal: 0). Figures and findings: ``benchmarks/README.md``, "Faults under load".
+Each run: ``shoprank serve`` (its defaults: one worker, the 20 ms read budget; two workers for
+``worker-killed``), the load for ``duration`` s, the fault from a third of it on, the store back at
+two thirds (a rebuild, ``shoprank features materialize --rebuild``, starts a second after the fault,
+and the store counts as back when it ends), ``/ready`` polled every 50 ms meanwhile. Reported per
+fault: the share of requests answered 200; latency p99 of the requests due while the store was down
+(goal: the read budget + 5 ms); the share of those answered from the fallback; how long ``/ready``
+took to say so (503, or a warning for the registry, which does not stop ranking); how long after the
+store came back the service ranked with its model again (``/ready`` 200 and no fallback answer
+after; goal: 2 s); and the served lists lost: lists acknowledged with a 200 whose request rows are
+missing from ``landing/requests`` once the server stopped (goal: 0).
+Figures and findings: ``benchmarks/README.md``, "Faults under load".
 """
 
 from __future__ import annotations
@@ -55,8 +59,10 @@ PORTS = {"shoprank": 18741, "redis": 18742, "postgres": 18743}
 FAULTS = ("redis-hung", "redis-refused", "redis-emptied", "sqlite-dropped", "postgres-down", "worker-killed")
 BUDGET_MS = 20.0  # shoprank serve's default read budget
 BODIES = 2_000
+CANDIDATES = 100
 POLL_SECONDS = 0.05
 REBUILT = ("redis-emptied", "sqlite-dropped")  # faults mended by a rebuild
+REBUILD_AFTER = 1.0  # seconds from such a fault to the rebuild's start (it takes seconds: it must end in the run)
 
 
 @dataclass
@@ -70,7 +76,7 @@ class Stores:
 
 def main(preset: str, rate: float, duration: float, faults: list[str]) -> None:
     stores = _stores(preset)
-    print(f"Load: /v1/search at {rate:g} rps for {duration:g} s; fault from {duration / 3:.0f} s, back at "
+    print(f"Load: /v1/rerank at {rate:g} rps for {duration:g} s; fault from {duration / 3:.0f} s, back at "
           f"{2 * duration / 3:.0f} s (a rebuild starts then)", flush=True)  # fmt: skip
     rows = [_run("none (anchor)", stores.embedded, {}, rate, duration)]
     rows += [_run("none (anchor)", stores.production, stores.env, rate, duration)]
@@ -216,9 +222,8 @@ def _poll(polls: list, stop: threading.Event) -> None:
 
 
 def _inject(fault: str, settings, env: dict, group: int, duration: float, moments: dict) -> None:
-    """Break the store a third into the load, mend it at two thirds; note when (monotonic)."""
-    if fault.startswith("none"):
-        return
+    """Break the store a third into the load and mend it at two thirds (a rebuild: starts half way,
+    the store is back when it ends); note when (monotonic). The anchors mark the same third."""
     begun = time.monotonic()
     time.sleep(duration / 3)
     moments["down"] = time.monotonic()
@@ -235,33 +240,41 @@ def _inject(fault: str, settings, env: dict, group: int, duration: float, moment
     elif fault == "postgres-down":
         _postgres(stop=True)
     elif fault == "worker-killed":
-        worker = next(pid for pid in _children(group) if pid != group)
-        os.kill(worker, signal.SIGKILL)
-        moments["back"] = _until(lambda: len(_children(group)) >= 3, 60)  # the supervisor and two workers
+        workers = _spawned(group)
+        os.kill(min(workers), signal.SIGKILL)
+        moments["back"] = _until(lambda: bool(_workers(2) - workers), 60)  # its replacement answers
         return
-    time.sleep(max(0.0, begun + 2 * duration / 3 - time.monotonic()))
+    mended = begun + (duration / 3 + REBUILD_AFTER if fault in REBUILT else 2 * duration / 3)
+    time.sleep(max(0.0, mended - time.monotonic()))
     if fault == "redis-hung":
         os.kill(pid, signal.SIGCONT)
     elif fault == "redis-refused":
         _redis(start=True)
     elif fault == "postgres-down":
         _postgres(start=True)
-    else:
+    elif fault in REBUILT:
         view = ["--view", "user_features"] if fault == "sqlite-dropped" else []
         _run_shoprank(settings, env, "features", "materialize", "--rebuild", *view)
     moments["back"] = time.monotonic()
 
 
-def _children(group: int) -> list[int]:
-    """The live processes of a process group."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+def _spawned(parent: int) -> set[int]:
+    """The worker processes uvicorn's supervisor (``parent``) started (multiprocessing spawns them)."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return {int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+
+
+def _workers(count: int) -> set[int]:
+    """Workers that answer ``/health`` now: asked until ``count`` of them answered (50 times at most)."""
+    found = set()
+    for _ in range(50):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            with urllib.request.urlopen(f"http://127.0.0.1:{PORTS['shoprank']}/health", timeout=2) as response:
+                found.add(json.loads(response.read())["worker"])
         except OSError:
-            continue
-        if int(fields[2]) == group and fields[0] != "Z":
-            found.append(int(stat.parent.name))
+            pass
+        if len(found) >= count:
+            break
     return found
 
 
@@ -274,7 +287,7 @@ def _figures(fault, settings, latencies, answers, start, rate, polls, moments) -
     during = (due >= down) & (due < back)
     p99 = float(np.percentile(latencies[during], 99, method="inverted_cdf")) * 1000 if during.any() else float("nan")
     detected = recovered = None
-    if "down" in moments:
+    if not fault.startswith("none"):
         flagged = [at for at, status, body in polls if at >= down and (status != 200 or body.get("warnings"))]
         detected = flagged[0] - down if flagged else None
         fine = [at for at, status, body in polls if at >= back and status == 200 and not body.get("warnings")]
@@ -299,17 +312,14 @@ def _logged(settings) -> set[str]:
 
 
 def _bodies(settings) -> list[bytes]:
-    """``BODIES`` searches: a known user, two words of a catalog title."""
+    """``BODIES`` reranks of ``CANDIDATES`` random catalog items for a random known user."""
     from shoprank.warehouse import read
 
-    titles = read(settings.warehouse, "select title from marts.dim_items where title is not null")["title"].to_list()
+    items = read(settings.warehouse, "select item_id from marts.dim_items")["item_id"].to_list()
     users = read(settings.warehouse, "select user_id from marts.dim_users")["user_id"].to_list()
     rng = random.Random(5)
-    searches = []
-    for _ in range(BODIES):
-        words = rng.choice(titles).split()
-        searches.append({"query": " ".join(words[:2]), "user_id": rng.choice(users), "k": 10})
-    return [post("/v1/search", search) for search in searches]
+    reranks = [{"user_id": rng.choice(users), "item_ids": rng.sample(items, CANDIDATES)} for _ in range(BODIES)]
+    return [post("/v1/rerank", rerank) for rerank in reranks]
 
 
 def _remove_served_logs(settings) -> None:
@@ -352,7 +362,7 @@ def _report(rows: list[Row], rate: float, duration: float) -> str:
         "(p99 over the whole run)."
     )
     return (
-        f"\nFaults under load: /v1/search at {rate:g} rps, {duration:g} s per run\n" + "\n".join(lines) + "\n" + goals
+        f"\nFaults under load: /v1/rerank at {rate:g} rps, {duration:g} s per run\n" + "\n".join(lines) + "\n" + goals
     )
 
 
