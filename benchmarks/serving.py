@@ -283,19 +283,23 @@ def _stages(shop: Shop) -> dict[str, np.ndarray]:
     """One /v1/rerank's work, single-threaded and without HTTP, per step (seconds per request):
     ``Searcher.rank`` with its parts timed from inside (entity rows, the store's round trip, each
     on-demand view, the rest of the read, scores), the JSON response, and the list's lines for the
-    served log (written once the response is sent; its writer thread's appending is measured apart,
-    per list). Each request has its own request time, as the service's clock gives."""
+    served log (written to its files once the response is sent). Each request has its own request
+    time, as the service's clock gives; ``Searcher.rank`` runs on one event loop, as in the service."""
     from serving.app import _ranking
     from serving.search import Searcher
     from serving.served_log import ServedLog
 
     searcher = Searcher.open(shop.settings, SERVICE)
-    reader, spent = searcher.reader, Counter()
+    reader, spent, loop = searcher.reader, Counter(), asyncio.new_event_loop()
+
+    def rank(*args, **kwargs):
+        return loop.run_until_complete(searcher.rank(*args, **kwargs))
+
     profile = cProfile.Profile()  # first, before the timers wrap anything
     for index, (user, items) in enumerate(shop.requests(STAGE_WARMUP + 100, seed=17)):
         if index == STAGE_WARMUP:
             profile.enable()
-        searcher.rank(items, user, None, explain=False, at=shop.at + timedelta(seconds=index))
+        rank(items, user, None, explain=False, at=shop.at + timedelta(seconds=index))
     profile.disable()
 
     def timed(name: str, function: Callable) -> Callable:
@@ -308,10 +312,20 @@ def _stages(shop: Shop) -> dict[str, np.ndarray]:
 
         return wrapper
 
+    def timed_async(name: str, function: Callable) -> Callable:
+        async def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return await function(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - started
+
+        return wrapper
+
     on_demand = reader._on_demand
     reader._on_demand = lambda odfv, columns: timed(f"on-demand view {odfv.view.name}", on_demand)(odfv, columns)
-    reader._tables.read = timed("store round trip", reader._tables.read)
-    reader.features = timed("read", reader.features)
+    reader._tables.read_async = timed_async("store round trip", reader._tables.read_async)
+    reader.features_async = timed_async("read", reader.features_async)
     searcher.ranker.score = timed("scores (Ranker.score)", searcher.ranker.score)
     searcher.rows.columns = timed("entity rows (RequestRows.columns)", searcher.rows.columns)
     steps: dict[str, list[float]] = {}
@@ -321,7 +335,7 @@ def _stages(shop: Shop) -> dict[str, np.ndarray]:
             at = shop.at + timedelta(seconds=index)
             spent.clear()
             t0 = time.perf_counter()
-            result = searcher.rank(items, user, None, explain=False, at=at)
+            result = rank(items, user, None, explain=False, at=at)
             t1 = time.perf_counter()
             request_id, _ = _ranking("/bench", result, False)
             t2 = time.perf_counter()
@@ -341,18 +355,13 @@ def _stages(shop: Shop) -> dict[str, np.ndarray]:
             )
             parts["**Searcher.rank** (all of the above)"] = t1 - t0
             parts["JSON response (_ranking)"] = t2 - t1
-            parts["served log, its lines (ServedLog.record, after the response)"] = t3 - t2
+            parts["served log, its lines written (ServedLog.record, after the response)"] = t3 - t2
             parts["**total**"] = t3 - t0
             for name, seconds in parts.items():
                 steps.setdefault(name, []).append(seconds)
-            if index % 20 == 19:  # the writer thread's work, per list, in batches of 20 as at 80 rps
-                started = time.perf_counter()
-                served.flush()
-                steps.setdefault("served log, writer thread (per list)", []).append(
-                    (time.perf_counter() - started) / 20
-                )
         served.close()
     reader.close()
+    loop.close()
     text = io.StringIO()
     pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(20)
     print(f"cProfile of Searcher.rank, 100 requests ({shop.settings.workdir.name}), by own time:")

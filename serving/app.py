@@ -310,9 +310,7 @@ def create_app(
     async def search(request: SearchRequest, explain: bool = False) -> Response:
         filters = request.filters.model_dump(exclude_none=True)
         at = clock.now()
-        result = await live.current().search_async(
-            guard, request.query, request.user_id, request.k, explain, at, **filters
-        )
+        result = await live.current().search(request.query, request.user_id, request.k, explain, at, guard, **filters)
         return answer("/v1/search", result, at, request.user_id, "search", request.query, explain)
 
     @app.post("/v1/events")
@@ -329,8 +327,8 @@ def create_app(
         context = request.context
         found = recommender.candidates(context.session_item_ids, context.category, request.user_id)
         at = clock.now()
-        result = await recommending.current().rank_async(
-            guard, found.ids, request.user_id, None, request.k, found.backfill, explain, at
+        result = await recommending.current().rank(
+            found.ids, request.user_id, None, request.k, found.backfill, explain, at, guard
         )
         return answer("/v1/recommend", result, at, request.user_id, "recommend", None, explain, found.source_of())
 
@@ -338,8 +336,8 @@ def create_app(
     async def rerank(request: RerankRequest, explain: bool = False) -> Response:
         at = clock.now()
         request, unknown = _known_items(request, live.current().item_titles)
-        result = await live.current().rank_async(
-            guard, request.item_ids, request.user_id, request.query, explain=explain, at=at
+        result = await live.current().rank(
+            request.item_ids, request.user_id, request.query, explain=explain, at=at, guard=guard
         )
         surface = request.surface or ("search" if request.query else "recommend")
         return answer(

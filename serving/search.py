@@ -1,7 +1,8 @@
 """Answer a text query or rerank given items: candidates from the catalog's text index, their
 features from the online store, ordered by the search model; each result with the features that
 moved its score most. A ``Searcher`` loads the model, index and catalog once and answers many
-requests (the CLI opens one per call, the HTTP service one per process)."""
+requests (the CLI opens one per call, the HTTP service one per process). Its ``search`` and
+``rank`` are coroutines: the service awaits them on its event loop, the CLI runs one to its end."""
 
 from __future__ import annotations
 
@@ -99,33 +100,20 @@ class Searcher:
         indexes = open_index(settings), catalog_index(settings)
         return cls(model, ranker, plan, store, reader, *indexes, catalog, titles, RequestRows(catalog))
 
-    def search(
+    async def search(
         self,
         query: str,
         user_id: str | None = None,
         k: int = 10,
         explain: bool = False,
         at: datetime | None = None,
+        guard: StoreGuard | None = None,
         **filters,
     ) -> SearchResult:
-        """The top ``k`` of the catalog for ``query``; ``filters`` as ``retrieve`` takes them."""
+        """The top ``k`` of the catalog for ``query``; ``filters`` as ``retrieve`` takes them; the
+        store read as ``rank`` reads it."""
         ids, backfill, retrieved = self._retrieved(query, filters)
-        result = self.rank(ids, user_id, query, k, backfill, explain, at)
-        return replace(result, stages={"retrieve": retrieved, **result.stages})
-
-    async def search_async(
-        self,
-        guard: StoreGuard,
-        query: str,
-        user_id: str | None = None,
-        k: int = 10,
-        explain: bool = False,
-        at: datetime | None = None,
-        **filters,
-    ) -> SearchResult:
-        """``search`` for the event loop, its store read through ``guard`` (``rank_async``)."""
-        ids, backfill, retrieved = self._retrieved(query, filters)
-        result = await self.rank_async(guard, ids, user_id, query, k, backfill, explain, at)
+        result = await self.rank(ids, user_id, query, k, backfill, explain, at, guard)
         return replace(result, stages={"retrieve": retrieved, **result.stages})
 
     def _retrieved(self, query: str, filters: dict[str, Any]) -> tuple[list[str], np.ndarray, float]:
@@ -134,7 +122,7 @@ class Searcher:
         found = retrieve(self.index, query, k=CANDIDATES, **filters)
         return found["item_id"].to_list(), found["backfill"].to_numpy(), time.perf_counter() - started
 
-    def rank(
+    async def rank(
         self,
         item_ids: Sequence[str],
         user_id: str | None = None,
@@ -143,47 +131,31 @@ class Searcher:
         backfill: np.ndarray | None = None,
         explain: bool = False,
         at: datetime | None = None,
+        guard: StoreGuard | None = None,
     ) -> SearchResult:
         """Order ``item_ids`` for the user (and query) with the model, as of ``at`` (naive UTC;
         default: now); keep the top ``k`` (all by default); with ``explain``, each result's largest
         contributions (SHAP values cost more than the scores: they are computed for the results
-        only, and only when asked)."""
+        only, and only when asked). The store read is awaited within the reader's budget (on the
+        event loop, a Redis round trip lets other requests run); while ``guard`` holds the store
+        unavailable it is skipped, and the fallback answers at once; a failed read is answered by
+        the fallback too, and counted by ``guard``."""
         if not item_ids:
             return SearchResult(self.model.name, 0, 0, [])
         asked = self._asked(item_ids, user_id, query, k, backfill, explain, at)
-        try:
-            features = self.reader.features(asked.rows)
-        except Exception as exc:  # noqa: BLE001 - any failure of the store: answer from the fallback
-            return self._fallback(asked, _reason(exc))
-        return self._ranked(asked, features)
-
-    async def rank_async(
-        self,
-        guard: StoreGuard,
-        item_ids: Sequence[str],
-        user_id: str | None = None,
-        query: str | None = None,
-        k: int | None = None,
-        backfill: np.ndarray | None = None,
-        explain: bool = False,
-        at: datetime | None = None,
-    ) -> SearchResult:
-        """``rank`` for the event loop: the store read is awaited within the reader's budget, and
-        skipped (the fallback answers at once) while ``guard`` holds the store unavailable."""
-        if not item_ids:
-            return SearchResult(self.model.name, 0, 0, [])
-        asked = self._asked(item_ids, user_id, query, k, backfill, explain, at)
-        held = guard.admit()
+        held = guard.admit() if guard else None
         if held is not None:
             return self._fallback(asked, held)
         try:
             features = await self.reader.features_async(asked.rows)
         except FeatureStoreError as exc:
-            guard.failed(_reason(exc))
+            if guard:
+                guard.failed(_reason(exc))
             return self._fallback(asked, _reason(exc))
         except Exception as exc:  # noqa: BLE001 - any other failure of the read: answer from the fallback
             return self._fallback(asked, _reason(exc))
-        guard.succeeded()
+        if guard:
+            guard.succeeded()
         return self._ranked(asked, features)
 
     def _asked(self, item_ids, user_id, query, k, backfill, explain, at) -> _Asked:

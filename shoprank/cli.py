@@ -413,11 +413,12 @@ def search(settings: Settings, query: str, user_id: str | None, k: int, service:
     Example:
         shoprank search "cordless drill 18v" --user u000042 -k 5
     """
+    import asyncio
+
     from serving.search import Searcher
 
-    click.echo(
-        summary.searched(query, Searcher.open(settings, service, version).search(query, user_id, k, explain=True))
-    )
+    searcher = Searcher.open(settings, service, version)
+    click.echo(summary.searched(query, asyncio.run(searcher.search(query, user_id, k, explain=True))))
 
 
 @cli.command(context_settings=CONTEXT)
