@@ -77,7 +77,7 @@ class Stores:
 def main(preset: str, rate: float, duration: float, faults: list[str]) -> None:
     stores = _stores(preset)
     print(f"Load: /v1/rerank at {rate:g} rps for {duration:g} s; fault from {duration / 3:.0f} s, back at "
-          f"{2 * duration / 3:.0f} s (a rebuild starts then)", flush=True)  # fmt: skip
+          f"{2 * duration / 3:.0f} s (a rebuild starts a second after the fault)", flush=True)  # fmt: skip
     rows = [_run("none (anchor)", stores.embedded, {}, rate, duration)]
     rows += [_run("none (anchor)", stores.production, stores.env, rate, duration)]
     for fault in faults:
@@ -286,6 +286,11 @@ def _figures(fault, settings, latencies, answers, start, rate, polls, moments) -
     down, back = moments.get("down", start), moments.get("back", due[-1] + 1)
     during = (due >= down) & (due < back)
     p99 = float(np.percentile(latencies[during], 99, method="inverted_cdf")) * 1000 if during.any() else float("nan")
+    slowest = np.argsort(-np.where(during, latencies, 0))[:5]
+    print(
+        "  slowest while down: "
+        + ", ".join(f"{latencies[i] * 1000:.0f} ms due {due[i] - down:+.2f} s" for i in slowest)
+    )
     detected = recovered = None
     if not fault.startswith("none"):
         flagged = [at for at, status, body in polls if at >= down and (status != 200 or body.get("warnings"))]

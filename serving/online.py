@@ -105,6 +105,14 @@ class OnlineReader:
     def close(self) -> None:
         self._tables.close()
 
+    def forget_absent(self) -> None:
+        """Drop the item-keyed values kept in memory as absent from the store (read while it was
+        emptied or lacked a table): the next reads ask the store for those again. Values read
+        present stay (the store answered them; they age out after ``CACHE_SECONDS``), and so do
+        on-demand outputs (a function of their inputs): a recovered store is not read cold."""
+        for cache in self._caches.values():
+            cache.drop_absent()
+
     def forget(self) -> None:
         """Drop the values kept in memory (item-keyed values, on-demand outputs): the next reads
         go to the store."""
@@ -262,6 +270,12 @@ class _Fresh:
                 for key in list(itertools.takewhile(lambda key: self._read[key] <= stale, self._read)):
                     del self._values[key], self._read[key]
             return list(map(self._values.get, keys))
+
+    def drop_absent(self) -> None:
+        """Forget the values that are all missing."""
+        with self._lock:
+            for key in [key for key, value in self._values.items() if value.count(None) == len(value)]:
+                del self._values[key], self._read[key]
 
     def put(self, values: dict[tuple, tuple], now: float) -> None:
         """Keep ``values`` (by key), read at ``now``."""

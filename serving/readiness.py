@@ -1,18 +1,18 @@
 """Whether the service is ready to rank, watched from a thread so that ``/health`` and ``/ready``
 answer from memory and never wait on a store.
 
-Every ``PROBE_SECONDS`` the thread (``Readiness``) probes an open guard's store (one request's
-read, within the read budget) and closes the guard when it answers. Every ``CHECK_SECONDS`` while
-the guard is closed it checks the store's content: for every view the served feature services
-read, a sample of its newest materialized entities (``shoprank.features.online_status.newest_keys``,
-drawn from its mart once per set of materialized intervals) is looked up; a view holding fewer than
-half of them, a missing table or a failed read holds the guard (rankings answer from the fallback,
+Every ``PROBE_SECONDS`` the thread (``Readiness``) probes an open guard's store (one request's read,
+within the read budget) and closes the guard when it answers. Every ``CHECK_SECONDS`` while the
+guard is closed it checks the store's content: for every view the served feature services read, a
+sample of its newest materialized entities (``shoprank.features.online_status.newest_keys``, drawn
+from its mart once per set of materialized intervals) is looked up; a view holding fewer than half
+of them, a missing table or a failed read holds the guard (rankings answer from the fallback,
 ``/ready`` says why) until a check finds them again, e.g. after ``shoprank features materialize
---rebuild``; then the readers' kept values are dropped and rankings read the store again. The same
-check asks the registry (PostgreSQL in production) whether it answers, and reads its views (how far
-they are materialized, the intervals the samples follow) every ``VIEWS_SECONDS``: a registry that
-cannot be read is reported, but does not stop the service from ranking. A check costs about 1.5 ms
-of CPU.
+--rebuild``; then the values the readers kept as absent are dropped and rankings read the store
+again. The same check asks the registry (PostgreSQL in production) whether it answers, and reads its
+views (how far they are materialized, the intervals the samples follow) every ``VIEWS_SECONDS``: a
+registry that cannot be read is reported, but does not stop the service from ranking. A check costs
+about 1.5 ms of CPU.
 """
 
 from __future__ import annotations
@@ -132,9 +132,9 @@ class Readiness:
         return kept[1]
 
     def _forget(self) -> None:
-        """Drop every reader's kept values: they may predate what the store holds now."""
+        """Drop every reader's values kept as absent: the store may hold them again."""
         for searcher in self.searchers():
-            searcher.reader.forget()
+            searcher.reader.forget_absent()
 
 
 def _registry_problem(store) -> str | None:

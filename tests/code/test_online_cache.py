@@ -13,3 +13,12 @@ def test_kept_values_go_stale_in_the_order_they_were_last_read():
     assert fresh.get([("a",), ("b",)], stale=10.0) == [(3,), None]  # read at 10: stale
     assert fresh.get([("b",)], stale=0.0) == [None]  # dropped, not kept for later
     assert fresh.get([("a",)], stale=20.0) == [None]
+
+
+def test_values_kept_as_absent_are_dropped_when_a_store_recovers_the_present_ones_stay():
+    fresh = _Fresh()
+    fresh.put({("a",): (1, None), ("b",): (None, None)}, now=0.0)  # b: read while the store was empty
+    fresh.drop_absent()
+    assert fresh.get([("a",), ("b",)], stale=-1.0) == [(1, None), None]
+    fresh.put({("b",): (2, 3)}, now=1.0)  # read again from the refilled store
+    assert fresh.get([("b",)], stale=-1.0) == [(2, 3)]
