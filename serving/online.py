@@ -55,6 +55,7 @@ from training.plan import OnDemandPlan, ServicePlan
 CACHE_SECONDS = 60.0  # how long an item-keyed value is served from memory
 BUDGET_SECONDS = 0.02  # a read's default budget (connect included): past it the request takes the fallback
 MEMO_ROWS = 200_000  # on-demand outputs remembered per view, by their input row
+SQLITE_LOCK_SECONDS = 0.002  # how long a SQLite read waits for a writer's lock (then: the fallback)
 _SQLITE_STEPS = 1000  # SQLite virtual machine steps between two checks of a read's deadline
 CATALOG_COLUMNS = frozenset({"item_id", *ITEM_COLUMNS})
 _DOUBLE, _INT64 = ValueType.DOUBLE, ValueType.INT64
@@ -387,14 +388,14 @@ def _stored_view(registry: dict, view) -> _View:
 
 def _tables(store: FeatureStore, registry: dict, views: list[_View], budget: float) -> _SqliteTables | _RedisHashes:
     """The reader of the store's online store type (``registry``: its feature views by name;
-    ``budget``: how long a SQLite read waits for a writer's lock at most).
+    ``budget``: a read's, of which a SQLite read waits ``SQLITE_LOCK_SECONDS`` at most for a writer's lock).
 
     Raises:
         FeatureStoreError: The online store is neither SQLite nor Redis.
     """
     kind = online_store_kind(store)
     if kind == "sqlite":
-        return _SqliteTables(store, registry, views, budget)
+        return _SqliteTables(store, registry, views, min(budget, SQLITE_LOCK_SECONDS))
     if kind == "redis":
         return _RedisHashes(store, views)
     raise FeatureStoreError(f'The fast online read supports SQLite and Redis, not "{kind}"; use online_features()')
@@ -402,8 +403,9 @@ def _tables(store: FeatureStore, registry: dict, views: list[_View], budget: flo
 
 class _SqliteTables:
     """Reads views from Feast's SQLite online store: one query per table, a connection per thread.
-    A read is bounded by its deadline: the busy timeout while a writer holds the file, then an
-    interrupt of the query (a progress handler)."""
+    A read is bounded by its deadline: it waits ``busy`` seconds at most for a writer that holds the
+    file (a materialization committing; the read runs on the event loop, so it must not wait long),
+    and its query is interrupted at the deadline (a progress handler)."""
 
     def __init__(self, store: FeatureStore, registry: dict, views: list[_View], busy: float) -> None:
         from feast.infra.online_stores.sqlite import SqliteOnlineStore
