@@ -364,7 +364,7 @@ def _report(rows: list[Row], rate: float, duration: float) -> str:
     goals = (
         f"Goals: 100% answered; p99 while down <= {BUDGET_MS + 5:g} ms (the read budget + 5); ranking again "
         "<= 2 s after the store is back; 0 lists lost. Anchors: the same load without a fault "
-        "(p99 over the whole run)."
+        "(p99 over the same middle third)."
     )
     return (
         f"\nFaults under load: /v1/rerank at {rate:g} rps, {duration:g} s per run\n" + "\n".join(lines) + "\n" + goals
