@@ -12,7 +12,6 @@ state is counted in ``/metrics``; no method waits on anything but a short lock.
 from __future__ import annotations
 
 import threading
-import time
 
 from prometheus_client import Counter
 
@@ -28,7 +27,6 @@ class StoreGuard:
         self._failed = 0  # reads failed in a row
         self._open: str | None = None  # why the store is skipped after failed reads
         self._held: str | None = None  # why the store is skipped for its content
-        self._since: float | None = None  # when it was first skipped (monotonic)
         self._lock = threading.Lock()
 
     def admit(self) -> str | None:
@@ -39,11 +37,6 @@ class StoreGuard:
     def is_open(self) -> bool:
         """Whether failed reads opened the guard (a probe must close it)."""
         return self._open is not None
-
-    def since(self) -> float | None:
-        """Seconds since the store was first skipped, None while it is read."""
-        since = self._since
-        return None if since is None else time.monotonic() - since
 
     def succeeded(self) -> None:
         """A read succeeded."""
@@ -57,7 +50,6 @@ class StoreGuard:
             self._failed += 1
             if self._failed >= self.failures and self._open is None:
                 self._open = f"the online store failed {self._failed} reads in a row, last: {reason}"
-                self._since = self._since or time.monotonic()
                 OPENED.labels("failures").inc()
 
     def probed(self, problem: str | None) -> bool:
@@ -69,7 +61,6 @@ class StoreGuard:
                     self._open = f"the online store does not answer probes: {problem}"
                 return False
             closed, self._open, self._failed = self._open is not None, None, 0
-            self._since = None if self._held is None else self._since
             return closed
 
     def hold(self, problem: str | None) -> bool:
@@ -80,8 +71,4 @@ class StoreGuard:
             if problem is not None and self._held is None:
                 OPENED.labels("content").inc()
             self._held = problem
-            if problem is not None:
-                self._since = self._since or time.monotonic()
-            elif self._open is None:
-                self._since = None
             return released

@@ -122,31 +122,31 @@ class OnlineReader:
             for memo in self._memo.values():
                 memo.clear()
 
-    def read(self, rows: pl.DataFrame, budget: float | None = None) -> pl.DataFrame:
+    def read(self, rows: pl.DataFrame) -> pl.DataFrame:
         """``rows`` with the service's features appended, as ``serving.features.online_features``
         returns them.
 
         Raises:
             ContractError: ``rows`` lack an entity column the service needs.
-            FeatureStoreError: The store failed or did not answer within ``budget`` seconds.
+            FeatureStoreError: The store failed or did not answer within the reader's budget.
         """
         given = {column: rows[column].to_list() for column in self.plan.entity_columns if column in rows.columns}
-        values = pl.DataFrame(self.features(given, budget), strict=False)
+        values = pl.DataFrame(self.features(given), strict=False)
         if values.height != rows.height:
             values = pl.DataFrame(schema=values.schema)  # a service of on-demand features only
         return pl.concat([rows, values], how="horizontal")
 
-    def features(self, rows: dict[str, list[Any]], budget: float | None = None) -> dict[str, list[Any]]:
+    def features(self, rows: dict[str, list[Any]]) -> dict[str, list[Any]]:
         """The service's features (Python values by column, in the service's order) of request rows
-        given as columns (``serving.features.RequestRows.columns``), the store read within
-        ``budget`` seconds (default: the reader's).
+        given as columns (``serving.features.RequestRows.columns``), the store read within the
+        reader's budget.
 
         Raises:
             ContractError: ``rows`` lack an entity column the service needs.
             FeatureStoreError: The store failed or did not answer within the budget.
         """
         wanted, finish = self._pending(rows)
-        deadline = time.monotonic() + (self.budget if budget is None else budget)
+        deadline = time.monotonic() + self.budget
         return finish(self._tables.read(wanted, deadline) if wanted else [])
 
     async def features_async(self, rows: dict[str, list[Any]]) -> dict[str, list[Any]]:
