@@ -45,7 +45,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from serving.features import NO_KEY, one_object, transpose
-from shoprank.errors import ContractError, FeatureStoreError
+from shoprank.errors import ContractError, FeatureStoreError, described
 from shoprank.features import online_rows, transforms
 from shoprank.features.online_redis import Wire
 from shoprank.features.store import online_store_kind
@@ -613,7 +613,7 @@ class _RedisHashes:
         where = f"Redis at {self.online.connection_string}"
         if isinstance(exc, TimeoutError) or time.monotonic() >= deadline:
             return FeatureStoreError(f"{where} did not answer within the read's budget")
-        return FeatureStoreError(f"{where} failed: {type(exc).__name__}: {exc}")
+        return FeatureStoreError(f"{where} failed: {described(exc)}")
 
 
 def _sent(wire: Wire, commands: bytes, count: int) -> list[Any]:

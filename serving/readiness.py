@@ -28,7 +28,7 @@ from serving.clock import Clock
 from serving.features import request_rows
 from serving.guard import StoreGuard
 from serving.search import Searcher
-from shoprank.errors import FeatureStoreError
+from shoprank.errors import FeatureStoreError, described
 from shoprank.features.materialize import duckdb_connection, merged, view_source
 from shoprank.features.online_status import newest_keys
 
@@ -92,7 +92,7 @@ class Readiness:
                 request_rows(searcher.catalog, searcher.catalog.select("item_id").head(1), self.clock.now())
             )
         except Exception as exc:  # noqa: BLE001 - any failure keeps the guard open
-            self.guard.probed(f"{type(exc).__name__}: {exc}")
+            self.guard.probed(described(exc))
             return
         if self.guard.probed(None):
             self._forget()
@@ -147,7 +147,7 @@ def _registry_problem(store) -> str | None:
         with engine.connect() as connection:
             connection.exec_driver_sql("select 1")
     except Exception as exc:  # noqa: BLE001 - whatever the driver raises
-        return f"the registry cannot be read: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+        return f"the registry cannot be read: {described(exc)}"
     return None
 
 

@@ -20,7 +20,7 @@ from serving.features import RequestRows
 from serving.guard import StoreGuard
 from serving.online import BUDGET_SECONDS, OnlineReader
 from shoprank.config import Settings
-from shoprank.errors import FeatureStoreError
+from shoprank.errors import FeatureStoreError, described
 from shoprank.features.bm25 import TitleIndex
 from shoprank.features.store import open_store
 from shoprank.search.index import CatalogIndex, open_index
@@ -150,10 +150,10 @@ class Searcher:
             features = await self.reader.features_async(asked.rows)
         except FeatureStoreError as exc:
             if guard:
-                guard.failed(_reason(exc))
-            return self._fallback(asked, _reason(exc))
+                guard.failed(described(exc))
+            return self._fallback(asked, described(exc))
         except Exception as exc:  # noqa: BLE001 - any other failure of the read: answer from the fallback
-            return self._fallback(asked, _reason(exc))
+            return self._fallback(asked, described(exc))
         if guard:
             guard.succeeded()
         return self._ranked(asked, features)
@@ -229,11 +229,6 @@ class _Asked:
     backfill: np.ndarray | None
     explain: bool
     started: float
-
-
-def _reason(exc: BaseException) -> str:
-    """The first line of what went wrong, with its kind."""
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 def _largest(contributions: dict[str, float]) -> list[dict[str, float | str]]:

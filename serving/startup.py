@@ -12,7 +12,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shoprank.config import Settings
-from shoprank.errors import FeatureStoreError
+from shoprank.errors import FeatureStoreError, described
 from shoprank.features.store import online_store_kind, open_store
 from training.registry import load_ranker
 
@@ -47,7 +47,7 @@ def _online_store(store: FeatureStore) -> None:
         except Exception as exc:  # noqa: BLE001 - refused, timed out, bad password: all unreachable
             raise FeatureStoreError(
                 f"The online store, Redis at {online.connection_string}, does not answer: "
-                f"{type(exc).__name__}: {_first_line(exc)}; start it or point redis / SHOPRANK_REDIS at it"
+                f"{described(exc)}; start it or point redis / SHOPRANK_REDIS at it"
             ) from None
         finally:
             client.close()
@@ -62,7 +62,3 @@ def _online_store(store: FeatureStore) -> None:
         raise FeatureStoreError(
             f'The online store {path} cannot be read ({exc}); run "shoprank features materialize"'
         ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0]

@@ -39,3 +39,9 @@ class FeatureStoreError(ShoprankError):
 
 class ModelError(ShoprankError):
     """A model version is missing, or no longer matches the feature service it was trained on."""
+
+
+def described(exc: BaseException) -> str:
+    """An exception's kind and the first line of its message (a driver's may run for pages), for
+    the one-line messages above: ``OperationalError: connection refused``."""
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"

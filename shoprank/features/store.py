@@ -22,7 +22,7 @@ from feast import FeatureStore, FileSource
 from feast.repo_config import ONLINE_STORE_CLASS_FOR_TYPE
 
 from shoprank.config import FEATURE_REPO_DIR, Settings
-from shoprank.errors import FeatureStoreError
+from shoprank.errors import FeatureStoreError, described
 
 PROFILE_FILES = {"embedded": "feature_store.yaml", "production": "feature_store.production.yaml"}
 DEFINITIONS_MODULE = "feature_definitions.py"
@@ -156,9 +156,8 @@ def open_store(settings: Settings) -> FeatureStore:
     except Exception as exc:  # noqa: BLE001 - whatever the registry's driver raises (SQLAlchemy, psycopg...)
         registry = yaml.safe_load(settings.feature_store_yaml.read_text())["registry"]
         where = registry["path"] if isinstance(registry, dict) else settings.registry
-        first = (str(exc).strip().splitlines() or [""])[0]
         raise FeatureStoreError(
-            f"The feature registry ({where}) cannot be read: {type(exc).__name__}: {first}; "
+            f"The feature registry ({where}) cannot be read: {described(exc)}; "
             "start its server or point registry_url / SHOPRANK_REGISTRY_URL at it"
         ) from None
     if not views:
