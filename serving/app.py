@@ -334,9 +334,9 @@ def create_app(
 
     @app.post("/v1/rerank", dependencies=ranking_guard, response_model=Ranking)
     async def rerank(request: RerankRequest, explain: bool = False) -> Response:
-        at = clock.now()
-        request, unknown = _known_items(request, live.current().item_titles)
-        result = await live.current().rank(
+        at, searcher = clock.now(), live.current()
+        request, unknown = _known_items(request, searcher.item_titles)
+        result = await searcher.rank(
             request.item_ids, request.user_id, request.query, explain=explain, at=at, guard=guard
         )
         surface = request.surface or ("search" if request.query else "recommend")
