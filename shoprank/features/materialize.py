@@ -122,6 +122,11 @@ class Source:
         return "read_parquet('{}')".format(str(self.path).replace("'", "''"))
 
     @property
+    def event_time(self) -> str:
+        """The event timestamp column as a TIMESTAMP, for a SQL expression."""
+        return f'CAST("{self.timestamp}" AS TIMESTAMP)'
+
+    @property
     def partition(self) -> str:
         """The join keys, comma-separated."""
         return ", ".join(f'"{name}"' for name, _ in self.keys)
@@ -242,7 +247,7 @@ def _stage(con: duckdb.DuckDBPyConnection, view: FeatureView, source: Source, en
         start, after = _utc(previous), ">"
         if start >= end:  # already materialized that far
             return _Staged(view, start, start, None)
-    ts = f'CAST("{source.timestamp}" AS TIMESTAMP)'
+    ts = source.event_time
     data = con.sql(
         f"SELECT {source.columns(con)} FROM {source.relation} WHERE {ts} {after} $start AND {ts} <= $end "
         f"QUALIFY row_number() OVER (PARTITION BY {source.partition} ORDER BY {_TS} DESC) = 1",
@@ -268,10 +273,7 @@ def _latest_rows(data: pa.Table, source: Source) -> LatestRows:
 
 def _newest(con: duckdb.DuckDBPyConnection, sources: Iterable[Source]) -> datetime:
     """The newest event time in the sources' marts."""
-    newest = [
-        con.execute(f'SELECT max(CAST("{s.timestamp}" AS TIMESTAMP)) FROM {s.relation}').fetchall()[0][0]
-        for s in sources
-    ]
+    newest = [con.execute(f"SELECT max({s.event_time}) FROM {s.relation}").fetchall()[0][0] for s in sources]
     newest = [moment for moment in newest if moment is not None]
     if not newest:
         raise FeatureStoreError('The marts of the views hold no rows; run "shoprank pipeline" or "shoprank build"')

@@ -86,7 +86,7 @@ def online_status(settings: Settings, sample: int = SAMPLE) -> list[ViewStatus]:
         for view in online_views(store, None):
             source = view_source(store, view)
             source.columns(con)  # checks the mart's columns and types
-            ts = f'CAST("{source.timestamp}" AS TIMESTAMP)'
+            ts = source.event_time
             online, bounds = _covered(view, ts)
             until = max((stop for _, stop in merged(view.materialization_intervals)), default=None)
             [(newest, entities, pending)] = con.execute(
@@ -104,7 +104,7 @@ def online_status(settings: Settings, sample: int = SAMPLE) -> list[ViewStatus]:
 def newest_keys(con: duckdb.DuckDBPyConnection, view: FeatureView, source: Source, n: int) -> list[bytes]:
     """The serialized entity keys (as Feast stores them) of the ``n`` newest entities the view's
     materialized intervals cover: each was written online by the run of its interval."""
-    ts = f'CAST("{source.timestamp}" AS TIMESTAMP)'
+    ts = source.event_time
     online, bounds = _covered(view, ts)
     data = con.sql(
         f"SELECT {source.partition} FROM {source.relation} WHERE {online} "
