@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the serving package, not serving.py here
-from openloop import open_loop, post, server  # noqa: E402
+from openloop import open_loop, post, remove_served_logs, server  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work" / "faults"
@@ -183,7 +183,7 @@ class Row:
 def _run(fault: str, settings, env: dict[str, str], rate: float, duration: float) -> Row:
     workers = 2 if fault == "worker-killed" else 1
     command = [*_shoprank(settings), "serve", "--port", str(PORTS["shoprank"]), "--workers", str(workers)]
-    _remove_served_logs(settings)
+    remove_served_logs(settings)
     bodies = _bodies(settings)
     print(f"\n{fault} ({settings.profile}):", flush=True)
     logs = WORK / "logs"
@@ -325,12 +325,6 @@ def _bodies(settings) -> list[bytes]:
     rng = random.Random(5)
     reranks = [{"user_id": rng.choice(users), "item_ids": rng.sample(items, CANDIDATES)} for _ in range(BODIES)]
     return [post("/v1/rerank", rerank) for rerank in reranks]
-
-
-def _remove_served_logs(settings) -> None:
-    for folder in (settings.landing / "requests", settings.workdir / "serving" / "features"):
-        for path in [*folder.glob("*.jsonl"), *folder.glob(".*.jsonl")]:
-            path.unlink()
 
 
 def _until(check: Callable[[], bool], seconds: float) -> float:

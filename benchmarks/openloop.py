@@ -1,4 +1,5 @@
-"""The load generator and server runner the serving benchmarks share (``serving.py``, ``faults.py``).
+"""The load generator and server runner the serving benchmarks share (``serving.py``, ``faults.py``),
+and the clean-up of the served lists a load leaves.
 
 The generator is open loop: request i is due at ``start + i / rate`` whether or not earlier ones
 were answered, and its latency runs from that due time (no coordinated omission); HTTP/1.1
@@ -164,3 +165,10 @@ def send_one(port: int, payload: bytes) -> tuple[int, bytes]:
         return status, body
 
     return asyncio.run(once())
+
+
+def remove_served_logs(settings) -> None:
+    """The served lists a load left in the workdir (the served log's files, written or hidden)."""
+    for folder in (settings.landing / "requests", settings.workdir / "serving" / "features"):
+        for path in [*folder.glob("*.jsonl"), *folder.glob(".*.jsonl")]:
+            path.unlink()

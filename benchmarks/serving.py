@@ -58,7 +58,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-from openloop import TIMEOUT, open_loop, post, send_one, server
+from openloop import TIMEOUT, open_loop, post, remove_served_logs, send_one, server
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work" / "serving"
@@ -602,7 +602,7 @@ def _serve(settings, workers: int, bodies: list[bytes], duration: float, env: di
         loads = [ours(rate) for rate in RATES]
         print("  max sustainable rate:")
         search = _search(ours, loads, RATES[0])
-    _remove_served_logs(settings)
+    remove_served_logs(settings)
     return {"loads": loads, "search": search}
 
 
@@ -648,18 +648,6 @@ def _check_feast(port: int, payload: bytes, shop: Shop) -> bool:
                 print(f"  feast serve differs from our read: {column} {a!r} != {b!r}")
                 return False
     return True
-
-
-def _remove_served_logs(settings) -> None:
-    """The served lists the load left in the workdir (JSON lines of the served log)."""
-    for folder in (settings.landing / "requests", settings.workdir / "serving" / "features"):
-        for path in folder.glob("*.jsonl"):
-            path.unlink()
-        for path in folder.glob(".*.jsonl"):
-            path.unlink()
-
-
-# --- report ----------------------------------------------------------------------------------
 
 
 def _ms(seconds: float) -> str:
