@@ -13,8 +13,10 @@ holding fewer entities than the registry says, or missing sampled ones, is flagg
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 import duckdb
 from feast import FeatureStore, FeatureView
@@ -81,7 +83,7 @@ def online_status(settings: Settings, sample: int = SAMPLE) -> list[ViewStatus]:
         FeatureStoreError: A view's mart is missing or mistyped, or the store is unreachable.
     """
     store = open_store(settings)
-    statuses = []
+    held, statuses = _held_in(store), []
     with duckdb_connection() as con:
         for view in online_views(store, None):
             source = view_source(store, view)
@@ -95,7 +97,7 @@ def online_status(settings: Settings, sample: int = SAMPLE) -> list[ViewStatus]:
                 [*bounds, *bounds, naive(until or EPOCH)],
             ).fetchall()
             keys = newest_keys(con, view, source, sample)
-            stored, present = _held(store, view, keys)
+            stored, present = held(view, keys)
             newest = newest and newest.replace(tzinfo=UTC)
             statuses.append(ViewStatus(view.name, until, newest, entities, pending, stored, len(keys), present))
     return statuses
@@ -122,12 +124,14 @@ def _covered(view: FeatureView, ts: str) -> tuple[str, list[datetime]]:
     return f"({condition})", [naive(moment) for interval in intervals for moment in interval]
 
 
-def _held(store: FeatureStore, view: FeatureView, keys: list[bytes]) -> tuple[int | None, int]:
-    """What the store holds for the view (None: its SQLite table is missing), and how many of
-    ``keys`` (serialized entity keys) it holds."""
+def _held_in(store: FeatureStore) -> Callable[[FeatureView, list[bytes]], tuple[int | None, int]]:
+    """What tells, per view, what the store holds for it (None: its SQLite table is missing) and
+    how many of some serialized entity keys it holds."""
     if online_store_kind(store) == "sqlite":
-        return _held_sqlite(store, view, keys)
-    return _held_redis(store, view, keys)
+        return partial(_held_sqlite, store)
+    client, project = redis_client(store), store.project.encode()
+    hashes = list(client.scan_iter(match=b"*" + project, count=10_000))  # once: every view counts from it
+    return partial(_held_redis, client, project, hashes)
 
 
 def _held_sqlite(store: FeatureStore, view: FeatureView, keys: list[bytes]) -> tuple[int | None, int]:
@@ -146,11 +150,10 @@ def _held_sqlite(store: FeatureStore, view: FeatureView, keys: list[bytes]) -> t
     return stored, present
 
 
-def _held_redis(store: FeatureStore, view: FeatureView, keys: list[bytes]) -> tuple[int, int]:
-    client, project = redis_client(store), store.project.encode()
+def _held_redis(client, project: bytes, hashes: list[bytes], view: FeatureView, keys: list[bytes]) -> tuple[int, int]:
     header = online_rows.entity_key_header(sorted(column.name for column in view.entity_columns))
     # a key is its entity key (the key count and names first: a header no other key set shares) + the project
-    stored = sum(key.startswith(header) for key in client.scan_iter(match=b"*" + project, count=10_000))
+    stored = sum(key.startswith(header) for key in hashes)
     pipeline = client.pipeline(transaction=False)
     for key in keys:
         pipeline.hexists(key + project, f"_ts:{view.name}")
