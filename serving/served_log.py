@@ -63,7 +63,6 @@ FSYNC_SECONDS = 1.0  # how late what reached a file is on disk at most (what a m
 TICK_SECONDS = 0.25  # how often the writer thread looks for files to rotate or sync
 TAIL_BYTES = 64 * 1024  # read backwards by this much when looking for a file's last whole line
 LOG = logging.getLogger(__name__)
-KINDS = ("requests", "features")
 
 
 class ServedLog:
@@ -102,15 +101,13 @@ class ServedLog:
         cache) when this returns."""
         served = _served(np.asarray(order).tolist())
         items = served(vectors["item_id"]) if vectors is not None else ()
+        shown = items if shown is None else shown
         at = request_time.isoformat(timespec="microseconds")
         head = to_json(
             {"request_id": request_id, "request_time": at, "user_id": user_id, "surface": surface, "query": query}
         )[:-1].decode()
         requests = "".join(
-            [
-                f'{head},"item_id":{encode_basestring(item)},"position":{n}}}\n'
-                for n, item in enumerate(items if shown is None else shown)
-            ]
+            [f'{head},"item_id":{encode_basestring(item)},"position":{n}}}\n' for n, item in enumerate(shown)]
         ).encode()
         features = b""
         if vectors is not None:
@@ -138,7 +135,7 @@ class ServedLog:
                 self._swap(self._open())
             self._files["requests"].write(requests)
             self._files["features"].write(features)
-            self._rows += len(items if shown is None else shown)
+            self._rows += len(shown)
 
     def flush(self) -> None:
         """Put every list recorded so far on disk (fsync)."""
