@@ -1,10 +1,11 @@
 """Faults under load: ``shoprank serve`` answering ``/v1/rerank`` (100 candidates, the default
 ``search_ranker_v2``) at a steady open-loop rate while one of its stores fails in the middle of the
-run, beside the same load without a fault (the anchor). (Not ``/v1/search``: its retrieval and text
-features cost about 20 ms of CPU per request here, so one worker saturates near 50 rps whatever
-the stores do; making it cheaper is issue 18's.)
+run, beside the same load without a fault (the anchor). ``--endpoint search`` loads ``/v1/search``
+instead (queries the shop's users searched, ``k`` 20): its retrieval and text features cost about
+20 ms of CPU per request here, so one worker saturates near 50 rps whatever the stores do (making
+it cheaper is issue 18's); load it at a rate it sustains.
 
-    python benchmarks/faults.py [--preset small] [--rate 100] [--duration 30] [--faults redis-hung ...]
+    python benchmarks/faults.py [--preset small] [--endpoint rerank] [--rate 100] [--duration 30] [--faults redis-hung ...]
 
 Faults: ``redis-hung`` (SIGSTOP, then SIGCONT), ``redis-refused`` (shut down, then started again
 on its saved data), ``redis-emptied`` (FLUSHALL, then ``shoprank features materialize --rebuild``),
@@ -74,16 +75,17 @@ class Stores:
     env: dict[str, str]  # what points shoprank at the benchmark's Redis and PostgreSQL
 
 
-def main(preset: str, rate: float, duration: float, faults: list[str]) -> None:
+def main(preset: str, endpoint: str, rate: float, duration: float, faults: list[str]) -> None:
     stores = _stores(preset)
-    print(f"Load: /v1/rerank at {rate:g} rps for {duration:g} s; fault from {duration / 3:.0f} s, back at "
+    print(f"Load: /v1/{endpoint} at {rate:g} rps for {duration:g} s; fault from {duration / 3:.0f} s, back at "
           f"{2 * duration / 3:.0f} s (a rebuild starts a second after the fault)", flush=True)  # fmt: skip
-    rows = [_run("none (anchor)", stores.embedded, {}, rate, duration)]
-    rows += [_run("none (anchor)", stores.production, stores.env, rate, duration)]
+    rows = [_run("none (anchor)", stores.embedded, {}, endpoint, rate, duration)]
+    rows += [_run("none (anchor)", stores.production, stores.env, endpoint, rate, duration)]
     for fault in faults:
         settings = stores.embedded if fault in ("sqlite-dropped", "worker-killed") else stores.production
-        rows.append(_run(fault, settings, stores.env if settings is stores.production else {}, rate, duration))
-    print(_report(rows, rate, duration))
+        env = stores.env if settings is stores.production else {}
+        rows.append(_run(fault, settings, env, endpoint, rate, duration))
+    print(_report(rows, endpoint, rate, duration))
 
 
 # --- stores ----------------------------------------------------------------------------------
@@ -180,11 +182,11 @@ class Row:
     acknowledged: int
 
 
-def _run(fault: str, settings, env: dict[str, str], rate: float, duration: float) -> Row:
+def _run(fault: str, settings, env: dict[str, str], endpoint: str, rate: float, duration: float) -> Row:
     workers = 2 if fault == "worker-killed" else 1
     command = [*_shoprank(settings), "serve", "--port", str(PORTS["shoprank"]), "--workers", str(workers)]
     remove_served_logs(settings)
-    bodies = _bodies(settings)
+    bodies = BODIES_OF[endpoint](settings)
     print(f"\n{fault} ({settings.profile}):", flush=True)
     logs = WORK / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -316,7 +318,7 @@ def _logged(settings) -> set[str]:
     return ids
 
 
-def _bodies(settings) -> list[bytes]:
+def _reranks(settings) -> list[bytes]:
     """``BODIES`` reranks of ``CANDIDATES`` random catalog items for a random known user."""
     from shoprank.warehouse import read
 
@@ -325,6 +327,21 @@ def _bodies(settings) -> list[bytes]:
     rng = random.Random(5)
     reranks = [{"user_id": rng.choice(users), "item_ids": rng.sample(items, CANDIDATES)} for _ in range(BODIES)]
     return [post("/v1/rerank", rerank) for rerank in reranks]
+
+
+def _searches(settings) -> list[bytes]:
+    """``BODIES`` searches, ``k`` 20: a query the shop's users searched, by a random known user."""
+    from shoprank.warehouse import read
+
+    queries = read(settings.warehouse, "select distinct query from raw.requests where query is not null")
+    users = read(settings.warehouse, "select user_id from marts.dim_users")["user_id"].to_list()
+    rng = random.Random(5)
+    queries = sorted(queries["query"].to_list())
+    searches = [{"query": rng.choice(queries), "user_id": rng.choice(users), "k": 20} for _ in range(BODIES)]
+    return [post("/v1/search", search) for search in searches]
+
+
+BODIES_OF = {"rerank": _reranks, "search": _searches}
 
 
 def _until(check: Callable[[], bool], seconds: float) -> float:
@@ -340,7 +357,7 @@ def _until(check: Callable[[], bool], seconds: float) -> float:
 # --- report ----------------------------------------------------------------------------------
 
 
-def _report(rows: list[Row], rate: float, duration: float) -> str:
+def _report(rows: list[Row], endpoint: str, rate: float, duration: float) -> str:
     def seconds(value: float | None) -> str:
         return "—" if value is None else f"{value:.2f}"
 
@@ -361,15 +378,19 @@ def _report(rows: list[Row], rate: float, duration: float) -> str:
         "(p99 over the same middle third)."
     )
     return (
-        f"\nFaults under load: /v1/rerank at {rate:g} rps, {duration:g} s per run\n" + "\n".join(lines) + "\n" + goals
+        f"\nFaults under load: /v1/{endpoint} at {rate:g} rps, {duration:g} s per run\n"
+        + "\n".join(lines)
+        + "\n"
+        + goals
     )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="small", help="Simulator preset of the shop.")
+    parser.add_argument("--endpoint", choices=sorted(BODIES_OF), default="rerank", help="The endpoint loaded.")
     parser.add_argument("--rate", type=float, default=100.0, help="Requests per second offered.")
     parser.add_argument("--duration", type=float, default=30.0, help="Seconds of load per run.")
     parser.add_argument("--faults", nargs="+", choices=FAULTS, default=list(FAULTS), help="Faults to run.")
     arguments = parser.parse_args()
-    main(arguments.preset, arguments.rate, arguments.duration, arguments.faults)
+    main(arguments.preset, arguments.endpoint, arguments.rate, arguments.duration, arguments.faults)
