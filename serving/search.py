@@ -24,7 +24,7 @@ from shoprank.errors import FeatureStoreError, described
 from shoprank.features.bm25 import TitleIndex
 from shoprank.features.store import open_store
 from shoprank.search.index import CatalogIndex, open_index
-from shoprank.search.retrieve import retrieve
+from shoprank.search.retrieve import retrieved
 from shoprank.warehouse import read
 from training.plan import ServicePlan, resolve
 from training.rankers import POSITION, Ranker
@@ -119,8 +119,8 @@ class Searcher:
     def _retrieved(self, query: str, filters: dict[str, Any]) -> tuple[list[str], np.ndarray, float]:
         """The query's candidates, their backfill flags and the seconds retrieval took."""
         started = time.perf_counter()
-        found = retrieve(self.index, query, k=CANDIDATES, **filters)
-        return found["item_id"].to_list(), found["backfill"].to_numpy(), time.perf_counter() - started
+        found = retrieved(self.index, query, k=CANDIDATES, **filters)
+        return found.item_ids(self.index), found.backfill, time.perf_counter() - started
 
     async def rank(
         self,

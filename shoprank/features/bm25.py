@@ -11,6 +11,7 @@ change a ranking; scores here multiply it back, so they are the classic Lucene v
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,16 +48,25 @@ def pair_scores(index: bm25s.BM25, documents: np.ndarray, queries: Sequence[list
     every document) at the pair alone, times ``SCALE``: for the 52k Home Depot judgments 0.06 s,
     where ``get_scores`` per distinct query took 5.6 s and the former Polars formula 0.35 s.
     """
-    vocabulary = index.vocab_dict
+    return _summed(token_weights(index), index.vocab_dict, documents, queries)
+
+
+def token_weights(index: bm25s.BM25) -> sp.csc_matrix:
+    """bm25s's token weights as a sparse matrix: a row per document, a column per token."""
+    scores = index.scores
+    shape = (scores["num_docs"], len(scores["indptr"]) - 1)
+    return sp.csc_matrix((scores["data"], scores["indices"], scores["indptr"]), shape=shape)
+
+
+def _summed(
+    weights: sp.csc_matrix, vocabulary: dict[str, int], documents: np.ndarray, queries: Sequence[list[str]]
+) -> np.ndarray:
+    """``pair_scores`` over the index's ``token_weights`` and vocabulary."""
     lengths = np.fromiter((len(words) for words in queries), dtype=np.int64, count=len(queries))
     rows = np.repeat(np.arange(len(queries)), lengths)
     words = np.fromiter((vocabulary[w] for q in queries for w in q), dtype=np.int64, count=int(lengths.sum()))
     docs = np.asarray(documents, dtype=np.int64)[rows]
     found = docs >= 0
-    scores = index.scores
-    weights = sp.csc_matrix(
-        (scores["data"], scores["indices"], scores["indptr"]), shape=(scores["num_docs"], len(scores["indptr"]) - 1)
-    )
     values = np.asarray(weights[docs[found], words[found]]).ravel()
     return np.bincount(rows[found], weights=values, minlength=len(queries)) * SCALE
 
@@ -86,10 +96,14 @@ class TitleIndex:
         # bm25s cannot index nothing: a catalog without titles gets one empty word, which no query has
         return cls(index_documents([words[k] for k in kept] or [[""]]), documents)
 
+    def __post_init__(self) -> None:
+        documents = dict(zip(self.documents["item_id"].to_list(), self.documents["document"].to_list(), strict=True))
+        object.__setattr__(self, "_document_of", documents)  # by item id
+        object.__setattr__(self, "_weights", token_weights(self.bm25))
+
     def score(self, queries: Sequence[str | None], item_ids: Sequence[str]) -> np.ndarray:
         """BM25 (k1 = 1.2, b = 0.75) of each query against its item's title (0 without a query)."""
-        pairs = pl.DataFrame({"item_id": pl.Series(list(item_ids), dtype=pl.Utf8), "query": list(queries)})
-        documents = pairs.join(self.documents, on="item_id", how="left", maintain_order="left")["document"]
-        distinct = pairs.select(pl.col("query").unique(maintain_order=True))["query"]
-        words = dict(zip(distinct.to_list(), query_tokens(self.bm25, distinct.to_list()), strict=True))
-        return pair_scores(self.bm25, documents.fill_null(-1).to_numpy(), [words[q] for q in pairs["query"]])
+        documents = np.fromiter(map(self._document_of.get, item_ids, itertools.repeat(-1)), np.int64, len(item_ids))
+        distinct = list(dict.fromkeys(queries))
+        words = dict(zip(distinct, query_tokens(self.bm25, distinct), strict=True))
+        return _summed(self._weights, self.bm25.vocab_dict, documents, [words[q] for q in queries])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -30,6 +31,18 @@ _NUMBER = re.compile(r"\d+(?:[./]\d+)?")
 US_PER_HOUR, US_PER_DAY = 3_600_000_000, 86_400_000_000
 EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday
 TIMES, NUMBERS = "times", "numbers"  # how a row-wise transformation reads an input column
+QUERY_TITLE_MATCH = (
+    "title_bm25",
+    "title_token_overlap",
+    "title_stem_overlap",
+    "title_trigram_jaccard",
+    "title_has_query_noun",
+    "title_number_overlap",
+    "title_has_query",
+    "brand_in_query",
+    "query_words",
+    "title_words",
+)  # its outputs, in order
 _EPOCH, _EPOCH_UTC, _MICROSECOND = datetime(1970, 1, 1), datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
 
 Values = dict[str, list[Any]]
@@ -133,6 +146,75 @@ def query_title_match(inputs: pd.DataFrame) -> pd.DataFrame:
             "title_words": np.fromiter(map(len, title_words), np.int64, len(titles))[t][pair],
         }
     )
+
+
+@dataclass(frozen=True)
+class _Text:
+    """A normalized query or title as ``query_title_match`` reads it."""
+
+    text: str  # its words joined by blanks
+    words: list[str]  # in order, repeats kept (a query's)
+    vocabulary: frozenset[str]  # its distinct words (a title's)
+    stemmed: frozenset[str]  # its words and their stems (a title's)
+    stems: list[list[str]]  # each word's stems (a query's)
+    numeric: list[bool]  # whether each word is a number (a query's)
+    trigrams: frozenset[str]
+
+
+@lru_cache(maxsize=1 << 16)
+def _analysed(value: str | None) -> _Text:
+    """A query's or title's words, stems and trigrams (remembered: a service sees the same titles
+    and queries again and again)."""
+    text = _normalize(value) if isinstance(value, str) else ""
+    words = text.split()
+    stems = list(map(_stems, words))
+    vocabulary = frozenset(words)
+    stemmed = vocabulary.union(*stems)
+    return _Text(text, words, vocabulary, stemmed, stems, list(map(_is_number, words)), frozenset(_trigrams(text)))
+
+
+def query_title_match_values(data: dict[str, Sequence[Any]]) -> Values:
+    """``query_title_match`` over Python values by column (serving's form, equal to the DataFrame
+    one bit for bit): each query, title and pair of them analysed once (and remembered: a service
+    sees the same queries and titles again and again)."""
+    bm25 = [0.0 if value is None or value != value else float(value) for value in data["retrieval_bm25"]]
+    matched = list(map(_matched, data["query"], data["title"], data["brand"]))
+    columns = (
+        [list(column) for column in zip(*matched, strict=True)] if matched else [[] for _ in QUERY_TITLE_MATCH[1:]]
+    )
+    return dict(zip(QUERY_TITLE_MATCH, [bm25, *columns], strict=True))
+
+
+@lru_cache(maxsize=1 << 18)
+def _matched(query: str | None, title: str | None, brand: str | None) -> tuple:
+    """``query_title_match``'s outputs but the BM25 of one query, title and brand."""
+    q, t, b = _analysed(query), _analysed(title), _analysed(brand).text
+    exact = [word in t.vocabulary for word in q.words]
+    stem = [
+        found or word in t.stemmed or any(part in t.vocabulary for part in stems)
+        for found, word, stems in zip(exact, q.words, q.stems, strict=True)
+    ]
+    numbers = [found for found, numeric in zip(exact, q.numeric, strict=True) if numeric]
+    shared = len(q.trigrams & t.trigrams)
+    return (
+        _ratio(sum(exact), len(exact)),
+        _ratio(sum(stem), len(stem)),
+        _ratio(shared, len(q.trigrams) + len(t.trigrams) - shared),
+        int(bool(stem) and stem[-1]),
+        _ratio(sum(numbers), len(numbers)),
+        int(bool(q.text) and f" {q.text} " in f" {t.text} "),
+        int(bool(b) and f" {b} " in f" {q.text} "),
+        len(q.words),
+        len(t.vocabulary),
+    )
+
+
+def _ratio(part: int, whole: int) -> float:
+    """``part / whole``, 0 when ``whole`` is 0."""
+    return part / whole if whole else 0.0
+
+
+VALUES["query_title_match"] = query_title_match_values
 
 
 def _token_rows(*groups: list[Iterable[str]]) -> list[sparse.csr_array]:

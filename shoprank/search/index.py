@@ -52,6 +52,11 @@ class CatalogIndex:
         fingerprint: Digest of what the index was built from.
         speller: Corrects a query word the index lacks to its most frequent word one edit away
             (counted in documents).
+        item_ids: The items' ids, by document.
+        by_popularity: The documents, most popular first (ties by item id).
+        ranks: Each document's place in ``by_popularity``.
+        by_category: Of each category path, its documents, most popular first.
+        category: Each document's category path, as an index of ``by_category`` (-1: none).
     """
 
     bm25: bm25s.BM25
@@ -59,13 +64,36 @@ class CatalogIndex:
     fields: tuple[str, ...]
     fingerprint: str
     speller: Speller = field(init=False)
+    item_ids: list[str] = field(init=False)
+    by_popularity: np.ndarray = field(init=False)
+    ranks: np.ndarray = field(init=False)
+    by_category: list[np.ndarray] = field(init=False)
+    category: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         frequencies = np.diff(self.bm25.scores["indptr"])
         counts = {
             word: int(frequencies[i]) for word, i in self.bm25.vocab_dict.items() if word and i < len(frequencies)
         }
-        object.__setattr__(self, "speller", Speller(counts))
+        ordered = self.items.with_row_index("document").sort(["popularity", "item_id"], descending=[True, False])
+        by_popularity = ordered["document"].to_numpy().astype(np.int64)
+        ranks = np.empty_like(by_popularity)
+        ranks[by_popularity] = np.arange(len(by_popularity))
+        category = self.items.select(pl.col("category_path").rank("dense") - 1)["category_path"]
+        category = category.fill_null(-1).to_numpy().astype(np.int64)
+        grouped = np.lexsort((ranks, category))
+        starts = np.searchsorted(category[grouped], np.arange(category.max(initial=-1) + 2))
+        by_category = [grouped[start:end] for start, end in zip(starts[:-1], starts[1:], strict=True)]
+        derived = {
+            "speller": Speller(counts),
+            "item_ids": self.items["item_id"].to_list(),
+            "by_popularity": by_popularity,
+            "ranks": ranks,
+            "by_category": by_category,
+            "category": category,
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
 
 def build_index(catalog: pl.DataFrame, fields: tuple[str, ...] = FIELDS) -> CatalogIndex:

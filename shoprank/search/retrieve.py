@@ -13,6 +13,7 @@ the leaf categories of the query's matches, or of the allowed items when nothing
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -21,8 +22,20 @@ from shoprank.errors import ConfigError
 from shoprank.features.bm25 import SCALE, query_tokens
 from shoprank.search.index import STOCK, CatalogIndex
 
-COLUMNS = ("query", "document", "score", "backfill")
 SCHEMA = {"query": pl.Int64, "rank": pl.Int64, "item_id": pl.Utf8, "score": pl.Float64, "backfill": pl.Boolean}
+
+
+@dataclass(frozen=True)
+class Found:
+    """One query's candidates, best first: matches by BM25 (ties by popularity, then item id),
+    then backfill by popularity."""
+
+    documents: np.ndarray  # rows of the index's items
+    scores: np.ndarray  # BM25, 0 for backfill
+    backfill: np.ndarray  # whether each is backfill
+
+    def item_ids(self, index: CatalogIndex) -> list[str]:
+        return [index.item_ids[document] for document in self.documents.tolist()]
 
 
 def retrieve(
@@ -40,8 +53,11 @@ def retrieve(
     Raises:
         ConfigError: A filter is invalid (see ``retrieve_batch``).
     """
-    found = retrieve_batch(index, [query], k, category, price_min, price_max, in_stock, backfill)
-    return found.select("item_id", "score", "backfill")
+    found = retrieved(index, query, k, category, price_min, price_max, in_stock, backfill)
+    return pl.DataFrame(
+        {"item_id": found.item_ids(index), "score": found.scores, "backfill": found.backfill},
+        schema={name: SCHEMA[name] for name in ("item_id", "score", "backfill")},
+    )
 
 
 def retrieve_batch(
@@ -58,16 +74,77 @@ def retrieve_batch(
     ``queries``), ``rank`` (0 = best), ``item_id``, ``score`` (BM25, 0 for backfill), ``backfill``.
 
     Raises:
+        ConfigError: As ``retrieved`` says.
+    """
+    allowed = _checked(index, k, category, price_min, price_max, in_stock)
+    found = [_found(index, query, k, allowed, backfill, category is not None) for query in queries]
+    lengths = [len(each.documents) for each in found]
+    documents = np.concatenate([np.empty(0, np.int64), *(each.documents for each in found)])
+    return pl.DataFrame(
+        {
+            "query": np.repeat(np.arange(len(queries), dtype=np.int64), lengths),
+            "rank": np.concatenate([np.empty(0, np.int64), *map(np.arange, lengths)]),
+            "item_id": [index.item_ids[document] for document in documents.tolist()],
+            "score": np.concatenate([np.empty(0), *(each.scores for each in found)]),
+            "backfill": np.concatenate([np.empty(0, bool), *(each.backfill for each in found)]),
+        },
+        schema=SCHEMA,
+    )
+
+
+def retrieved(
+    index: CatalogIndex,
+    query: str | None,
+    k: int = 100,
+    category: str | None = None,
+    price_min: float | None = None,
+    price_max: float | None = None,
+    in_stock: bool | None = None,
+    backfill: bool = True,
+) -> Found:
+    """The candidates of one query (``retrieve``'s, as arrays: what serving reads).
+
+    Raises:
         ConfigError: ``k`` is below 1, the price range is empty, the category is not in the
             catalog, or ``in_stock`` is asked of a catalog without stock.
     """
+    allowed = _checked(index, k, category, price_min, price_max, in_stock)
+    return _found(index, query, k, allowed, backfill, category is not None)
+
+
+def _checked(
+    index: CatalogIndex,
+    k: int,
+    category: str | None,
+    price_min: float | None,
+    price_max: float | None,
+    in_stock: bool | None,
+) -> np.ndarray:
+    """The filters' ``allowed_items``, once ``k`` is checked.
+
+    Raises:
+        ConfigError: As ``retrieved`` says.
+    """
     if k < 1:
         raise ConfigError(f"k must be at least 1, got {k}; ask for the number of candidates wanted")
-    allowed = allowed_items(index, category, price_min, price_max, in_stock)
-    found = matches(index, queries, k, allowed)
-    if backfill:
-        found = pl.concat([found, backfilled(index, found, len(queries), k, allowed, category is not None)])
-    return ranked(index, found).select(*SCHEMA).cast(SCHEMA)
+    return allowed_items(index, category, price_min, price_max, in_stock)
+
+
+def _found(
+    index: CatalogIndex, query: str | None, k: int, allowed: np.ndarray, backfill: bool, from_allowed: bool
+) -> Found:
+    """``query``'s ``k`` best allowed matches, then (with ``backfill``, when fewer matched) the
+    most popular allowed items of the matches' categories that did not match, or of all allowed
+    items (``from_allowed``) when nothing matched."""
+    documents, scores = matches(index, query, k, allowed)
+    fill = np.empty(0, np.int64)
+    if backfill and len(documents) < k:
+        fill = backfilled(index, documents, k - len(documents), allowed, from_allowed)
+    return Found(
+        np.concatenate([documents, fill]),
+        np.concatenate([scores, np.zeros(len(fill))]),
+        np.concatenate([np.zeros(len(documents), bool), np.ones(len(fill), bool)]),
+    )
 
 
 def allowed_items(
@@ -110,27 +187,23 @@ def in_category(category: str) -> pl.Expr:
     return (pl.col("category_path") == category) | pl.col("category_path").str.starts_with(f"{category} > ")
 
 
-def matches(index: CatalogIndex, queries: Sequence[str | None], k: int, allowed: np.ndarray) -> pl.DataFrame:
-    """``query, document, score, backfill`` of the ``k`` best allowed items of each query that
-    match a query word (ties broken by popularity, then item id).
+def matches(index: CatalogIndex, query: str | None, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The documents of the ``k`` best allowed items that match a word of ``query`` and their
+    BM25, best first (ties by popularity, then item id).
 
     Scores are bm25s's (``BM25.get_scores`` with the filter as weight mask); the top ``k`` are
     chosen among the matches only, which is 7x faster than ``BM25.retrieve``'s selection over
     the whole catalog (mostly zeros, which numpy's ``argpartition`` handles slowly).
     """
-    weights, vocabulary = allowed.astype(np.float64), index.bm25.vocab_dict
-    rows = {"query": [np.empty(0, np.int64)], "document": [np.empty(0, np.int64)], "score": [np.empty(0)]}
-    for query, words in enumerate(query_tokens(index.bm25, queries, index.speller)):
-        if words:
-            scores = index.bm25.get_scores_from_ids([vocabulary[w] for w in words], weight_mask=weights)
-            best = top(scores, k)
-            rows["query"].append(np.full(len(best), query, dtype=np.int64))
-            rows["document"].append(best.astype(np.int64))
-            rows["score"].append(scores[best] * SCALE)
-    found = pl.DataFrame({name: np.concatenate(parts) for name, parts in rows.items()}).with_columns(
-        backfill=pl.lit(False)
-    )
-    return ranked(index, found).filter(pl.col("rank") < k).select(*COLUMNS)
+    [words] = query_tokens(index.bm25, [query], index.speller)
+    if not words:
+        return np.empty(0, np.int64), np.empty(0)
+    vocabulary = index.bm25.vocab_dict
+    scores = index.bm25.get_scores_from_ids([vocabulary[w] for w in words], weight_mask=allowed.astype(np.float64))
+    best = top(scores, k)
+    scaled = scores[best] * SCALE
+    order = np.lexsort((index.ranks[best], -scaled))[:k]
+    return best[order].astype(np.int64), scaled[order]
 
 
 def top(scores: np.ndarray, k: int) -> np.ndarray:
@@ -142,60 +215,20 @@ def top(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def backfilled(
-    index: CatalogIndex, found: pl.DataFrame, queries: int, k: int, allowed: np.ndarray, from_allowed: bool
-) -> pl.DataFrame:
-    """``query, document, score, backfill`` of the popular items that fill each query's list up to
-    ``k``: the matched leaf categories' (or, with ``from_allowed``, the allowed items' when
-    nothing matched) most popular allowed items that did not match."""
-    counts = found.group_by("query").len()
-    short = (
-        pl.DataFrame({"query": np.arange(queries, dtype=np.int64)})
-        .join(counts, on="query", how="left")
-        .select("query", need=k - pl.col("len").fill_null(0))
-        .filter(pl.col("need") > 0)
-    )
-    if short.is_empty():
-        return found.clear()
-    items = index.items.with_row_index("document").filter(pl.Series(allowed))
-    categories = attributes(index, found.join(short, on="query", how="semi"), "category_path").drop_nulls()
-    pools = [
-        categories.select("query", "category_path").unique().join(popular(items, categories, k), on="category_path")
-    ]
-    if from_allowed:
-        unmatched = short.join(found, on="query", how="anti").select("query")
-        pools.append(unmatched.join(popular(items, None, k), how="cross"))
-    pool = pl.concat([p.select("query", "document", "popularity", "item_id") for p in pools])
-    return (
-        pool.join(short, on="query")
-        .join(found, on=["query", "document"], how="anti")
-        .sort("query", "popularity", "item_id", descending=[False, True, False])
-        .filter(pl.int_range(pl.len()).over("query") < pl.col("need"))
-        .select("query", "document", score=pl.lit(0.0), backfill=pl.lit(True))
-    )
-
-
-def popular(items: pl.DataFrame, categories: pl.DataFrame | None, k: int) -> pl.DataFrame:
-    """The ``k`` most popular ``items`` of each of the ``categories`` (``category_path``), or of
-    all of them (``None``)."""
-    if categories is not None:
-        items = items.join(categories.select("category_path").unique(), on="category_path", how="semi")
-    ordered = items.sort("popularity", "item_id", descending=[True, False]).with_columns(
-        pl.col("document").cast(pl.Int64)
-    )
-    return ordered.group_by("category_path", maintain_order=True).head(k) if categories is not None else ordered.head(k)
-
-
-def ranked(index: CatalogIndex, found: pl.DataFrame) -> pl.DataFrame:
-    """``found`` with ``item_id`` and ``rank`` in each query's list: matches by score, then
-    backfill; ties by popularity, then item id."""
-    order = ["query", "backfill", "score", "popularity", "item_id"]
-    return (
-        attributes(index, found, "item_id", "popularity")
-        .sort(order, descending=[False, False, True, True, False])
-        .with_columns(rank=pl.int_range(pl.len()).over("query"))
-    )
-
-
-def attributes(index: CatalogIndex, found: pl.DataFrame, *columns: str) -> pl.DataFrame:
-    """``found`` with the ``columns`` of the items of its ``document`` column."""
-    return pl.concat([found, index.items.select(columns)[found["document"]]], how="horizontal")
+    index: CatalogIndex, matched: np.ndarray, need: int, allowed: np.ndarray, from_allowed: bool
+) -> np.ndarray:
+    """The documents of the ``need`` most popular allowed items that did not match, of the
+    ``matched`` documents' categories, or (``from_allowed``, when nothing matched) of all."""
+    if len(matched):
+        categories = np.unique(index.category[matched])
+        groups = [index.by_category[category] for category in categories[categories >= 0].tolist()]
+        # a category's best need + matched allowed items hold the best need of its unmatched ones
+        pool = np.concatenate(
+            [np.empty(0, np.int64), *(group[allowed[group]][: need + len(matched)] for group in groups)]
+        )
+        pool = pool[~np.isin(pool, matched)]
+    elif from_allowed:
+        pool = index.by_popularity[allowed[index.by_popularity]][:need]
+    else:
+        return np.empty(0, np.int64)
+    return pool[np.argsort(index.ranks[pool], kind="stable")][:need]

@@ -165,6 +165,12 @@ ROW_WISE = {
     "price_to_user_mean": {"price": NUMBERS, "purchase_price_mean_30d": NUMBERS},
     "request_context": {"request_time": TIMES.filter(bool), "last_event_at": TIMES, "signup_time": TIMES},
     "candidate_category": {"category_affinity_30d": NUMBERS},
+    "query_title_match": {
+        "query": st.lists(WORDS, max_size=5).map(" ".join) | st.none(),
+        "title": st.lists(WORDS, max_size=6).map(" ".join) | st.none(),
+        "brand": st.lists(WORDS, max_size=2).map(" ".join) | st.none(),
+        "retrieval_bm25": NUMBERS,
+    },
 }
 
 
@@ -208,5 +214,5 @@ def test_serving_uses_a_values_form_only_for_a_function_that_only_delegates_to_i
 
     assert _values_form(view(delegating)) is transforms.VALUES["request_context"]
     assert _values_form(view(changed)) is None
-    assert _values_form(view(delegating.replace("request_context", "query_title_match"))) is None  # not row-wise
+    assert _values_form(view(delegating.replace("request_context", "bm25_of_titles"))) is None  # no such form
     assert _values_form(view(delegating, mode="python")) is None
