@@ -27,7 +27,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -42,6 +42,7 @@ from shoprank.warehouse import read
 
 CANDIDATES = 100
 RECENT_ITEMS = 20  # distinct items remembered per user
+CATEGORIES_KEPT = 10_000  # categories whose popular items are remembered
 LIVE_USERS = 100_000  # users whose posted events are remembered (the least recently active forgotten)
 RECENCY_DECAY = 0.9  # the weight of a user's n-th newest item's neighbours: RECENCY_DECAY ** n
 PURCHASE = "purchase"
@@ -97,7 +98,11 @@ class RecentItems:
     def __init__(self, stored: pl.DataFrame, landing: Path) -> None:
         """``stored``: ``user_id``, ``item_id``, ``last_time``, ``bought``; ``landing``: the folder
         events are landed in (its files as of now count as stored)."""
-        self.stored = stored.sort("user_id", maintain_order=True)
+        stored = stored.sort("user_id", maintain_order=True)
+        firsts = stored["user_id"].is_first_distinct()
+        self._users = stored["user_id"].filter(firsts).to_numpy()  # sorted, each once
+        self._starts = np.append(firsts.arg_true().to_numpy(), stored.height)  # of each user's rows
+        self._stored = [stored[column] for column in ("item_id", "last_time", "bought")]
         self.landing = landing
         self._live: OrderedDict[str, dict[str, tuple[datetime, bool]]] = OrderedDict()
         self._lock = threading.Lock()
@@ -145,9 +150,12 @@ class RecentItems:
         """``user_id``'s recent items (none for an unknown or anonymous user)."""
         if user_id is None:
             return Recent([], set())
-        users = self.stored["user_id"]
-        start, end = users.search_sorted(user_id, "left"), users.search_sorted(user_id, "right")
-        touched = {item: (at, bought) for item, at, bought in self.stored[start:end].drop("user_id").iter_rows()}
+        found = int(np.searchsorted(self._users, user_id))
+        touched = {}
+        if found < len(self._users) and self._users[found] == user_id:
+            start, end = self._starts[found], self._starts[found + 1]
+            items, times, bought = (column[start:end].to_list() for column in self._stored)
+            touched = dict(zip(items, zip(times, bought, strict=True), strict=True))
         with self._lock:
             live = list(self._live.get(user_id, {}).items())
         for item_id, (at, bought) in live:
@@ -168,13 +176,45 @@ def _newest(touched) -> list[tuple[str, tuple[datetime, bool]]]:
     return sorted(by_item, key=lambda pair: pair[1][0], reverse=True)[:RECENT_ITEMS]  # stable: ties by item
 
 
+class Neighbours:
+    """Each item's co-visitation neighbours and their cosine similarity, as arrays: the
+    neighbours of an item are a slice (``item_pair_features_weekly``'s rows grouped by item)."""
+
+    def __init__(self, pairs: pl.DataFrame) -> None:
+        """``pairs``: ``item_id``, ``neighbour_item_id``, ``cosine_28d``."""
+        pairs = pairs.sort("item_id", "neighbour_item_id")
+        self.ids = pairs["neighbour_item_id"].unique().sort()  # a neighbour's code is its place here
+        firsts = pairs["item_id"].is_first_distinct()
+        starts = np.append(firsts.arg_true().to_numpy(), pairs.height)
+        items = pairs["item_id"].filter(firsts).to_list()
+        self._slices = {item: (start, end) for item, start, end in zip(items, starts[:-1], starts[1:], strict=True)}
+        self._codes = self.ids.search_sorted(pairs["neighbour_item_id"]).to_numpy()
+        self._cosines = pairs["cosine_28d"].cast(pl.Float64).to_numpy()
+        self.ids = self.ids.to_list()
+
+    def of(self, item_ids: list[str], weights: list[float]) -> list[str]:
+        """The neighbours of ``item_ids``, by their cosine similarity summed over the items, each
+        weighted by its ``weights``; the best first (ties by item id)."""
+        slices = [
+            (self._slices[item], weight) for item, weight in zip(item_ids, weights, strict=True) if item in self._slices
+        ]
+        if not slices:
+            return []
+        codes = np.concatenate([self._codes[start:end] for (start, end), _ in slices])
+        cosines = np.concatenate([self._cosines[start:end] * weight for (start, end), weight in slices])
+        found, each = np.unique(codes, return_inverse=True)
+        scores = np.bincount(each, weights=cosines)
+        return [self.ids[code] for code in found[np.lexsort((found, -scores))].tolist()]
+
+
 @dataclass(frozen=True)
 class Recommender:
     """Candidate generators over the newest marts and the users' recent items."""
 
-    neighbours: pl.DataFrame  # item_id, neighbour_item_id, cosine_28d
+    neighbours: Neighbours
     popular: pl.DataFrame  # item_id, category_path, popularity; most popular first
     recent: RecentItems
+    _by_category: dict = field(default_factory=dict)  # of a category asked for: its popular items, whether all
 
     @classmethod
     def open(cls, settings: Settings, catalog: pl.DataFrame) -> Recommender:
@@ -195,7 +235,7 @@ class Recommender:
             .with_columns(pl.col("popularity").fill_null(0.0))
             .sort(["popularity", "item_id"], descending=[True, False])
         )
-        return cls(neighbours, popular, RecentItems.read(settings))
+        return cls(Neighbours(neighbours), popular, RecentItems.read(settings))
 
     def candidates(
         self, session_item_ids: Sequence[str] = (), category: str | None = None, user_id: str | None = None
@@ -206,12 +246,12 @@ class Recommender:
         self.recent.follow()
         recent = self.recent.of(user_id)
         generators = {
-            SESSION: self._neighbours_of(session, [1.0] * len(session)),
-            HISTORY: self._neighbours_of(recent.items, [RECENCY_DECAY**n for n in range(len(recent.items))]),
-            CATEGORY: self.popular.filter(in_category(category))["item_id"] if category else [],
-            POPULAR: self.popular["item_id"],
+            SESSION: self.neighbours.of(session, [1.0] * len(session)),
+            HISTORY: self.neighbours.of(recent.items, [RECENCY_DECAY**n for n in range(len(recent.items))]),
         }
         excluded = {*session, *recent.bought}
+        generators[CATEGORY] = self._popular_in(category, CANDIDATES + len(excluded)) if category else []
+        generators[POPULAR] = self._popular_in(None, CANDIDATES + len(excluded))
         found: dict[str, str] = {}
         for source, ids in generators.items():
             for item in ids:
@@ -221,16 +261,15 @@ class Recommender:
                     found.setdefault(item, source)
         return Candidates(list(found), list(found.values()))
 
-    def _neighbours_of(self, item_ids: list[str], weights: list[float]) -> list[str]:
-        """The neighbours of ``item_ids``, by their cosine similarity summed over the items, each
-        weighted by its ``weights``; the best first."""
-        if not item_ids:
-            return []
-        weighted = pl.DataFrame({"item_id": item_ids, "weight": weights}, schema_overrides={"weight": pl.Float64})
-        return (
-            self.neighbours.join(weighted, on="item_id")
-            .group_by("neighbour_item_id")
-            .agg((pl.col("cosine_28d") * pl.col("weight")).sum().alias("score"))
-            .sort(["score", "neighbour_item_id"], descending=[True, False])["neighbour_item_id"]
-            .to_list()
-        )
+    def _popular_in(self, category: str | None, count: int) -> list[str]:
+        """At least the ``count`` most popular items of ``category`` (None: all), most popular
+        first, or all of them (remembered per category, for ``CATEGORIES_KEPT`` categories)."""
+        kept, complete = self._by_category.get(category, ([], False))
+        if len(kept) < count and not complete:
+            head = max(count, CANDIDATES + RECENT_ITEMS)
+            popular = self.popular.filter(in_category(category)) if category else self.popular
+            kept = popular["item_id"].head(head).to_list()
+            if len(self._by_category) >= CATEGORIES_KEPT:
+                self._by_category.clear()
+            self._by_category[category] = kept, len(kept) < head
+        return kept
