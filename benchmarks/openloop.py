@@ -170,5 +170,5 @@ def send_one(port: int, payload: bytes) -> tuple[int, bytes]:
 def remove_served_logs(settings) -> None:
     """The served lists a load left in the workdir (the served log's files, written or hidden)."""
     for folder in (settings.landing / "requests", settings.workdir / "serving" / "features"):
-        for path in [*folder.glob("*.jsonl"), *folder.glob(".*.jsonl")]:
+        for path in folder.glob("*.jsonl"):  # pathlib's * matches hidden names too
             path.unlink()

@@ -5,8 +5,8 @@ Feast's ``get_online_features`` resolves the service in the registry, builds ent
 parses a ``ValueProto`` per value on every call: 16-21 ms for 100 candidates here. This reader
 resolves the service once, serializes entity keys as Feast does (``serialize_entity_key``,
 version 3), reads every view of the request in one round trip (one ``HMGET`` per view and Redis
-hash, all pipelined; one query per SQLite table) and decodes numbers without protobuf. Item-keyed
-views (whose keys all come from the catalog) are kept in memory for ``CACHE_SECONDS``: a
+hash, all pipelined; one query per SQLite table) and decodes numbers without protobuf. Values
+read are kept in memory for ``CACHE_SECONDS`` (the ``CACHE_KEYS`` keys of each view read last): a
 materialized value reaches serving at most that late. An on-demand view whose function hands its
 inputs to a row-wise transformation of ``shoprank.features.transforms`` runs that transformation's
 form over Python values (no DataFrame: microseconds instead of a millisecond); any other runs its
@@ -49,15 +49,14 @@ from shoprank.errors import ContractError, FeatureStoreError, described
 from shoprank.features import online_rows, transforms
 from shoprank.features.online_redis import Wire
 from shoprank.features.store import online_store_kind
-from training.dataset import ITEM_COLUMNS
 from training.plan import OnDemandPlan, ServicePlan
 
-CACHE_SECONDS = 60.0  # how long an item-keyed value is served from memory
+CACHE_SECONDS = 60.0  # how long a value read from the store is served from memory
+CACHE_KEYS = 50_000  # keys of a view kept in memory (the least recently read forgotten first)
 BUDGET_SECONDS = 0.02  # a read's default budget (connect included): past it the request takes the fallback
 MEMO_ROWS = 200_000  # on-demand outputs remembered per view, by their input row
 SQLITE_LOCK_SECONDS = 0.002  # how long a SQLite read waits for a writer's lock (then: the fallback)
 _SQLITE_STEPS = 1000  # SQLite virtual machine steps between two checks of a read's deadline
-CATALOG_COLUMNS = frozenset({"item_id", *ITEM_COLUMNS})
 _DOUBLE, _INT64 = ValueType.DOUBLE, ValueType.INT64
 # a view function that only hands its inputs to a transformation of ``shoprank.features.transforms``
 _DELEGATING = re.compile(r":\n\s+from shoprank\.features\.transforms import (\w+)\n\s*return \1\(inputs\)\s*$")
@@ -71,14 +70,11 @@ class _View:
         name: Its stored name (Redis field prefix, SQLite table suffix).
         keys: Its join keys (sorted, as Feast serializes them) and the request column of each.
         features: The features read, with their value types.
-        cached: Whether its keys all come from the catalog (its values change only when
-            materialized): kept in memory.
     """
 
     name: str
     keys: tuple[tuple[str, str], ...]
     features: tuple[tuple[str, ValueType], ...]
-    cached: bool
 
     def key_header(self) -> bytes:
         """The start of its serialized entity keys: the key count and names."""
@@ -94,7 +90,7 @@ class OnlineReader:
         self.views = [_stored_view(registry, view) for view in plan.views]
         self._headers = [view.key_header() for view in self.views]
         self._tables = _tables(store, registry, self.views, budget)
-        self._caches = {index: _Fresh() for index, view in enumerate(self.views) if view.cached}
+        self._caches = [_Fresh() for _ in self.views]
         self._columns = [view.columns for view in plan.views]
         self._features = plan.features
         self._row_wise = {odfv.view.name: _values_form(odfv.view) for odfv in plan.on_demand}
@@ -111,13 +107,13 @@ class OnlineReader:
         emptied or lacked a table): the next reads ask the store for those again. Values read
         present stay (the store answered them; they age out after ``CACHE_SECONDS``), and so do
         on-demand outputs (a function of their inputs): a recovered store is not read cold."""
-        for cache in self._caches.values():
+        for cache in self._caches:
             cache.drop_absent()
 
     def forget(self) -> None:
         """Drop the values kept in memory (item-keyed values, on-demand outputs): the next reads
         go to the store."""
-        self._caches = {index: _Fresh() for index in self._caches}
+        self._caches = [_Fresh() for _ in self.views]
         with self._memo_lock:
             for memo in self._memo.values():
                 memo.clear()
@@ -223,41 +219,34 @@ class OnlineReader:
     def _kept(self, keys: list[list[tuple]], now: float) -> tuple[list, list[tuple[int, list[tuple]]]]:
         """Each view's values of each row kept in memory and fresh (None: none kept), and the
         views' keys to read from the store (by view index, each key once)."""
-        kept: list[list[tuple | None] | None] = []
-        asked: list[tuple[int, list[tuple]]] = []
-        for index, view_keys in enumerate(keys):
-            cache = self._caches.get(index)
-            values = cache.get(view_keys, now - CACHE_SECONDS) if cache is not None else None
-            kept.append(values)
-            if values is None:
-                asked.append((index, list(dict.fromkeys(view_keys))))
-            elif None in values:
-                missing = dict.fromkeys(key for key, value in zip(view_keys, values, strict=True) if value is None)
-                asked.append((index, list(missing)))
+        kept = [cache.get(view_keys, now - CACHE_SECONDS) for cache, view_keys in zip(self._caches, keys, strict=True)]
+        asked = [
+            (index, list(dict.fromkeys(key for key, value in zip(keys[index], values, strict=True) if value is None)))
+            for index, values in enumerate(kept)
+            if None in values
+        ]
         return kept, asked
 
     def _merged(self, keys, kept, asked, read, now: float) -> list[list[tuple]]:
         """Each view's decoded values of each row (all None: not stored): ``kept`` completed by
-        what the store ``read`` for the ``asked`` keys (item-keyed ones kept from ``now`` on)."""
+        what the store ``read`` for the ``asked`` keys (kept from ``now`` on)."""
         rows = list(kept)
         for (index, missing), blobs in zip(asked, read, strict=True):
             kinds = [kind for _, kind in self.views[index].features]
             nothing = (None,) * len(kinds)
             decoded = [nothing if row is None else tuple(map(_decode, row, kinds)) for row in blobs]
             values = dict(zip(missing, decoded, strict=True))
-            if rows[index] is None:
-                rows[index] = list(map(values.__getitem__, keys[index]))
-            else:
-                self._caches[index].put(values, now)
-                rows[index] = [
-                    values[key] if value is None else value for key, value in zip(keys[index], rows[index], strict=True)
-                ]
+            self._caches[index].put(values, now)
+            rows[index] = [
+                values[key] if value is None else value for key, value in zip(keys[index], rows[index], strict=True)
+            ]
         return rows
 
 
 class _Fresh:
     """Values kept in memory since they were read (thread-safe). Kept in the order read, so the
-    stale ones are at the front: each lookup first drops those."""
+    stale ones, and the oldest past ``CACHE_KEYS``, are at the front: each lookup first drops the
+    stale ones."""
 
     def __init__(self) -> None:
         self._values: dict[tuple, tuple] = {}
@@ -279,12 +268,15 @@ class _Fresh:
                 del self._values[key], self._read[key]
 
     def put(self, values: dict[tuple, tuple], now: float) -> None:
-        """Keep ``values`` (by key), read at ``now``."""
+        """Keep ``values`` (by key), read at ``now``; past ``CACHE_KEYS`` keys, forget the oldest read."""
         with self._lock:
             for key, value in values.items():
                 self._read.pop(key, None)  # to the back
                 self._read[key] = now
                 self._values[key] = value
+            if len(self._read) > CACHE_KEYS:
+                for key in list(itertools.islice(self._read, len(self._read) - CACHE_KEYS)):
+                    del self._values[key], self._read[key]
 
 
 def _transform(odfv: OnDemandPlan, short_names: dict[str, str], names: list[str], rows: list[tuple]) -> list[tuple]:
@@ -382,8 +374,7 @@ def _stored_view(registry: dict, view) -> _View:
         raise FeatureStoreError(f'Feature view "{view.name}" is not registered; run "shoprank features apply"')
     kinds = {field.name: field.dtype.to_value_type() for field in stored.features}
     keys = tuple(sorted(view.join_keys.items()))
-    cached = all(column in CATALOG_COLUMNS for _, column in keys)
-    return _View(stored.name, keys, tuple((name, kinds[name]) for name in view.features), cached)
+    return _View(stored.name, keys, tuple((name, kinds[name]) for name in view.features))
 
 
 def _tables(store: FeatureStore, registry: dict, views: list[_View], budget: float) -> _SqliteTables | _RedisHashes:

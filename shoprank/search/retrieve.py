@@ -159,6 +159,8 @@ def allowed_items(
     Raises:
         ConfigError: As ``retrieve_batch`` says.
     """
+    if category is None and price_min is None and price_max is None and in_stock is None:
+        return np.ones(index.items.height, bool)
     items, keep = index.items, pl.lit(True)
     if category is not None:
         keep &= in_category(category)

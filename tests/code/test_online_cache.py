@@ -1,6 +1,7 @@
-"""The serving reader's memory of item-keyed values: a value is served until it is stale, counted
-from its latest read."""
+"""The serving reader's memory of the values it read: a value is served until it is stale, counted
+from its latest read; past its size the least recently read go first."""
 
+import serving.online
 from serving.online import _Fresh
 
 
@@ -22,3 +23,12 @@ def test_values_kept_as_absent_are_dropped_when_a_store_recovers_the_present_one
     assert fresh.get([("a",), ("b",)], stale=-1.0) == [(1, None), None]
     fresh.put({("b",): (2, 3)}, now=1.0)  # read again from the refilled store
     assert fresh.get([("b",)], stale=-1.0) == [(2, 3)]
+
+
+def test_past_its_size_the_least_recently_read_values_are_forgotten(monkeypatch):
+    monkeypatch.setattr(serving.online, "CACHE_KEYS", 2)
+    fresh = _Fresh()
+    fresh.put({("a",): (1,), ("b",): (2,)}, now=0.0)
+    fresh.put({("a",): (1,)}, now=1.0)  # read again: b is now the least recent
+    fresh.put({("c",): (3,)}, now=2.0)
+    assert fresh.get([("a",), ("b",), ("c",)], stale=-1.0) == [(1,), None, (3,)]

@@ -2,7 +2,7 @@
 value for value, on random requests: known, unknown and anonymous users, items outside the
 catalog, with and without a query, at request times in whole seconds as the service's clock gives
 them (Feast's online read cuts them to seconds before its on-demand views; training does not); and
-item values cached in memory are re-read after ``CACHE_SECONDS``."""
+values cached in memory are re-read after ``CACHE_SECONDS``."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def _bits(series: pl.Series) -> list:
     return series.to_list()
 
 
-def test_item_values_are_cached_for_at_most_cache_seconds(tiny_shop, tmp_path, monkeypatch):
+def test_values_are_cached_for_at_most_cache_seconds(tiny_shop, tmp_path, monkeypatch):
     shutil.copy(tiny_shop.online_store, tmp_path / "online_store.db")
     store = open_store(tiny_shop)
     store.config.online_store.path = str(tmp_path / "online_store.db")
