@@ -179,8 +179,9 @@ class OnlineReader:
 
         def finish(read: list[list[list[bytes | None] | None]]) -> dict[str, list[Any]]:
             columns = dict(given)
-            values = self._merged(keys, kept, asked, read, now)
-            for names, per_row in zip(self._columns, values, strict=True):
+            values = self._merged(kept, asked, read, now)
+            for names, view_keys, by_key in zip(self._columns, keys, values, strict=True):
+                per_row = list(map(by_key.__getitem__, view_keys))
                 columns.update(zip(names, transpose(per_row, len(names)), strict=True))
             for odfv in self.plan.on_demand:
                 columns.update(self._on_demand(odfv, columns))
@@ -216,31 +217,29 @@ class OnlineReader:
                         del memo[row]
         return {column: [outputs[slot][index] for slot in slots] for index, column in enumerate(odfv.columns)}
 
-    def _kept(self, keys: list[list[tuple]], now: float) -> tuple[list, list[tuple[int, list[tuple]]]]:
-        """Each view's values of each row kept in memory and fresh (None: none kept), and the
-        views' keys to read from the store (by view index, each key once)."""
-        kept = [cache.get(view_keys, now - CACHE_SECONDS) for cache, view_keys in zip(self._caches, keys, strict=True)]
-        asked = [
-            (index, list(dict.fromkeys(key for key, value in zip(keys[index], values, strict=True) if value is None)))
-            for index, values in enumerate(kept)
-            if None in values
-        ]
+    def _kept(self, keys: list[list[tuple]], now: float) -> tuple[list[dict], list[tuple[int, list[tuple]]]]:
+        """Each view's values kept in memory and fresh, by distinct key of its rows (None: none
+        kept), and the views' keys to read from the store (by view index)."""
+        kept, asked = [], []
+        for index, (cache, view_keys) in enumerate(zip(self._caches, keys, strict=True)):
+            distinct = list(dict.fromkeys(view_keys))
+            values = dict(zip(distinct, cache.get(distinct, now - CACHE_SECONDS), strict=True))
+            kept.append(values)
+            if None in values.values():
+                asked.append((index, [key for key, value in values.items() if value is None]))
         return kept, asked
 
-    def _merged(self, keys, kept, asked, read, now: float) -> list[list[tuple]]:
-        """Each view's decoded values of each row (all None: not stored): ``kept`` completed by
-        what the store ``read`` for the ``asked`` keys (kept from ``now`` on)."""
-        rows = list(kept)
+    def _merged(self, kept: list[dict], asked, read, now: float) -> list[dict]:
+        """Each view's decoded values by key (all None: not stored): ``kept`` completed by what
+        the store ``read`` for the ``asked`` keys (kept from ``now`` on)."""
         for (index, missing), blobs in zip(asked, read, strict=True):
             kinds = [kind for _, kind in self.views[index].features]
             nothing = (None,) * len(kinds)
             decoded = [nothing if row is None else tuple(map(_decode, row, kinds)) for row in blobs]
             values = dict(zip(missing, decoded, strict=True))
             self._caches[index].put(values, now)
-            rows[index] = [
-                values[key] if value is None else value for key, value in zip(keys[index], rows[index], strict=True)
-            ]
-        return rows
+            kept[index].update(values)
+        return kept
 
 
 class _Fresh:
