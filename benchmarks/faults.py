@@ -1,9 +1,7 @@
 """Faults under load: ``shoprank serve`` answering ``/v1/rerank`` (100 candidates, the default
 ``search_ranker_v2``) at a steady open-loop rate while one of its stores fails in the middle of the
 run, beside the same load without a fault (the anchor). ``--endpoint search`` loads ``/v1/search``
-instead (queries the shop's users searched, ``k`` 20): its retrieval and text features cost about
-20 ms of CPU per request here, so one worker saturates near 50 rps whatever the stores do (making
-it cheaper is issue 18's); load it at a rate it sustains.
+instead (``openloop.shop_requests``: queries as often as the shop's users searched them, ``k`` 20).
 
     python benchmarks/faults.py [--preset small] [--endpoint rerank] [--rate 100] [--duration 30] [--faults redis-hung ...]
 
@@ -34,7 +32,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import shutil
 import signal
 import sqlite3
@@ -51,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the serving package, not serving.py here
-from openloop import open_loop, post, remove_served_logs, server  # noqa: E402
+from openloop import ENDPOINTS, open_loop, post, remove_served_logs, server, shop_requests  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work" / "faults"
@@ -60,7 +57,6 @@ PORTS = {"shoprank": 18741, "redis": 18742, "postgres": 18743}
 FAULTS = ("redis-hung", "redis-refused", "redis-emptied", "sqlite-dropped", "postgres-down", "worker-killed")
 BUDGET_MS = 20.0  # shoprank serve's default read budget
 BODIES = 2_000
-CANDIDATES = 100
 POLL_SECONDS = 0.05
 REBUILT = ("redis-emptied", "sqlite-dropped")  # faults mended by a rebuild
 REBUILD_AFTER = 1.0  # seconds from such a fault to the rebuild's start (it takes seconds: it must end in the run)
@@ -186,7 +182,7 @@ def _run(fault: str, settings, env: dict[str, str], endpoint: str, rate: float, 
     workers = 2 if fault == "worker-killed" else 1
     command = [*_shoprank(settings), "serve", "--port", str(PORTS["shoprank"]), "--workers", str(workers)]
     remove_served_logs(settings)
-    bodies = BODIES_OF[endpoint](settings)
+    bodies = [post(ENDPOINTS[endpoint], body) for body in shop_requests(settings, endpoint, BODIES, seed=5)]
     print(f"\n{fault} ({settings.profile}):", flush=True)
     logs = WORK / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -318,32 +314,6 @@ def _logged(settings) -> set[str]:
     return ids
 
 
-def _reranks(settings) -> list[bytes]:
-    """``BODIES`` reranks of ``CANDIDATES`` random catalog items for a random known user."""
-    from shoprank.warehouse import read
-
-    items = read(settings.warehouse, "select item_id from marts.dim_items")["item_id"].to_list()
-    users = read(settings.warehouse, "select user_id from marts.dim_users")["user_id"].to_list()
-    rng = random.Random(5)
-    reranks = [{"user_id": rng.choice(users), "item_ids": rng.sample(items, CANDIDATES)} for _ in range(BODIES)]
-    return [post("/v1/rerank", rerank) for rerank in reranks]
-
-
-def _searches(settings) -> list[bytes]:
-    """``BODIES`` searches, ``k`` 20: a query the shop's users searched, by a random known user."""
-    from shoprank.warehouse import read
-
-    queries = read(settings.warehouse, "select distinct query from raw.requests where query is not null")
-    users = read(settings.warehouse, "select user_id from marts.dim_users")["user_id"].to_list()
-    rng = random.Random(5)
-    queries = sorted(queries["query"].to_list())
-    searches = [{"query": rng.choice(queries), "user_id": rng.choice(users), "k": 20} for _ in range(BODIES)]
-    return [post("/v1/search", search) for search in searches]
-
-
-BODIES_OF = {"rerank": _reranks, "search": _searches}
-
-
 def _until(check: Callable[[], bool], seconds: float) -> float:
     """Poll ``check`` until it holds (at most ``seconds``); the monotonic time it did."""
     deadline = time.monotonic() + seconds
@@ -388,7 +358,7 @@ def _report(rows: list[Row], endpoint: str, rate: float, duration: float) -> str
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="small", help="Simulator preset of the shop.")
-    parser.add_argument("--endpoint", choices=sorted(BODIES_OF), default="rerank", help="The endpoint loaded.")
+    parser.add_argument("--endpoint", choices=["rerank", "search"], default="rerank", help="The endpoint loaded.")
     parser.add_argument("--rate", type=float, default=100.0, help="Requests per second offered.")
     parser.add_argument("--duration", type=float, default=30.0, help="Seconds of load per run.")
     parser.add_argument("--faults", nargs="+", choices=FAULTS, default=list(FAULTS), help="Faults to run.")

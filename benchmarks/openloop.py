@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -25,6 +26,15 @@ from pathlib import Path
 import numpy as np
 
 CONNECTIONS = 256  # most connections the load generator opens
+K = 20  # results asked of a search or a recommendation
+CANDIDATES = 100  # items of a rerank
+SESSION_ITEMS = 2  # items of a recommendation's session
+ENDPOINTS = {  # the requests ``shop_requests`` draws, by name: each endpoint as clients call it
+    "search": "/v1/search",  # a query as often as the shop's users searched it
+    "search (long tail)": "/v1/search",  # each distinct query as often as any other
+    "recommend": "/v1/recommend",
+    "rerank": "/v1/rerank",
+}
 TIMEOUT = 5.0  # seconds a request may take before it counts as failed
 IDLE_SECONDS = 2.0  # a connection idle longer is not reused (uvicorn closes idle ones after 5 s)
 
@@ -172,3 +182,25 @@ def remove_served_logs(settings) -> None:
     for folder in (settings.landing / "requests", settings.workdir / "serving" / "features"):
         for path in folder.glob("*.jsonl"):  # pathlib's * matches hidden names too
             path.unlink()
+
+
+def shop_requests(settings, name: str, count: int, seed: int) -> list[dict]:
+    """``count`` bodies of the requests ``name`` (``ENDPOINTS``) drawn from the shop of
+    ``settings``: each by a random known user; a search asks for ``K`` results of a query the
+    shop's users searched (one per logged search: a frequent query as often as it came; the long
+    tail, each distinct query alike), a recommendation for ``K`` with ``SESSION_ITEMS`` random
+    catalog items as the session, a rerank of ``CANDIDATES`` random catalog items."""
+    from shoprank.warehouse import read
+
+    rng = random.Random(seed)
+    users = read(settings.warehouse, "select user_id from marts.dim_users order by user_id")["user_id"].to_list()
+    items = read(settings.warehouse, "select item_id from marts.dim_items order by item_id")["item_id"].to_list()
+    if name.startswith("search"):
+        searched = "select any_value(query) as query from raw.requests where query is not null group by request_id"
+        queries = sorted(read(settings.warehouse, searched)["query"].to_list())
+        queries = sorted(set(queries)) if name == "search (long tail)" else queries
+        return [{"query": rng.choice(queries), "user_id": rng.choice(users), "k": K} for _ in range(count)]
+    if name == "recommend":
+        session = [{"session_item_ids": rng.sample(items, SESSION_ITEMS)} for _ in range(count)]
+        return [{"user_id": rng.choice(users), "k": K, "context": context} for context in session]
+    return [{"user_id": rng.choice(users), "item_ids": rng.sample(items, CANDIDATES)} for _ in range(count)]

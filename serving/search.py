@@ -26,6 +26,7 @@ from shoprank.features.store import open_store
 from shoprank.search.index import CatalogIndex, open_index
 from shoprank.search.retrieve import retrieved
 from shoprank.warehouse import read
+from training.dataset import RETRIEVAL
 from training.plan import ServicePlan, resolve
 from training.rankers import POSITION, Ranker
 from training.registry import ModelVersion, load_ranker
@@ -158,13 +159,21 @@ class Searcher:
             guard.succeeded()
         return self._ranked(asked, features)
 
-    def _asked(self, item_ids, user_id, query, k, backfill, explain, at) -> _Asked:
-        """A ranking request with its entity rows (and the candidates' title BM25)."""
+    def entity_rows(
+        self, item_ids: Sequence[str], user_id: str | None = None, query: str | None = None, at: datetime | None = None
+    ) -> dict[str, list[Any]]:
+        """The rows ``rank`` reads the service's features for (``RequestRows.columns``; each
+        candidate's title BM25 against ``query``), as of ``at`` (default: now)."""
         ids = list(item_ids)
         bm25 = self.titles.score([query] * len(ids), ids) if query else np.zeros(len(ids))
         at = at or datetime.now(UTC).replace(tzinfo=None)
-        rows = self.rows.columns(ids, at, user_id, [query] * len(ids) if query else None, bm25)
-        return _Asked(ids, bm25, rows, k, backfill, explain, time.perf_counter())
+        return self.rows.columns(ids, at, user_id, [query] * len(ids) if query else None, bm25)
+
+    def _asked(self, item_ids, user_id, query, k, backfill, explain, at) -> _Asked:
+        """A ranking request with its entity rows (and the candidates' title BM25)."""
+        rows = self.entity_rows(item_ids, user_id, query, at)
+        bm25 = np.asarray(rows[RETRIEVAL], dtype="float64")
+        return _Asked(rows["item_id"], bm25, rows, k, backfill, explain, time.perf_counter())
 
     def _ranked(self, asked: _Asked, features: dict[str, list[Any]]) -> SearchResult:
         """The model's ranking of the asked candidates, given their features."""
