@@ -153,11 +153,12 @@ class _Text:
     """A normalized query or title as ``query_title_match`` reads it."""
 
     text: str  # its words joined by blanks
+    padded: str  # the text between two blanks (whole words are found in it with their blanks)
     words: list[str]  # in order, repeats kept (a query's)
     vocabulary: frozenset[str]  # its distinct words (a title's)
     stemmed: frozenset[str]  # its words and their stems (a title's)
-    stems: list[list[str]]  # each word's stems (a query's)
-    numeric: list[bool]  # whether each word is a number (a query's)
+    stems: list[frozenset[str]]  # each word's stems (a query's)
+    numbers: list[int]  # the places of its words that are numbers (a query's)
     trigrams: frozenset[str]
 
 
@@ -167,10 +168,12 @@ def _analysed(value: str | None) -> _Text:
     and queries again and again)."""
     text = _normalize(value) if isinstance(value, str) else ""
     words = text.split()
-    stems = list(map(_stems, words))
+    stems = [frozenset(_stems(word)) for word in words]
     vocabulary = frozenset(words)
-    stemmed = vocabulary.union(*stems)
-    return _Text(text, words, vocabulary, stemmed, stems, list(map(_is_number, words)), frozenset(_trigrams(text)))
+    numbers = [place for place, word in enumerate(words) if _is_number(word)]
+    return _Text(
+        text, f" {text} ", words, vocabulary, vocabulary.union(*stems), stems, numbers, frozenset(_trigrams(text))
+    )
 
 
 def query_title_match_values(data: dict[str, Sequence[Any]]) -> Values:
@@ -188,13 +191,14 @@ def query_title_match_values(data: dict[str, Sequence[Any]]) -> Values:
 @lru_cache(maxsize=1 << 18)
 def _matched(query: str | None, title: str | None, brand: str | None) -> tuple:
     """``query_title_match``'s outputs but the BM25 of one query, title and brand."""
-    q, t, b = _analysed(query), _analysed(title), _analysed(brand).text
-    exact = [word in t.vocabulary for word in q.words]
+    q, t, b = _analysed(query), _analysed(title), _analysed(brand)
+    vocabulary, stemmed = t.vocabulary, t.stemmed
+    exact = [word in vocabulary for word in q.words]
     stem = [
-        found or word in t.stemmed or any(part in t.vocabulary for part in stems)
-        for found, word, stems in zip(exact, q.words, q.stems, strict=True)
+        found or word in stemmed or not stems.isdisjoint(vocabulary)
+        for found, word, stems in zip(exact, q.words, q.stems)  # noqa: B905 - as long by construction
     ]
-    numbers = [found for found, numeric in zip(exact, q.numeric, strict=True) if numeric]
+    numbers = [exact[place] for place in q.numbers]
     shared = len(q.trigrams & t.trigrams)
     return (
         _ratio(sum(exact), len(exact)),
@@ -202,10 +206,10 @@ def _matched(query: str | None, title: str | None, brand: str | None) -> tuple:
         _ratio(shared, len(q.trigrams) + len(t.trigrams) - shared),
         int(bool(stem) and stem[-1]),
         _ratio(sum(numbers), len(numbers)),
-        int(bool(q.text) and f" {q.text} " in f" {t.text} "),
-        int(bool(b) and f" {b} " in f" {q.text} "),
+        int(bool(q.text) and q.padded in t.padded),
+        int(bool(b.text) and b.padded in q.padded),
         len(q.words),
-        len(t.vocabulary),
+        len(vocabulary),
     )
 
 
