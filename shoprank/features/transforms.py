@@ -13,12 +13,12 @@ microseconds.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -148,18 +148,19 @@ def query_title_match(inputs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-@dataclass(frozen=True)
-class _Text:
-    """A normalized query or title as ``query_title_match`` reads it."""
+class _Text(NamedTuple):
+    """A normalized query or title as ``query_title_match`` reads it. Its sets are dicts of
+    words (to None) and its sequences tuples: the garbage collector leaves them untracked, so a
+    service that remembers many texts does not pay for them at every full collection."""
 
     text: str  # its words joined by blanks
     padded: str  # the text between two blanks (whole words are found in it with their blanks)
-    words: list[str]  # in order, repeats kept (a query's)
-    vocabulary: frozenset[str]  # its distinct words (a title's)
-    stemmed: frozenset[str]  # its words and their stems (a title's)
-    stems: list[frozenset[str]]  # each word's stems (a query's)
-    numbers: list[int]  # the places of its words that are numbers (a query's)
-    trigrams: frozenset[str]
+    words: tuple[str, ...]  # in order, repeats kept (a query's)
+    vocabulary: dict[str, None]  # its distinct words (a title's)
+    stemmed: dict[str, None]  # its words and their stems (a title's)
+    stems: tuple[tuple[str, ...], ...]  # each word's stems (a query's)
+    numbers: tuple[int, ...]  # the places of its words that are numbers (a query's)
+    trigrams: dict[str, None]
 
 
 @lru_cache(maxsize=1 << 16)
@@ -167,12 +168,12 @@ def _analysed(value: str | None) -> _Text:
     """A query's or title's words, stems and trigrams (remembered: a service sees the same titles
     and queries again and again)."""
     text = _normalize(value) if isinstance(value, str) else ""
-    words = text.split()
-    stems = [frozenset(_stems(word)) for word in words]
-    vocabulary = frozenset(words)
-    numbers = [place for place, word in enumerate(words) if _is_number(word)]
+    words = tuple(text.split())
+    stems = tuple(tuple(_stems(word)) for word in words)
+    numbers = tuple(place for place, word in enumerate(words) if _is_number(word))
+    stemmed = dict.fromkeys(itertools.chain(words, *stems))
     return _Text(
-        text, f" {text} ", words, vocabulary, vocabulary.union(*stems), stems, numbers, frozenset(_trigrams(text))
+        text, f" {text} ", words, dict.fromkeys(words), stemmed, stems, numbers, dict.fromkeys(_trigrams(text))
     )
 
 
@@ -195,11 +196,11 @@ def _matched(query: str | None, title: str | None, brand: str | None) -> tuple:
     vocabulary, stemmed = t.vocabulary, t.stemmed
     exact = [word in vocabulary for word in q.words]
     stem = [
-        found or word in stemmed or not stems.isdisjoint(vocabulary)
+        found or word in stemmed or not vocabulary.keys().isdisjoint(stems)
         for found, word, stems in zip(exact, q.words, q.stems)  # noqa: B905 - as long by construction
     ]
     numbers = [exact[place] for place in q.numbers]
-    shared = len(q.trigrams & t.trigrams)
+    shared = len(q.trigrams.keys() & t.trigrams.keys())
     return (
         _ratio(sum(exact), len(exact)),
         _ratio(sum(stem), len(stem)),
