@@ -52,23 +52,39 @@ def pair_scores(index: bm25s.BM25, documents: np.ndarray, queries: Sequence[list
 
 
 def token_weights(index: bm25s.BM25) -> sp.csc_matrix:
-    """bm25s's token weights as a sparse matrix: a row per document, a column per token."""
+    """bm25s's token weights as a sparse matrix (a copy, its documents sorted in each column): a
+    row per document, a column per token."""
     scores = index.scores
     shape = (scores["num_docs"], len(scores["indptr"]) - 1)
-    return sp.csc_matrix((scores["data"], scores["indices"], scores["indptr"]), shape=shape)
+    weights = sp.csc_matrix((scores["data"], scores["indices"], scores["indptr"]), shape=shape, copy=True)
+    weights.sort_indices()
+    return weights
 
 
 def _summed(
     weights: sp.csc_matrix, vocabulary: dict[str, int], documents: np.ndarray, queries: Sequence[list[str]]
 ) -> np.ndarray:
-    """``pair_scores`` over the index's ``token_weights`` and vocabulary."""
-    lengths = np.fromiter((len(words) for words in queries), dtype=np.int64, count=len(queries))
-    rows = np.repeat(np.arange(len(queries)), lengths)
-    words = np.fromiter((vocabulary[w] for q in queries for w in q), dtype=np.int64, count=int(lengths.sum()))
-    docs = np.asarray(documents, dtype=np.int64)[rows]
-    found = docs >= 0
-    values = np.asarray(weights[docs[found], words[found]]).ravel()
-    return np.bincount(rows[found], weights=values, minlength=len(queries)) * SCALE
+    """``pair_scores`` over the index's ``token_weights`` and vocabulary: per distinct query, each
+    of its words' weights looked up at its rows' documents (a binary search in the word's column),
+    added in the query's word order, so each sum is the same float whatever the batch."""
+    documents = np.asarray(documents, dtype=np.int64)
+    totals = np.zeros(len(queries))
+    rows_of: dict[tuple[str, ...], list[int]] = {}
+    for row, words in enumerate(queries):
+        rows_of.setdefault(tuple(words), []).append(row)
+    for words, rows in rows_of.items():
+        at = documents[rows]
+        total = np.zeros(len(rows))
+        for word in words:
+            column = vocabulary[word]
+            start, end = weights.indptr[column], weights.indptr[column + 1]
+            found = weights.indices[start:end]
+            if not len(found):
+                continue
+            place = np.minimum(np.searchsorted(found, at), len(found) - 1)
+            total += np.where(found[place] == at, weights.data[start:end][place], 0.0)
+        totals[rows] = total
+    return totals * SCALE
 
 
 @dataclass(frozen=True)
