@@ -143,8 +143,12 @@ def taken_over(log: Path) -> set[int]:
 
 
 def tear(path: Path) -> None:
-    """Append the first half of the file's last line, as a kill in the middle of a write leaves it."""
-    last = path.read_bytes().splitlines(keepends=True)[-1]
+    """Append the first half of the file's last line, as a kill in the middle of a write leaves it
+    (nothing to an empty file: one rotated just before the kill)."""
+    lines = path.read_bytes().splitlines(keepends=True)
+    if not lines:
+        return
+    last = lines[-1]
     with path.open("ab") as file:
         file.write(last[: len(last) // 2])
 
@@ -163,7 +167,8 @@ def test_a_killed_server_loses_only_its_last_moments_and_the_next_start_ingests_
         server.close()
     left = served_files(shop, ".*.jsonl")
     assert {path.name.split("-")[0] for path in left} == {".requests", ".features"}
-    assert served_files(shop, "[!.]*.jsonl") == []
+    # visible: only what the killed server itself rotated (past ROTATE_ROWS rows on a fast machine)
+    assert all(writer(path) == pid for path in served_files(shop, "[!.]*.jsonl"))
     for path in left:
         tear(path)
 
@@ -171,7 +176,9 @@ def test_a_killed_server_loses_only_its_last_moments_and_the_next_start_ingests_
     next(restarted)  # its served log took the killed server's files over on start
     restarted.close()  # SIGTERM
 
-    assert served_files(shop, ".*.jsonl") == []
+    # all taken over; an empty file (one the killed server rotated to just before the kill) is left
+    # alone: it may as well be a live process's, created and not yet locked
+    assert [path for path in served_files(shop, ".*.jsonl") if path.stat().st_size] == []
     assert outside_the_window(lost(shop, load), killed_at) == {}
     assert logged_twice(shop) == []
     parity = CliRunner().invoke(cli, ["--workdir", str(shop.workdir), "parity", "--sample", "50"])
