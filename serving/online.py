@@ -103,7 +103,7 @@ class OnlineReader:
         self._tables.close()
 
     def forget_absent(self) -> None:
-        """Drop the item-keyed values kept in memory as absent from the store (read while it was
+        """Drop the values kept in memory as absent from the store (read while it was
         emptied or lacked a table): the next reads ask the store for those again. Values read
         present stay (the store answered them; they age out after ``CACHE_SECONDS``), and so do
         on-demand outputs (a function of their inputs): a recovered store is not read cold."""
@@ -111,8 +111,8 @@ class OnlineReader:
             cache.drop_absent()
 
     def forget(self) -> None:
-        """Drop the values kept in memory (item-keyed values, on-demand outputs): the next reads
-        go to the store."""
+        """Drop what is kept in memory (the views' values, on-demand outputs): the next reads go
+        to the store."""
         self._caches = [_Fresh() for _ in self.views]
         with self._memo_lock:
             for memo in self._memo.values():
