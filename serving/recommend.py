@@ -183,14 +183,14 @@ class Neighbours:
     def __init__(self, pairs: pl.DataFrame) -> None:
         """``pairs``: ``item_id``, ``neighbour_item_id``, ``cosine_28d``."""
         pairs = pairs.sort("item_id", "neighbour_item_id")
-        self.ids = pairs["neighbour_item_id"].unique().sort()  # a neighbour's code is its place here
+        ids = pairs["neighbour_item_id"].unique().sort()  # a neighbour's code is its place here
         firsts = pairs["item_id"].is_first_distinct()
         starts = np.append(firsts.arg_true().to_numpy(), pairs.height)
         items = pairs["item_id"].filter(firsts).to_list()
         self._slices = {item: (start, end) for item, start, end in zip(items, starts[:-1], starts[1:], strict=True)}
-        self._codes = self.ids.search_sorted(pairs["neighbour_item_id"]).to_numpy()
+        self._codes = ids.search_sorted(pairs["neighbour_item_id"]).to_numpy()
         self._cosines = pairs["cosine_28d"].cast(pl.Float64).to_numpy()
-        self.ids = self.ids.to_list()
+        self.ids = ids.to_list()
 
     def of(self, item_ids: list[str], weights: list[float]) -> list[str]:
         """The neighbours of ``item_ids``, by their cosine similarity summed over the items, each

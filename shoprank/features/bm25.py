@@ -41,16 +41,6 @@ def query_tokens(index: bm25s.BM25, queries: Sequence[str | None], speller: Spel
     return [sorted({word for word in words if word in vocabulary and word}) for words in spelled]
 
 
-def pair_scores(index: bm25s.BM25, documents: np.ndarray, queries: Sequence[list[str]]) -> np.ndarray:
-    """BM25 of each query's tokens against its document (row in the index; -1 for none).
-
-    Sums bm25s's precomputed token weights of the document (what ``BM25.get_scores`` sums over
-    every document) at the pair alone, times ``SCALE``: for the 52k Home Depot judgments 0.06 s,
-    where ``get_scores`` per distinct query took 5.6 s and the former Polars formula 0.35 s.
-    """
-    return _summed(token_weights(index), index.vocab_dict, documents, queries)
-
-
 def token_weights(index: bm25s.BM25) -> sp.csc_matrix:
     """bm25s's token weights as a sparse matrix (a copy, its documents sorted in each column): a
     row per document, a column per token."""
@@ -61,11 +51,13 @@ def token_weights(index: bm25s.BM25) -> sp.csc_matrix:
     return weights
 
 
-def _summed(
+def pair_scores(
     weights: sp.csc_matrix, vocabulary: dict[str, int], documents: np.ndarray, queries: Sequence[list[str]]
 ) -> np.ndarray:
-    """``pair_scores`` over the index's ``token_weights`` and vocabulary: per distinct query, each
-    of its words' weights looked up at its rows' documents (a binary search in the word's column),
+    """BM25 of each query's tokens against its document (row in the index; -1 for none), from the
+    index's ``token_weights`` and vocabulary: bm25s's precomputed weights of the pair alone (what
+    ``BM25.get_scores`` sums over every document) times ``SCALE``. Per distinct query, each of its
+    words' weights is looked up at its rows' documents (a binary search in the word's column) and
     added in the query's word order, so each sum is the same float whatever the batch."""
     documents = np.asarray(documents, dtype=np.int64)
     totals = np.zeros(len(queries))
@@ -122,4 +114,4 @@ class TitleIndex:
         documents = np.fromiter(map(self._document_of.get, item_ids, itertools.repeat(-1)), np.int64, len(item_ids))
         distinct = list(dict.fromkeys(queries))
         words = dict(zip(distinct, query_tokens(self.bm25, distinct), strict=True))
-        return _summed(self._weights, self.bm25.vocab_dict, documents, [words[q] for q in queries])
+        return pair_scores(self._weights, self.bm25.vocab_dict, documents, [words[q] for q in queries])
