@@ -22,6 +22,7 @@ added to every prediction and shows as its own ``prior`` column in the contribut
 from __future__ import annotations
 
 import difflib
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,8 +106,11 @@ class Ranker:
             return self.predict(pl.DataFrame(dict(columns), strict=False))
         n = len(next(iter(columns.values())))
         serving = {POSITION: [SERVING_POSITION] * n} if self.config.position == "feature" else {}
-        matrix = np.array([serving[name] if name in serving else columns[name] for name in self.features], "float64").T
-        scores = self._booster_predict(np.ascontiguousarray(matrix), contributions=False)
+        inputs = (serving[name] if name in serving else columns[name] for name in self.features)
+        # one pass over the values (None is NaN), twice as fast as np.array over the columns' lists
+        flat = np.fromiter(itertools.chain.from_iterable(inputs), "float64", n * len(self.features))
+        matrix = np.ascontiguousarray(flat.reshape(len(self.features), n).T)
+        scores = self._booster_predict(matrix, contributions=False)
         if not self.config.prior:
             return scores
         return scores + _weighted_prior(np.array(columns[self.config.prior], "float64"), self.config)
