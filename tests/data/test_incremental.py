@@ -107,3 +107,33 @@ def test_new_days_are_added_without_rewriting_old_days_and_match_a_full_rebuild(
         for model, day in INCREMENTAL.items()
     }
     assert rebuilt == incremental
+
+
+def test_lists_served_past_the_events_build_and_come_labelled_with_the_events_after_them(tiny_shop, tmp_path):
+    """A service that served past the last day with events (``serve --as-of materialized``) does
+    not break the build: its lists wait out of ``fct_labels`` until the events after them arrive."""
+    settings = replace(tiny_shop, workdir=tmp_path / "shop")
+    shutil.copytree(tiny_shop.workdir, settings.workdir)
+    _next_day_files(settings.warehouse, tmp_path / "next")
+    labels = settings.marts / "fct_labels.parquet"
+
+    def next_lists() -> tuple[int, int]:
+        return _query(
+            settings.warehouse,
+            f"select count(*), count(*) filter (label > 0) from '{labels}' where query_id like 'next-%'",
+        )[0]
+
+    served = ingest(settings.warehouse, [tmp_path / "next" / "requests.parquet"]).tables["requests"].accepted
+    assert served > 0
+    dbt_build(settings)  # every test passes, not_after_horizon of fct_labels among them
+    assert next_lists() == (0, 0)
+    horizon = _query(settings.warehouse, f"select max(event_timestamp) from '{labels}'")[0][0]
+    assert (
+        horizon
+        < _query(settings.warehouse, "select min(request_time) from raw.requests where request_id like 'next-%'")[0][0]
+    )
+
+    ingest(settings.warehouse, [tmp_path / "next" / "events.parquet"])
+    dbt_build(settings)
+    rows, positive = next_lists()
+    assert 0 < rows <= served and positive > 0  # labelled by the next day's events (its window's last minutes wait)
