@@ -192,7 +192,7 @@ def _outside_cycles(data) -> pl.LazyFrame:
         if node in path:  # the walk came back to itself: from there on, a cycle
             cycling.update(list(path)[list(path).index(node) :])
         done.update(path)
-    return pl.LazyFrame({"outside": [category not in cycling for category in rows["category_id"].to_list()]})
+    return pl.LazyFrame({"parent_id": [category not in cycling for category in rows["category_id"].to_list()]})
 
 
 RAW_TABLES: dict[str, RawTable] = {

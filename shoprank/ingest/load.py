@@ -167,9 +167,8 @@ def _quarantine_conflicts(con: duckdb.DuckDBPyConnection, rows: Sorted, on: str,
     differs = " or ".join(f'a."{c}" is distinct from r."{c}"' for c in content)
     columns = ", ".join(f'a."{c}"' for c in table.columns)
     stored = f'select * from raw.{table.name} where "{table.key[0]}" between ? and ?'
-    found = con.execute(
-        f"select {columns}, a._source from accepted_rows a join ({stored}) r on {on} where {differs}", list(bounds)
-    ).pl()
+    query = f"select {columns}, a._source from accepted_rows a join ({stored}) r on {on} where {differs}"
+    found = con.sql(query, params=list(bounds)).pl()
     if not found.height:
         return
     text = _as_text(found, list(table.columns))

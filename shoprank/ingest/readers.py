@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -115,10 +115,21 @@ def check_columns(path: Path, fmt: str, table: str, header: list[str] | None, fr
             f'File "{path}" has none of the {table} contract columns ({", ".join(contract)}) but "{found}"; '
             'if it is not comma-separated UTF-8, re-encode it or read it with a mapping (csv: {delimiter: ";"})'
         )
-    for name, dtype in schema.items():
-        if name in contract and dtype.is_nested():
+    refuse_nested(path, schema, contract)
+
+
+def refuse_nested(path: Path, schema: pl.Schema, read: Iterable[str]) -> None:
+    """Refuse a file whose columns ``read`` hold lists or structs (``schema``: the file's).
+
+    Raises:
+        InputError: One does; the message names the file, the column and its type.
+    """
+    for name in read:
+        dtype = schema.get(name)
+        if dtype is not None and dtype.is_nested():
             raise InputError(
-                f'File "{path}": column "{name}" holds {dtype} values, not one value per row; write one {name} per row'
+                f'File "{path}": column "{name}" holds {dtype} values, not one value per row; '
+                f"write one {name} per row (or flatten it)"
             )
 
 

@@ -97,7 +97,7 @@ def test_a_device_is_not_read_as_an_empty_file(tmp_path):
 
 @pytest.mark.parametrize(
     ("price", "reason"),
-    [(float("nan"), "price: not_finite"), (float("inf"), "price: not_finite")],
+    [(float("nan"), "price: not_finite (NaN or infinite)"), (float("inf"), "price: not_finite (NaN or infinite)")],
     ids=["nan", "inf"],
 )
 def test_non_finite_prices_are_quarantined(tmp_path, price, reason):
@@ -110,14 +110,14 @@ def test_a_boolean_price_is_not_a_number(tmp_path):
 
 def test_an_overlong_id_is_quarantined(tmp_path):
     ids = ["u" * (MAX_ID_CHARS + 1), "u" * MAX_ID_CHARS, "u1"]
-    assert _quarantined(tmp_path, _events(user_id=ids)) == {"user_id: too_long": 1}
+    assert _quarantined(tmp_path, _events(user_id=ids)) == {"user_id: too_long (an id has at most 256 characters)": 1}
 
 
 def test_a_category_cycle_is_quarantined(tmp_path):
     categories = pl.DataFrame(
         {"category_id": ["1", "2", "3", "4"], "parent_id": ["2", "1", "1", None], "name": ["a", "b", "c", "d"]}
     )
-    assert _quarantined(tmp_path, categories, "categories.parquet") == {"parent_cycle": 2}  # 3 hangs off it
+    assert _quarantined(tmp_path, categories, "categories.parquet") == {"categories: parent_cycle": 2}  # 3 hangs off it
 
 
 def test_a_file_moved_elsewhere_is_not_quarantined_twice(tmp_path):

@@ -33,8 +33,8 @@ def _files(workdir: Path) -> list[Path]:
 
 def _found_in_file(path: Path, values: list[str]) -> set[str]:
     if path.suffix == ".parquet":  # compressed: read its values
-        frame = pl.read_parquet(path)
-        text = "\n".join(frame.select(pl.all().cast(pl.Utf8)).unpivot()["value"].drop_nulls().to_list())
+        texts = pl.read_parquet(path).select(pl.col(pl.String))
+        text = "\n".join(texts.unpivot()["value"].drop_nulls().to_list()) if texts.width else ""
         return {value for value in values if value in text}
     data = path.read_bytes()
     return {value for value in values if value.encode() in data}
