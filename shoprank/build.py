@@ -47,9 +47,9 @@ def dbt(
     settings: Settings, args: list[str], progress: Callable[..., None] | None = None, hold: int | None = None
 ) -> subprocess.CompletedProcess:
     """Run a dbt command in ``dbt_project/`` against the workdir (its PII salt: ``salt.pii_salt``);
-    stream progress from its log.
-    dbt runs in a process group of its own, stopped with this call (an exception, Ctrl-C) or with
-    this process; ``hold``: a file descriptor it keeps open until it ends (``warehouse.writing``).
+    stream progress from its log. dbt runs in a process group of its own, stopped with this call
+    (an exception, Ctrl-C) or with this process; ``hold``: a file descriptor it keeps open until it
+    ends (``warehouse.writing``).
 
     Returns:
         The finished process (stdout holds dbt's log).
