@@ -204,6 +204,7 @@ def _budget_report(loads: dict[float, Load]) -> str:
 def _workdir(preset: str, store: str):
     """The store's workdir, built by ``shoprank pipeline`` when missing."""
     from shoprank.config import Settings
+    from shoprank.salt import SALT_VARIABLE
 
     settings = Settings(workdir=WORK / preset / store, profile=PROFILES[store])
     if settings.profile == "production":  # Redis and PostgreSQL are shared: a project of its own
@@ -211,7 +212,8 @@ def _workdir(preset: str, store: str):
     if not (settings.models / "ranker_v2").is_dir():
         shoprank = [str(Path(sys.executable).with_name("shoprank")), "--workdir", str(settings.workdir)]
         shoprank += ["--profile", settings.profile, "--project", settings.project]
-        subprocess.run([*shoprank, "pipeline", "--preset", preset], check=True)
+        salt = {SALT_VARIABLE: os.environ.get(SALT_VARIABLE) or "bench-serving"}  # the production profile needs one
+        subprocess.run([*shoprank, "pipeline", "--preset", preset], check=True, env={**os.environ, **salt})
     return settings
 
 

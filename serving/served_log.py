@@ -56,6 +56,7 @@ from pydantic_core import to_json
 
 from serving.features import one_object
 from shoprank.config import Settings
+from shoprank.text import scrub_pii
 
 ROTATE_ROWS = 100_000
 ROTATE_SECONDS = 300.0
@@ -100,6 +101,7 @@ class ServedLog:
         model did not rank (a fallback: ``vectors`` None) has those only. In its file (the page
         cache) when this returns."""
         served = _served(np.asarray(order).tolist())
+        query = scrub_pii(query)  # no e-mail address or phone number leaves the request
         items = served(vectors["item_id"]) if vectors is not None else ()
         shown = items if shown is None else shown
         at = request_time.isoformat(timespec="microseconds")
@@ -119,7 +121,7 @@ class ServedLog:
                         "user_id": user_id,
                         "model_version": model_version,
                         "items": items,
-                        "entities": {name: _column(vectors[name], served) for name in entities},
+                        "entities": {name: _column(_scrubbed(name, vectors[name]), served) for name in entities},
                         "features": {
                             name: _column(values, served)
                             for name, values in vectors.items()
@@ -299,6 +301,15 @@ def _served(order: list[int]) -> Callable[[list[Any]], Sequence[Any]]:
     if len(order) > 1:
         return operator.itemgetter(*order)  # a tuple of those values, picked in C
     return lambda values: [values[i] for i in order]  # itemgetter of one index gives the value itself
+
+
+def _scrubbed(name: str, values: list[Any]) -> list[Any]:
+    """An entity column as logged: the raw query scrubbed of personal data (``scrub_pii``)."""
+    if name != "query":
+        return values
+    if one_object(values):  # the request's query on every row: scrubbed once, still one object
+        return [scrub_pii(values[0])] * len(values)
+    return list(map(scrub_pii, values))
 
 
 def _column(values: list[Any], served: Callable[[list[Any]], Sequence[Any]]) -> Sequence[Any]:

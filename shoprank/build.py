@@ -1,14 +1,20 @@
 """``shoprank build``: run ``dbt build`` on the workdir's warehouse, as a data engineer would.
 
 dbt runs in a child process with ``SHOPRANK_HOME`` set, exactly like ``dbt build`` run by hand
-in ``dbt_project/``; its structured results come from ``run_results.json``.
+in ``dbt_project/``; its structured results come from ``run_results.json``. The child lives and
+dies with shoprank: it runs in a process group of its own, which shoprank stops when it is
+interrupted or fails, and the kernel sends it SIGTERM when shoprank ends otherwise (``kill -9``).
+A build holds the warehouse (``warehouse.writing``) until dbt has ended too: a second build, or an
+ingest, meanwhile is refused with the holder's pid.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -20,9 +26,12 @@ from pathlib import Path
 from shoprank import warehouse
 from shoprank.config import DBT_PROJECT_DIR, Settings
 from shoprank.errors import BuildError, WarehouseError
+from shoprank.salt import SALT_VARIABLE, pii_salt
 
 _PROGRESS = re.compile(r"^\S+\s+(\d+) of (\d+) (OK|PASS|WARN|ERROR|FAIL|SKIP|NO-OP)\b.*?\b([\w.]+) \.+")
 _DBT = "from dbt.cli.main import cli; cli()"
+_PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends
+STOP_SECONDS = 10.0  # how long dbt has to stop after SIGTERM before it is killed
 
 
 @dataclass
@@ -35,9 +44,12 @@ class BuildResult:
 
 
 def dbt(
-    settings: Settings, args: list[str], progress: Callable[..., None] | None = None
+    settings: Settings, args: list[str], progress: Callable[..., None] | None = None, hold: int | None = None
 ) -> subprocess.CompletedProcess:
-    """Run a dbt command in ``dbt_project/`` against the workdir; stream progress from its log.
+    """Run a dbt command in ``dbt_project/`` against the workdir (its PII salt: ``salt.pii_salt``);
+    stream progress from its log. dbt runs in a process group of its own, stopped with this call
+    (an exception, Ctrl-C) or with this process; ``hold``: a file descriptor it keeps open until it
+    ends (``warehouse.writing``).
 
     Returns:
         The finished process (stdout holds dbt's log).
@@ -52,15 +64,59 @@ def dbt(
         "--log-path", str(target.parent / "logs"),
         "--no-use-colors",
     ]  # fmt: skip
-    env = {**os.environ, **settings.env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    env = {**os.environ, **settings.env(), SALT_VARIABLE: pii_salt(settings), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     lines: list[str] = []
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,  # Ctrl-C reaches shoprank, which stops the group
+        pass_fds=() if hold is None else (hold,),
+        preexec_fn=_ended_with(os.getpid()),
+    )
+    try:
         for line in proc.stdout:
             lines.append(line)
             match = _PROGRESS.match(line)
             if progress and match:
                 progress(1, match.group(4), int(match.group(2)))
+        proc.wait()
+    except BaseException:
+        _stop(proc)
+        raise
+    finally:
+        proc.stdout.close()
     return subprocess.CompletedProcess(command, proc.returncode, "".join(lines))
+
+
+def _ended_with(parent: int) -> Callable[[], None]:
+    """What a child runs before dbt: ask the kernel for SIGTERM when ``parent`` ends (Linux), and
+    end at once if it already has."""
+
+    def arrange() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if hasattr(libc, "prctl"):
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arrange
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop ``proc``'s process group: SIGTERM, then SIGKILL after ``STOP_SECONDS``."""
+    for sig, wait in ((signal.SIGTERM, STOP_SECONDS), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def dbt_build(
@@ -79,8 +135,9 @@ def dbt_build(
         raise WarehouseError(f'Warehouse "{settings.warehouse}" does not exist; run "shoprank ingest" first')
     started = time.perf_counter()
     args = ["build", *(["--select", select] if select else []), *(["--full-refresh"] if full_refresh else [])]
-    (settings.dbt_target / "run_results.json").unlink(missing_ok=True)
-    finished = dbt(settings, args, progress)
+    with warehouse.writing(settings.warehouse, "build") as hold:
+        (settings.dbt_target / "run_results.json").unlink(missing_ok=True)
+        finished = dbt(settings, args, progress, hold)
     results = _run_results(settings, finished)
     failed = [r for r in results if r["status"] in ("error", "fail")]
     if failed or finished.returncode != 0:

@@ -15,8 +15,10 @@ from shoprank.build import BuildResult, dbt_build
 from shoprank.config import Settings
 from shoprank.features.definitions import Definitions, apply
 from shoprank.features.materialize import MaterializeResult, materialize
+from shoprank.ingest import journal
 from shoprank.ingest.run import IngestReport, ingest
 from shoprank.progress import Advance
+from shoprank.salt import pii_salt
 from shoprank.simulate import ShopSpec, SimulationSummary, simulate, spec_for
 from shoprank.validate import MartReport, validate_marts
 from training.dataset import DatasetResult, build_dataset
@@ -76,6 +78,7 @@ def run_pipeline(settings: Settings, progress: ProgressFactory) -> PipelineResul
     Raises:
         ShoprankError: A step failed; later steps do not run.
     """
+    pii_salt(settings)  # the production profile refuses to start without a salt of its own
     timed = Steps(progress)
     simulation = timed("simulate", lambda advance: run_simulation(settings, advance))
     loaded = load_and_build(settings, [settings.landing], timed)
@@ -150,13 +153,18 @@ class WorkdirStatus:
 
 
 def workdir_status(settings: Settings) -> WorkdirStatus:
-    """Count the rows of every table the workdir's warehouse holds.
+    """Count the rows of every table the workdir's warehouse holds (of the raw and quarantine
+    contract tables, the rows of committed ingest runs only).
 
     Raises:
         WarehouseError: There is no warehouse in the workdir yet.
     """
     con = warehouse.connect(settings.warehouse, read_only=True)
     try:
-        return WorkdirStatus({schema: warehouse.table_counts(con, schema) for schema in ("raw", "quarantine", "marts")})
+        counts = {schema: warehouse.table_counts(con, schema) for schema in ("raw", "quarantine", "marts")}
+        for schema in ("raw", "quarantine"):
+            if "ingest_runs" in counts["raw"]:
+                counts[schema].update(journal.committed_counts(con, schema))
+        return WorkdirStatus(counts)
     finally:
         con.close()

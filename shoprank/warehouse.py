@@ -7,7 +7,10 @@ ingest run (see ``shoprank.ingest.journal``) and ``raw.ingest_batches`` its coun
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -46,6 +49,36 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
             f'Warehouse "{path}" cannot be opened ({str(exc).splitlines()[0]}); '
             "close the other program that holds it (a DuckDB shell, a notebook, dbt) and retry"
         ) from None
+
+
+@contextmanager
+def writing(path: Path, command: str) -> Iterator[int]:
+    """Hold the warehouse at ``path`` for ``command`` (``build``, ``ingest``...) while the block
+    runs: one writing shoprank command at a time. The hold is an exclusive ``flock`` on the file
+    beside it (``<warehouse>.lock``, which names the holder's pid and command); the kernel drops it
+    when the holder ends, however it ends. Yields the lock's file descriptor: a child process given
+    it (``pass_fds``) holds the warehouse with its parent, until both have ended.
+
+    Raises:
+        WarehouseError: Another process holds the warehouse; the message names its command and pid.
+    """
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid, _, held_by = os.pread(fd, 256, 0).decode(errors="replace").strip().partition(" ")
+            holder = f"another shoprank {held_by} (pid {pid})" if held_by else "another shoprank command"
+            raise WarehouseError(
+                f'{holder} holds the warehouse "{path}"; wait for it to finish (or stop it) and retry'
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {command}\n".encode(), 0)
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def create_layout(con: duckdb.DuckDBPyConnection) -> None:

@@ -1,6 +1,7 @@
 {#- Query and title text as it is grouped and matched: the rule of shoprank.text.normalize, where
     every step is documented (shoprank/text/normalize.py); tests/code/test_text.py checks that this
     macro and the Python function agree on a shared table of cases.
+      0. e-mail addresses and phone numbers replaced (scrub_pii);
       1. NFC, the compatibility characters that matter mapped as NFKC maps them (fullwidth ASCII,
          ligatures, super/subscript digits; vulgar fractions -> ' N/D'; ⁄ ∕ -> /, ′ ″ -> ' ";
          İ -> I, Σ -> σ), lower case;
@@ -13,7 +14,7 @@
          with the whole number before them (1-1/2 -> 1.5);
       7. blanks collapsed and trimmed; empty -> null. -#}
 {% macro normalize_query(expression) -%}
-    {%- set folded = text_fold(expression) -%}
+    {%- set folded = text_fold(scrub_pii(expression)) -%}
     {%- set ns = namespace(sql="' ' || " ~ folded ~ " || ' '") -%}
     {%- for pattern, replacement in text_steps() -%}
         {%- set ns.sql = regexp_replace_all(ns.sql, pattern, replacement) -%}

@@ -1,8 +1,8 @@
 """Pandera contracts of the dbt marts that Feast and training read.
 
 They restate, independently of dbt's own tests, what consumers rely on: keys present and
-unique, counts non-negative and monotone over nested windows, rates within [0, 1], and no row
-later than the data horizon (a row from the future would leak into point-in-time joins). Column
+unique, counts non-negative and monotone over nested windows, rates within [0, 1], numbers finite,
+and no row later than the data horizon (a row from the future would leak into point-in-time joins). Column
 names and types must equal the declarations in ``dbt_project/models/marts/_marts__models.yml``.
 """
 
@@ -31,12 +31,18 @@ def _count() -> pa.Column:
     return pa.Column(pl.Int64, pa.Check.ge(0), nullable=False)
 
 
+def _float(*checks: pa.Check, nullable: bool = True) -> pa.Column:
+    """A number column: finite (NaN and infinities are violations wherever they come from)."""
+    finite = pa.Check(lambda d: d.lazyframe.select(pl.col(d.key).is_finite()), name="not_finite")
+    return pa.Column(pl.Float64, [finite, *checks], nullable=nullable)
+
+
 def _rate(nullable: bool = False) -> pa.Column:
-    return pa.Column(pl.Float64, pa.Check.in_range(0, 1), nullable=nullable)
+    return _float(pa.Check.in_range(0, 1), nullable=nullable)
 
 
 def _number() -> pa.Column:
-    return pa.Column(pl.Float64, nullable=True)
+    return _float()
 
 
 def _windowed(measures: tuple[str, ...], windows: tuple[int, ...] = WINDOWS) -> dict[str, pa.Column]:
@@ -136,7 +142,7 @@ def _schemas(horizon: datetime) -> dict[str, pa.DataFrameSchema]:
                 "brand": pa.Column(pl.Utf8, nullable=True),
                 "category_path": pa.Column(pl.Utf8, nullable=True),
                 "category_top": pa.Column(pl.Utf8, nullable=True),
-                "price": pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
+                "price": _float(pa.Check.ge(0)),
             },
             strict=True,
             ordered=True,
@@ -150,11 +156,11 @@ def _schemas(horizon: datetime) -> dict[str, pa.DataFrameSchema]:
                 "ctr_30d": _rate(),
                 "cvr_30d": _rate(),
                 "categories_30d": _count(),
-                "purchase_price_mean_30d": pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
-                "purchase_price_std_30d": pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
+                "purchase_price_mean_30d": _float(pa.Check.ge(0)),
+                "purchase_price_std_30d": _float(pa.Check.ge(0)),
                 "last_event_at": pa.Column(TIMESTAMP, nullable=True),
                 "signup_time": pa.Column(TIMESTAMP, nullable=True),
-                "recency_days": pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
+                "recency_days": _float(pa.Check.ge(0)),
                 "tenure_days": _number(),
             },
             checks=_monotone(INTERACTIONS),
@@ -168,8 +174,8 @@ def _schemas(horizon: datetime) -> dict[str, pa.DataFrameSchema]:
                 **_windowed(INTERACTIONS + ("impressions",)),
                 "ctr_30d": _rate(),
                 "cvr_30d": _rate(),
-                "price": pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
-                "price_mean_7d": pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
+                "price": _float(pa.Check.ge(0)),
+                "price_mean_7d": _float(pa.Check.ge(0)),
                 "title": pa.Column(pl.Utf8, nullable=True),
                 "category_path": pa.Column(pl.Utf8, nullable=True),
                 "category_top": pa.Column(pl.Utf8, nullable=True),
@@ -256,7 +262,7 @@ def _schemas(horizon: datetime) -> dict[str, pa.DataFrameSchema]:
                 "query_norm": pa.Column(pl.Utf8),
                 "position": pa.Column(pl.Int32, nullable=True),
                 "label": pa.Column(pl.Int32, pa.Check.isin([0, 1, 2, 3])),
-                "grade": pa.Column(pl.Float64),
+                "grade": _float(nullable=False),
             },
             strict=True,
             ordered=True,

@@ -20,10 +20,30 @@ SURFACES = ("search", "recommend", "browse")
 EARLIEST = datetime(1990, 1, 1)
 CLOCK_TOLERANCE = timedelta(days=1)
 TIMESTAMP = pl.Datetime("us")
+MAX_ID_CHARS = 256  # an id longer than this is not an id (a pasted document, an attack)
 
 
 def _non_empty() -> pa.Check:
     return pa.Check(lambda d: d.lazyframe.select(pl.col(d.key).str.strip_chars().str.len_chars() > 0), name="empty")
+
+
+def _short() -> pa.Check:
+    return pa.Check(
+        lambda d: d.lazyframe.select(pl.col(d.key).str.len_chars() <= MAX_ID_CHARS),
+        name="too_long",
+        error=f"too_long (an id has at most {MAX_ID_CHARS} characters)",
+    )
+
+
+def _finite() -> pa.Check:
+    """No NaN or infinity (they pass ``ge(0)``: NaN compares above every number in Polars)."""
+    return pa.Check(
+        lambda d: d.lazyframe.select(pl.col(d.key).is_finite()), name="not_finite", error="not_finite (NaN or infinite)"
+    )
+
+
+def _number(*checks: pa.Check, nullable: bool = False) -> pa.Column:
+    return pa.Column(pl.Float64, [_finite(), *checks], nullable=nullable)
 
 
 def _sane_time(now: datetime) -> pa.Check:
@@ -44,7 +64,7 @@ def _one_of(values: tuple[str, ...], name: str) -> pa.Check:
 
 
 def _id(nullable: bool = False) -> pa.Column:
-    return pa.Column(pl.Utf8, _non_empty(), nullable=nullable)
+    return pa.Column(pl.Utf8, [_non_empty(), _short()], nullable=nullable)
 
 
 @dataclass(frozen=True)
@@ -75,7 +95,7 @@ def _events(now: datetime) -> pa.DataFrameSchema:
             "item_id": _id(),
             "request_id": _id(nullable=True),
             "position": pa.Column(pl.Int32, pa.Check.ge(0), nullable=True),
-            "price": pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
+            "price": _number(pa.Check.ge(0), nullable=True),
             "quantity": pa.Column(pl.Int32, pa.Check.ge(1), nullable=True),
         },
         name="events",
@@ -113,7 +133,7 @@ def _items(now: datetime) -> pa.DataFrameSchema:
             "title": pa.Column(pl.Utf8, nullable=True),
             "category_path": _id(nullable=True),
             "brand": pa.Column(pl.Utf8, nullable=True),
-            "price": pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
+            "price": _number(pa.Check.ge(0), nullable=True),
             "updated_at": pa.Column(TIMESTAMP, _sane_time(now)),
         },
         name="items",
@@ -138,7 +158,7 @@ def _judgments(now: datetime) -> pa.DataFrameSchema:
         {
             "query": _id(),
             "item_id": _id(),
-            "grade": pa.Column(pl.Float64, pa.Check.ge(0)),
+            "grade": _number(pa.Check.ge(0)),
         },
         name="judgments",
     )
@@ -149,11 +169,30 @@ def _categories(now: datetime) -> pa.DataFrameSchema:
         lambda d: d.lazyframe.select((pl.col("category_id") != pl.col("parent_id")).fill_null(True)),
         name="own_parent",
     )
+    not_in_a_cycle = pa.Check(_outside_cycles, name="parent_cycle")
     return pa.DataFrameSchema(
         {"category_id": _id(), "parent_id": _id(nullable=True), "name": pa.Column(pl.Utf8, nullable=True)},
-        checks=[not_own_parent],
+        checks=[not_own_parent, not_in_a_cycle],
         name="categories",
     )
+
+
+def _outside_cycles(data) -> pl.LazyFrame:
+    """Per row, whether its category is outside every cycle of parents (1 -> 2 -> 1) the rows make."""
+    rows = data.lazyframe.select("category_id", "parent_id").collect()
+    parents = dict(zip(rows["category_id"].to_list(), rows["parent_id"].to_list(), strict=True))
+    cycling: set[str] = set()
+    done: set[str] = set()
+    for start in parents:
+        path: dict[str, None] = {}
+        node = start
+        while node is not None and node not in done and node not in path:
+            path[node] = None
+            node = parents.get(node)
+        if node in path:  # the walk came back to itself: from there on, a cycle
+            cycling.update(list(path)[list(path).index(node) :])
+        done.update(path)
+    return pl.LazyFrame({"parent_id": [category not in cycling for category in rows["category_id"].to_list()]})
 
 
 RAW_TABLES: dict[str, RawTable] = {

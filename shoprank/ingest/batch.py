@@ -76,6 +76,8 @@ def _type_name(dtype: pl.DataType) -> str:
 def _cast(series: pl.Series, dtype: pl.DataType) -> pl.Series:
     if series.dtype == dtype:
         return series
+    if series.dtype == pl.Boolean and dtype != pl.Utf8:  # true is not a price of 1.0
+        return pl.repeat(None, len(series), dtype=dtype, eager=True).alias(series.name)
     if dtype == pl.Utf8:
         if series.dtype.is_float():
             return _float_to_text(series)

@@ -47,3 +47,16 @@ def recover(con: duckdb.DuckDBPyConnection) -> list[str]:
     for batch_id in stale:
         roll_back(con, batch_id)
     return stale
+
+
+def committed_counts(con: duckdb.DuckDBPyConnection, schema: str) -> dict[str, int]:
+    """Rows of each contract table of ``schema`` (``raw`` or ``quarantine``) written by runs marked
+    done: what staging reads (a running or cut-off run's rows are not counted)."""
+    return {
+        table: con.execute(
+            f"select count(*) from {schema}.{table} where _batch_id in "
+            "(select batch_id from raw.ingest_runs where status = ?)",
+            [DONE],
+        ).fetchone()[0]
+        for table in RAW_TABLES
+    }

@@ -3,8 +3,8 @@
 
 For every table and source ``read = accepted + quarantined + duplicates``. A row is a duplicate
 when a row with the same key (``RawTable.key``) is already in the warehouse or earlier in the
-batch; a rejected row is a duplicate when the same text was already quarantined from the same
-source.
+batch; a rejected row is a duplicate when the same text was already quarantined (from any file:
+a file moved or copied elsewhere is not quarantined twice).
 """
 
 from __future__ import annotations
@@ -94,6 +94,8 @@ def sort_rows(batch: Batch, sources: pl.Series, now: datetime) -> Sorted:
     """
     table = RAW_TABLES[batch.table]
     typed, reasons = rejection_reasons(batch, now)
+    conflicting = _conflicting(typed, reasons.is_null(), table)
+    reasons = pl.select(pl.when(conflicting).then(pl.lit(conflict(table))).otherwise(reasons)).to_series()
     rejected_mask = reasons.is_not_null()
     key = pl.col(table.key[0]) if len(table.key) == 1 else pl.struct(table.key)
     accepted = typed.with_columns(_source=sources).filter(~rejected_mask).filter(key.is_first_distinct())
@@ -102,12 +104,30 @@ def sort_rows(batch: Batch, sources: pl.Series, now: datetime) -> Sorted:
         _reason=reasons.filter(rejected_mask),
         _row_hash=rejected.hash_rows(seed=0),
         _source=sources.filter(rejected_mask),
-    ).unique(subset=["_row_hash", "_source"], keep="first", maintain_order=True)
+    ).unique(subset=["_row_hash"], keep="first", maintain_order=True)
     return Sorted(batch.table, accepted, rejected)
 
 
+def conflict(table) -> str:
+    """The quarantine reason of a row whose key an accepted row with other values has."""
+    return f"{', '.join(table.key)}: conflict (a row with this key and other values was accepted first)"
+
+
+def _conflicting(typed: pl.DataFrame, valid: pl.Series, table) -> pl.Series:
+    """Per row of ``typed``: whether it is valid and an earlier valid row has its key but other values."""
+    content = [column for column in table.columns if column not in table.key]
+    flags = pl.Series("conflict", [False] * typed.height)
+    if not content or not typed.height:
+        return flags
+    rows = typed.with_row_index("_row").filter(valid)
+    first = [pl.col(column).first().over(table.key) for column in content]
+    differs = pl.any_horizontal([pl.col(c).ne_missing(f) for c, f in zip(content, first, strict=True)])
+    return flags.scatter(rows.filter(differs)["_row"], True)
+
+
 def write_rows(con: duckdb.DuckDBPyConnection, rows: Sorted, now: datetime, batch_id: str) -> None:
-    """Insert sorted rows inside the caller's transaction, skipping rows already in the warehouse."""
+    """Insert sorted rows inside the caller's transaction, skipping rows already in the warehouse
+    (quarantining those whose key is stored with other values: conflicts)."""
     table = RAW_TABLES[rows.table]
     lineage = [batch_id, now]
     if rows.accepted.height:
@@ -118,6 +138,7 @@ def write_rows(con: duckdb.DuckDBPyConnection, rows: Sorted, now: datetime, batc
         on = " and ".join(f'a."{k}" is not distinct from r."{k}"' for k in table.key)
         columns = ", ".join(f'a."{c}"' for c in table.columns)
         con.register("accepted_rows", rows.accepted.to_arrow())
+        _quarantine_conflicts(con, rows, on, (low, high), lineage)
         con.execute(
             f"""insert into raw.{table.name}
                 select {columns}, a._source, ?, ? from accepted_rows a
@@ -130,10 +151,38 @@ def write_rows(con: duckdb.DuckDBPyConnection, rows: Sorted, now: datetime, batc
         con.execute(
             f"""insert into quarantine.{table.name}
                 select q.*, ?, ? from rejected_rows q
-                anti join quarantine.{table.name} seen using (_row_hash, _source)""",
+                anti join quarantine.{table.name} seen using (_row_hash)""",
             lineage,
         ).fetchall()
         con.unregister("rejected_rows")
+
+
+def _quarantine_conflicts(con: duckdb.DuckDBPyConnection, rows: Sorted, on: str, bounds: tuple, lineage: list) -> None:
+    """Quarantine the accepted rows (registered as ``accepted_rows``) whose key is stored with
+    other values, as text of their typed values, with the conflict's reason."""
+    table = RAW_TABLES[rows.table]
+    content = [column for column in table.columns if column not in table.key]
+    if not content:
+        return
+    differs = " or ".join(f'a."{c}" is distinct from r."{c}"' for c in content)
+    columns = ", ".join(f'a."{c}"' for c in table.columns)
+    stored = f'select * from raw.{table.name} where "{table.key[0]}" between ? and ?'
+    query = f"select {columns}, a._source from accepted_rows a join ({stored}) r on {on} where {differs}"
+    found = con.sql(query, params=list(bounds)).pl()
+    if not found.height:
+        return
+    text = _as_text(found, list(table.columns))
+    conflicts = text.with_columns(
+        _reason=pl.lit(conflict(table)), _row_hash=text.hash_rows(seed=0), _source=found["_source"]
+    )
+    con.register("conflicting_rows", conflicts.to_arrow())
+    con.execute(
+        f"""insert into quarantine.{table.name}
+            select q.*, ?, ? from conflicting_rows q
+            anti join quarantine.{table.name} seen using (_row_hash)""",
+        lineage,
+    ).fetchall()
+    con.unregister("conflicting_rows")
 
 
 def record_counts(

@@ -21,6 +21,7 @@ whatever cannot be parsed is passed on as its source text, for the ingest core t
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,8 +34,10 @@ import yaml
 from shoprank.contracts import RAW_TABLES
 from shoprank.errors import MappingError
 from shoprank.ingest.batch import Batch
-from shoprank.ingest.readers import FORMATS, chunks, first_row, reading, scan
+from shoprank.ingest.readers import FORMATS, chunks, first_row, reading, refuse_nested, scan
 
+MAX_MAPPING_BYTES = 1_000_000  # a mapping is a few kilobytes; value maps of thousands of codes fit
+MAX_MAPPING_NODES = 100_000  # values of the document with every alias expanded (a "billion laughs" has 10^9)
 UNITS = {"s": 1_000_000, "ms": 1_000, "us": 1}
 _ISO = "%Y-%m-%d %H:%M:%S%.f"
 _SEPARATOR = "\x1f"
@@ -124,7 +127,9 @@ def read_mapped(path: Path, mapping: Mapping) -> Iterator[Batch]:
         names = [f"column_{i}" for i in range(1, len(first_row(path, mapping.delimiter)) + 1)]
     frame = scan(path, fmt, mapping.delimiter, mapping.header, names)
     with reading(path, fmt):
-        found = frame.collect_schema().names()
+        schema = frame.collect_schema()
+    found = schema.names()
+    refuse_nested(path, schema, mapping.sources())
     missing = {src: key for src, key in mapping.sources().items() if src not in found}
     if missing:
         named = ", ".join(f'{key} names "{src}"' for src, key in missing.items())
@@ -181,13 +186,72 @@ def load_mapping(path: Path) -> Mapping:
     """
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        size = path.stat().st_size
+        if size > MAX_MAPPING_BYTES:
+            raise MappingError(
+                f'Mapping file "{path}" has {size:,} bytes, over the {MAX_MAPPING_BYTES:,} a mapping may have; '
+                "point at the mapping (YAML of a few keys), not at data"
+            )
+        doc = _bounded_yaml(path.read_text(encoding="utf-8"), path)
     except FileNotFoundError:
         raise MappingError(f'Mapping file "{path}" does not exist; check the path') from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         reason = str(exc).strip().splitlines()[0]
         raise MappingError(f'Mapping file "{path}" is not readable YAML ({reason}); fix the syntax') from None
     return _Parser(path).mapping(doc)
+
+
+def _bounded_yaml(text: str, path: Path) -> Any:
+    """The YAML document of ``text`` (safe types only), refused before it is built when its
+    aliases expand it past ``MAX_MAPPING_NODES`` values or make it recursive.
+
+    Raises:
+        MappingError: It does.
+        yaml.YAMLError: It is not YAML.
+    """
+    loader = yaml.CSafeLoader(text) if yaml.__with_libyaml__ else yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        expanded = _expanded_size(node)
+        if expanded == math.inf:
+            raise MappingError(
+                f'Mapping file "{path}" holds a value that contains itself through an alias (*name); write it out'
+            )
+        if expanded > MAX_MAPPING_NODES:
+            raise MappingError(
+                f'Mapping file "{path}" expands to over {expanded:,} values through its aliases (*name), past the '
+                f"{MAX_MAPPING_NODES:,} a mapping may have; write the values out"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(root: yaml.Node) -> float:
+    """How many values ``root`` holds with every alias expanded (each node counted once per
+    path to it; inf when a node contains itself), in time linear in the nodes."""
+    sizes: dict[int, float] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes and not children_done:
+            continue
+        children = [] if isinstance(node, yaml.ScalarNode) else [
+            child for item in node.value for child in (item if isinstance(item, tuple) else (item,))
+        ]  # fmt: skip
+        if not children_done:
+            sizes[id(node)] = math.inf  # in progress: met again below it, it contains itself
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+            if any(sizes.get(id(child)) == math.inf for child in children):
+                return math.inf
+            continue
+        sizes[id(node)] = min(1 + sum(sizes[id(child)] for child in children), math.inf)
+        if sizes[id(node)] > MAX_MAPPING_NODES:
+            return sizes[id(node)]
+    return sizes[id(root)]
 
 
 def _format_of(path: Path, origin: str) -> str:

@@ -8,7 +8,8 @@ A contract file's table comes from its name or its folder: ``events.parquet``,
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,6 +33,10 @@ def files_under(paths: list[Path]) -> list[Path]:
     for path in paths:
         if not path.exists():
             raise InputError(f'Input "{path}" does not exist; check the path')
+        if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+            raise InputError(f'Input "{path}" cannot be read (permission denied); give this user read access')
+        if not path.is_dir() and not path.is_file():
+            raise InputError(f'Input "{path}" is not a regular file (a device, pipe or socket); pass a data file')
         if path.is_dir():
             inside = sorted(  # hidden files are being written (e.g. events the service is landing)
                 p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FORMATS and not p.name.startswith(".")
@@ -70,7 +75,9 @@ def read_contract(path: Path) -> Iterator[Batch]:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise InputError(f'File "{path}" has an unknown extension; use one of {", ".join(FORMATS)}')
-    for frame in chunks(scan(path, fmt), path, fmt):
+    lazy = scan(path, fmt)
+    check_columns(path, fmt, table, first_row(path) if fmt == "csv" else None, lazy)
+    for frame in chunks(lazy, path, fmt):
         yield Batch(table=table, frame=frame, source=str(path))
 
 
@@ -83,6 +90,47 @@ def scan(
     if fmt == "jsonl":
         return pl.scan_ndjson(path, infer_schema_length=None)
     return pl.scan_csv(path, separator=delimiter, has_header=header, infer_schema=False, new_columns=names)
+
+
+def check_columns(path: Path, fmt: str, table: str, header: list[str] | None, frame: pl.LazyFrame) -> None:
+    """A contract file's columns as ``table`` needs them: a header without repeats (``header``,
+    a CSV's), at least one contract column, and one value per row in each (no lists or structs).
+
+    Raises:
+        InputError: They are not; the message names the file, the column and the fix.
+    """
+    if header is not None:
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            raise InputError(
+                f'File "{path}" repeats the column(s) {", ".join(map(repr, repeated))} in its header; '
+                "keep one column of each name"
+            )
+    with reading(path, fmt):
+        schema = frame.collect_schema()
+    contract = RAW_TABLES[table].columns
+    if not any(name in contract for name in schema):
+        found = ", ".join(list(schema)[:5]) + (", ..." if len(schema) > 5 else "")
+        raise InputError(
+            f'File "{path}" has none of the {table} contract columns ({", ".join(contract)}) but "{found}"; '
+            'if it is not comma-separated UTF-8, re-encode it or read it with a mapping (csv: {delimiter: ";"})'
+        )
+    refuse_nested(path, schema, contract)
+
+
+def refuse_nested(path: Path, schema: pl.Schema, read: Iterable[str]) -> None:
+    """Refuse a file whose columns ``read`` hold lists or structs (``schema``: the file's).
+
+    Raises:
+        InputError: One does; the message names the file, the column and its type.
+    """
+    for name in read:
+        dtype = schema.get(name)
+        if dtype is not None and dtype.is_nested():
+            raise InputError(
+                f'File "{path}": column "{name}" holds {dtype} values, not one value per row; '
+                f"write one {name} per row (or flatten it)"
+            )
 
 
 def chunks(frame: pl.LazyFrame, path: Path, fmt: str = "csv") -> Iterator[pl.DataFrame]:
@@ -104,10 +152,18 @@ def first_row(path: Path, delimiter: str = ",") -> list[str]:
         InputError: The file is missing, empty or not UTF-8 text.
     """
     try:
+        with Path(path).open("rb") as raw:
+            if raw.read(4) == b"PAR1":
+                raise InputError(
+                    f'File "{path}" is Parquet, not delimited text; read it as a contract file or with a mapping '
+                    "(format: parquet), or convert it to CSV"
+                )
         with Path(path).open(encoding="utf-8-sig", newline="") as file:
             line = file.readline()
     except FileNotFoundError:
         raise InputError(f'File "{path}" does not exist; check the path') from None
+    except PermissionError:
+        raise InputError(f'File "{path}" cannot be read (permission denied); give this user read access') from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f'File "{path}" cannot be read as UTF-8 text ({exc}); re-encode it as UTF-8') from None
     if not line.strip():

@@ -63,6 +63,7 @@ def ingest(
 
     Raises:
         InputError: Unknown format, unreadable file or mapping; nothing is written then.
+        WarehouseError: Another shoprank command (a build, an ingest) holds the warehouse.
 
     Example:
         >>> ingest(Path("data/warehouse.duckdb"), [Path("data/landing")])  # doctest: +SKIP
@@ -75,39 +76,40 @@ def ingest(
     report = IngestReport(batch_id=uuid.uuid4().hex[:12], files=len(files))
     now = datetime.now(UTC).replace(tzinfo=None)
     read: Counter[tuple[str, str]] = Counter()
-    con = warehouse.connect(warehouse_path)
-    try:
-        warehouse.create_layout(con)
-        report.recovered = journal.recover(con)
-        journal.start(con, report.batch_id, now, len(files))
-        # validation of a batch (Polars) overlaps the insert of the previous one (DuckDB)
-        with ThreadPoolExecutor(max_workers=1) as writer:
-            writing: Future | None = None
-            try:
-                for batch, sources in _gathered(reader(path) for path in files):
-                    rows = sort_rows(batch, sources, now)
+    with warehouse.writing(warehouse_path, "ingest"):
+        con = warehouse.connect(warehouse_path)
+        try:
+            warehouse.create_layout(con)
+            report.recovered = journal.recover(con)
+            journal.start(con, report.batch_id, now, len(files))
+            # validation of a batch (Polars) overlaps the insert of the previous one (DuckDB)
+            with ThreadPoolExecutor(max_workers=1) as writer:
+                writing: Future | None = None
+                try:
+                    for batch, sources in _gathered(reader(path) for path in files):
+                        rows = sort_rows(batch, sources, now)
+                        if writing:
+                            writing.result()
+                        writing = writer.submit(_write_chunk, con, rows, now, report.batch_id)
+                        read.update({(batch.table, source): n for source, n in sources.value_counts().iter_rows()})
+                        report.notes.extend(n for n in batch.notes if n not in report.notes)
+                        if progress:
+                            progress(batch.source, batch.frame.height)
                     if writing:
                         writing.result()
-                    writing = writer.submit(_write_chunk, con, rows, now, report.batch_id)
-                    read.update({(batch.table, source): n for source, n in sources.value_counts().iter_rows()})
-                    report.notes.extend(n for n in batch.notes if n not in report.notes)
-                    if progress:
-                        progress(batch.source, batch.frame.height)
-                if writing:
-                    writing.result()
-                con.begin()
-                report.tables.update(record_counts(con, report.batch_id, now, dict(read)))
-                journal.finish(con, report.batch_id)
-                con.commit()
-            except BaseException:
-                if writing:
-                    wait([writing])
-                with suppress(duckdb.TransactionException):  # the final transaction, if it had begun
-                    con.rollback()
-                journal.roll_back(con, report.batch_id)
-                raise
-    finally:
-        con.close()
+                    con.begin()
+                    report.tables.update(record_counts(con, report.batch_id, now, dict(read)))
+                    journal.finish(con, report.batch_id)
+                    con.commit()
+                except BaseException:
+                    if writing:
+                        wait([writing])
+                    with suppress(duckdb.TransactionException):  # the final transaction, if it had begun
+                        con.rollback()
+                    journal.roll_back(con, report.batch_id)
+                    raise
+        finally:
+            con.close()
     report.seconds = time.perf_counter() - started
     return report
 

@@ -4,6 +4,7 @@ the shared cases of ``tests/fixtures/text_cases.csv`` through both.
 
 The rule, in order:
 
+0. E-mail addresses and phone numbers become ``EMAIL`` and ``PHONE`` (``shoprank.text.pii``).
 1. Unicode: NFC, then the compatibility characters that matter as NFKC maps them (``COMPATIBILITY``):
    fullwidth ASCII U+FF01-U+FF5E (``Ａ１．`` -> ``A1.``), the ligatures U+FB00-U+FB06 (``ﬁ`` -> ``fi``),
    superscript and subscript digits; a vulgar fraction (U+00BC-U+00BE, U+2150-U+215E, U+2189) becomes
@@ -35,6 +36,8 @@ import re
 import sys
 import unicodedata
 from functools import cache, lru_cache
+
+from shoprank.text.pii import scrub_pii
 
 UNITS: dict[str, tuple[str, ...]] = {
     "in": ("inch", "inches"),
@@ -97,7 +100,7 @@ def normalize_query(text: str | None) -> str | None:
     """
     if text is None:
         return None
-    return _normalize(text) or None
+    return _normalize(scrub_pii(text)) or None
 
 
 @lru_cache(maxsize=1 << 17)

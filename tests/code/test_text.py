@@ -22,7 +22,7 @@ from shoprank.build import dbt
 from shoprank.config import Settings
 from shoprank.errors import ConfigError
 from shoprank.simulate.text import Vocabulary, make_typo
-from shoprank.text import Speller, normalize_query, tokens
+from shoprank.text import Speller, normalize_query, scrub_pii, tokens
 from shoprank.text.normalize import COMPATIBILITY, FRACTION_DENOMINATORS, UNITS
 
 CASES = Path(__file__).resolve().parents[1] / "fixtures" / "text_cases.csv"
@@ -102,6 +102,26 @@ def test_the_macro_agrees_with_python_on_units_numbers_and_random_text(macro):
     rng = np.random.default_rng(7)
     random = ["".join(rng.choice(pieces, rng.integers(1, 12))) for _ in range(5000)]
     _assert_agree(macro, units + fractions + compatibility + random)
+
+
+SCRUB_QUERY = "select {{ scrub_pii('text') }} as scrubbed from texts order by position"
+
+
+def test_the_scrub_macro_agrees_with_python_on_personal_data_and_random_text(tmp_path):
+    done = dbt(Settings(workdir=tmp_path), ["--quiet", "compile", "--output", "json", "--inline", SCRUB_QUERY])
+    assert done.returncode == 0, done.stdout
+    query = json.loads(done.stdout[done.stdout.index("{") :])["compiled"]
+    pieces = ["1", "23", "4567", "555", " ", "-", ".", "(", ")", "+", "@", "a", "jane.roe", "example.org", "x"]
+    pieces += ["_", "%", "é", "1234567", "0612345678", ",", "/", "\n"]
+    rng = np.random.default_rng(11)
+    texts = ["".join(rng.choice(pieces, rng.integers(1, 16))) for _ in range(5000)]
+    texts += ["jane.roe@example.org", "+1 (555) 123-4567", "555123456 555123457", "a1234567890", "123456789012345678"]
+    with duckdb.connect() as con:
+        con.register("texts", pa.table({"position": np.arange(len(texts)), "text": pa.array(texts, pa.string())}))
+        got = [scrubbed for (scrubbed,) in con.execute(query).fetchall()]
+    different = [(text, sql, scrub_pii(text)) for text, sql in zip(texts, got, strict=True) if sql != scrub_pii(text)]
+    assert not different, f"{len(different)} texts (text, dbt, python), e.g. {different[:5]}"
+    assert got[-5:] == ["EMAIL", "PHONE", "PHONE PHONE", "a1234567890", "123456789012345678"]
 
 
 def test_numbers_and_units_read_alike():

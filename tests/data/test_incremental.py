@@ -50,18 +50,20 @@ def _untouched(warehouse) -> dict[str, int]:
     }
 
 
-def _next_day_files(warehouse, folder) -> None:
-    """The last day's events and requests again, one day later, with new ids."""
+def _next_day_files(warehouse, folder, events_of_the_requests_day: bool = False) -> None:
+    """The last day's events and requests again, one day later, with new ids (the events of the
+    last day with events, or of the requests' last day)."""
     folder.mkdir()
     events = ", ".join(RAW_TABLES["events"].columns)
     requests = ", ".join(RAW_TABLES["requests"].columns)
+    last = "select max(cast(event_time as date)) from raw.events where event_time < '2030-01-01'"
+    if events_of_the_requests_day:
+        last = "select max(cast(request_time as date)) from raw.requests"
     _query(
         warehouse,
         f"""copy (select * replace ('next-' || event_id as event_id, event_time + interval 1 day as event_time,
                                     'next-' || request_id as request_id)
-                  from (select {events} from raw.events
-                        where cast(event_time as date) = (select max(cast(event_time as date)) from raw.events
-                                                          where event_time < '2030-01-01')))
+                  from (select {events} from raw.events where cast(event_time as date) = ({last})))
             to '{folder}/events.parquet' (format parquet)""",
     )
     _query(
@@ -107,3 +109,40 @@ def test_new_days_are_added_without_rewriting_old_days_and_match_a_full_rebuild(
         for model, day in INCREMENTAL.items()
     }
     assert rebuilt == incremental
+
+
+def test_lists_served_past_the_events_build_and_come_labelled_with_the_events_after_them(tiny_shop, tmp_path):
+    """A service that served past the last day with events (``serve --as-of materialized``) does
+    not break the build: its lists wait out of ``fct_labels`` until the events after them arrive."""
+    settings = replace(tiny_shop, workdir=tmp_path / "shop")
+    shutil.copytree(tiny_shop.workdir, settings.workdir)
+    _next_day_files(settings.warehouse, tmp_path / "next", events_of_the_requests_day=True)
+    labels = settings.marts / "fct_labels.parquet"
+
+    def next_lists() -> tuple[int, int]:
+        return _query(
+            settings.warehouse,
+            f"select count(*), count(*) filter (label > 0) from '{labels}' where query_id like 'next-%'",
+        )[0]
+
+    served = ingest(settings.warehouse, [tmp_path / "next" / "requests.parquet"]).tables["requests"].accepted
+    assert served > 0
+    dbt_build(settings, select="+fct_labels")  # its tests pass, not_after_horizon among them
+    assert next_lists() == (0, 0)
+    horizon = _query(settings.warehouse, f"select max(event_timestamp) from '{labels}'")[0][0]
+    assert (
+        horizon
+        < _query(settings.warehouse, "select min(request_time) from raw.requests where request_id like 'next-%'")[0][0]
+    )
+
+    ingest(settings.warehouse, [tmp_path / "next" / "events.parquet"])
+    dbt_build(settings, select="+fct_labels")
+    rows, _ = next_lists()
+    assert 0 < rows <= served  # the day's last 30 minutes wait for the day after
+    # each list labelled by the next day's events as its original was by its own day's
+    pairs, differing = _query(
+        settings.warehouse,
+        f"""select count(*), count(*) filter (n.label <> o.label)
+            from '{labels}' n join '{labels}' o on n.query_id = 'next-' || o.query_id and n.item_id = o.item_id""",
+    )[0]
+    assert pairs > 0 and differing == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import tracemalloc
 from datetime import datetime
 from pathlib import Path
 
@@ -154,3 +156,45 @@ def test_unknown_extension_needs_a_format(tmp_path):
     path.write_text(EVENTS)
     with pytest.raises(MappingError, match=r'cannot tell the format of ".*log.txt" from its extension; set format:'):
         next(read_mapped(data, load_mapping(path)))
+
+
+def _laughs(levels: int) -> str:
+    """A "billion laughs": each level an alias list of nine of the level before (9**levels values)."""
+    names = [f"l{level}" for level in range(levels + 1)]
+    lines = [f'{names[0]}: &{names[0]} ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"{name}: &{name} [{', '.join([f'*{before}'] * 9)}]" for before, name in itertools.pairwise(names)]
+    return "table: events\n" + "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (_laughs(9), r"expands to over [\d,]+ values through its aliases \(\*name\), past the 100,000 a mapping may"),
+        ("table: events\ncolumns: &c {user_id: *c}\n", r"holds a value that contains itself through an alias"),
+        ("table: events\n" + "#" * 1_000_000 + "\n", r"has 1,000,015 bytes, over the 1,000,000 a mapping may have"),
+    ],
+    ids=["billion-laughs", "recursive", "too-large"],
+)
+def test_hostile_mapping_files_are_refused_at_once_in_bounded_memory(tmp_path, text, message):
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    tracemalloc.start()
+    try:
+        with pytest.raises(MappingError, match=message) as error:
+            load_mapping(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(error.value).startswith(f'Mapping file "{path}" ')
+    assert peak < 20_000_000  # bytes: what the file's text and its parse take, not its expansion
+
+
+def test_aliases_are_expanded_as_yaml_reads_them_within_the_limit(tmp_path):
+    shared = (FIXTURES / "shop_events.yaml").read_text().replace("columns:", "columns: &columns", 1)
+    path = tmp_path / "aliased.yaml"
+    path.write_text(shared + "constants: {session_id: none}\nsecond: *columns\n")
+    with pytest.raises(MappingError, match=r"second is not a mapping key"):  # the aliased key, read
+        load_mapping(path)
+    path.write_text(_laughs(4).replace("table: events\n", (FIXTURES / "shop_events.yaml").read_text()))
+    with pytest.raises(MappingError, match=r"l0 is not a mapping key"):  # 9**5 values: expanded, then read
+        load_mapping(path)

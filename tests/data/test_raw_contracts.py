@@ -42,6 +42,11 @@ BAD = [
     ("users", {"signup_time": "2999-01-01"}, "signup_time: implausible_timestamp"),
     ("judgments", {"grade": "-1"}, "grade: greater_than_or_equal_to(0)"),
     ("categories", {"parent_id": "12"}, "own_parent"),
+    ("events", {"price": "NaN"}, "price: not_finite"),
+    ("items", {"price": "inf"}, "price: not_finite"),
+    ("judgments", {"grade": "Infinity"}, "grade: not_finite"),
+    ("events", {"item_id": "i" * 257}, "item_id: too_long"),
+    ("requests", {"request_id": "r" * 10_000_000}, "request_id: too_long"),
 ]
 
 

@@ -304,6 +304,18 @@ def _lines(folder: Path, pattern: str, request_id: str, seconds: float = 0.0) ->
         time.sleep(0.05)
 
 
+def test_personal_data_in_a_query_never_reaches_the_served_logs(server, served_shop):
+    query = "cordless drill for jane.roe@example.org call +1 (555) 123-4567"
+    status, body = call(f"{server}/v1/search", {"query": query, "k": 3, "user_id": "u000001"})
+    assert status == 200 and len(body["items"]) == 3
+    served = _lines(served_shop.landing / "requests", ".requests-*.jsonl", body["request_id"], seconds=10)
+    assert {row["query"] for row in served} == {"cordless drill for EMAIL call PHONE"}
+    (vectors,) = _lines(served_shop.workdir / "serving" / "features", ".features-*.jsonl", body["request_id"], 10)
+    logged = json.dumps(vectors)
+    assert "jane.roe" not in logged and "123-4567" not in logged
+    assert vectors["entities"]["query_norm"] == ["cordless drill for email call phone"]
+
+
 def test_served_lists_are_logged_with_their_feature_vectors_and_ingest_as_requests(server, served_shop):
     status, body = call(f"{server}/v1/search", {"query": "shoe", "k": 3, "user_id": "u000001"})
     assert status == 200

@@ -5,7 +5,7 @@ with source as (
 
 renamed as (
     select
-        query,
+        {{ scrub_pii('query') }} as query,
         {{ normalize_query('query') }} as query_norm,
         item_id,
         grade,

@@ -11,7 +11,7 @@ renamed as (
         user_id,
         session_id as source_session_id,
         lower(trim(surface)) as surface,
-        query,
+        {{ scrub_pii('query') }} as query,
         {{ normalize_query('query') }} as query_norm,
         item_id,
         position,
