@@ -113,9 +113,14 @@ def conflict(table) -> str:
     return f"{', '.join(table.key)}: conflict (a row with this key and other values was accepted first)"
 
 
+def _content(table) -> list[str]:
+    """The columns of ``table`` outside its key: what a conflict differs in."""
+    return [column for column in table.columns if column not in table.key]
+
+
 def _conflicting(typed: pl.DataFrame, valid: pl.Series, table) -> pl.Series:
     """Per row of ``typed``: whether it is valid and an earlier valid row has its key but other values."""
-    content = [column for column in table.columns if column not in table.key]
+    content = _content(table)
     flags = pl.Series("conflict", [False] * typed.height)
     if not content or not typed.height:
         return flags
@@ -147,21 +152,27 @@ def write_rows(con: duckdb.DuckDBPyConnection, rows: Sorted, now: datetime, batc
         ).fetchall()
         con.unregister("accepted_rows")
     if rows.rejected.height:
-        con.register("rejected_rows", rows.rejected.to_arrow())
-        con.execute(
-            f"""insert into quarantine.{table.name}
-                select q.*, ?, ? from rejected_rows q
-                anti join quarantine.{table.name} seen using (_row_hash)""",
-            lineage,
-        ).fetchall()
-        con.unregister("rejected_rows")
+        _quarantine(con, table.name, rows.rejected, lineage)
+
+
+def _quarantine(con: duckdb.DuckDBPyConnection, table: str, rejected: pl.DataFrame, lineage: list) -> None:
+    """Insert ``rejected`` rows (text, ``_reason``, ``_row_hash``, ``_source``) into
+    ``quarantine.<table>``, but those whose text is quarantined already."""
+    con.register("rejected_rows", rejected.to_arrow())
+    con.execute(
+        f"""insert into quarantine.{table}
+            select q.*, ?, ? from rejected_rows q
+            anti join quarantine.{table} seen using (_row_hash)""",
+        lineage,
+    ).fetchall()
+    con.unregister("rejected_rows")
 
 
 def _quarantine_conflicts(con: duckdb.DuckDBPyConnection, rows: Sorted, on: str, bounds: tuple, lineage: list) -> None:
     """Quarantine the accepted rows (registered as ``accepted_rows``) whose key is stored with
     other values, as text of their typed values, with the conflict's reason."""
     table = RAW_TABLES[rows.table]
-    content = [column for column in table.columns if column not in table.key]
+    content = _content(table)
     if not content:
         return
     differs = " or ".join(f'a."{c}" is distinct from r."{c}"' for c in content)
@@ -172,17 +183,8 @@ def _quarantine_conflicts(con: duckdb.DuckDBPyConnection, rows: Sorted, on: str,
     if not found.height:
         return
     text = _as_text(found, list(table.columns))
-    conflicts = text.with_columns(
-        _reason=pl.lit(conflict(table)), _row_hash=text.hash_rows(seed=0), _source=found["_source"]
-    )
-    con.register("conflicting_rows", conflicts.to_arrow())
-    con.execute(
-        f"""insert into quarantine.{table.name}
-            select q.*, ?, ? from conflicting_rows q
-            anti join quarantine.{table.name} seen using (_row_hash)""",
-        lineage,
-    ).fetchall()
-    con.unregister("conflicting_rows")
+    reason, hashes = pl.lit(conflict(table)), text.hash_rows(seed=0)
+    _quarantine(con, table.name, text.with_columns(_reason=reason, _row_hash=hashes, _source=found["_source"]), lineage)
 
 
 def record_counts(

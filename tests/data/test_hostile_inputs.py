@@ -4,30 +4,21 @@ the column and the fix, or quarantined with its reason; none is accepted silentl
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
+from test_ingest import _events as events_frame
 
 from shoprank.contracts.raw import MAX_ID_CHARS
 from shoprank.errors import InputError
 from shoprank.ingest.run import ingest
 
 
-def _events(n: int = 3, **columns) -> pl.DataFrame:
-    start = datetime(2025, 6, 1, 12)
-    return pl.DataFrame(
-        {
-            "event_id": [f"e{i}" for i in range(n)],
-            "event_time": [start + timedelta(minutes=i) for i in range(n)],
-            "user_id": ["u1"] * n,
-            "event_type": ["purchase"] * n,
-            "item_id": [f"i{i}" for i in range(n)],
-            **columns,
-        }
-    )
+def _events(**columns: list) -> pl.DataFrame:
+    """Three valid events, ``columns`` replaced or added."""
+    return events_frame(3).with_columns(pl.Series(name, values) for name, values in columns.items())
 
 
 def _refused(tmp_path, path, fmt: str = "contract") -> str:
