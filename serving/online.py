@@ -347,8 +347,7 @@ def _keys(header: bytes, rows: list[tuple]) -> list[bytes]:
 @lru_cache(maxsize=1 << 17)
 def _key_part(value: str | None) -> bytes:
     """One join key value as serialized in entity keys (a missing one is ``NO_KEY``)."""
-    data = (NO_KEY if value is None else value).encode()
-    return struct.pack("<II", ValueType.STRING.value, len(data)) + data
+    return online_rows.key_part(NO_KEY if value is None else value)
 
 
 def _decode(blob: bytes | None, kind: ValueType) -> Any:

@@ -151,6 +151,30 @@ def build(settings: Settings, select: str | None, full_refresh: bool) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
+@click.argument("user_ids", nargs=-1, required=True)
+@click.pass_obj
+def forget(settings: Settings, user_ids: tuple[str, ...]) -> None:
+    """Erase users from the workdir: warehouse tables, marts (rebuilt), files (landing, served
+    logs, rejected events, training frames) and the online store; a tombstone keeps an old file
+    from bringing them back. Models trained before keep what they learned: retrain them.
+
+    \b
+    Example:
+        shoprank forget u000042 u000107
+    """
+    from shoprank.forget import forget as run_forget
+
+    erasure = run_forget(settings, user_ids, lambda place: click.echo(f"Erasing from the {place}..."))
+    for place, count in erasure.removed.items():
+        click.echo(f"  {place}: {count:,} removed")
+    users = ", ".join(erasure.users)
+    click.echo(
+        f"Forgot {users}: {sum(erasure.removed.values()):,} rows, lines and keys in {len(erasure.removed)} places"
+    )
+    click.echo('Models trained before still carry what they learned from them: run "shoprank train" to retrain')
+
+
+@cli.command(context_settings=CONTEXT)
 @click.pass_obj
 def validate(settings: Settings) -> None:
     """Check every mart against its Pandera contract; fails on the first broken mart.

@@ -20,25 +20,36 @@ DEFAULT_SALT = "shoprank-default-salt"  # public: the same in dbt_project.yml
 WARNED = ".pii-default-salt-warned"  # in the workdir, once it has warned
 
 
+def configured_salt(environ: Mapping[str, str] | None = None) -> str | None:
+    """The salt the environment sets (``SHOPRANK_PII_SALT``, else the file ``SHOPRANK_PII_SALT_FILE``
+    names), None when it sets none.
+
+    Raises:
+        ConfigError: The salt file cannot be read or is empty.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get(SALT_VARIABLE):
+        return environ[SALT_VARIABLE]
+    if not environ.get(SALT_FILE_VARIABLE):
+        return None
+    path = Path(environ[SALT_FILE_VARIABLE])
+    try:
+        salt = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f'{SALT_FILE_VARIABLE} names "{path}", which cannot be read ({exc}); fix the path') from None
+    if not salt:
+        raise ConfigError(f'{SALT_FILE_VARIABLE} names "{path}", which is empty; write the salt into it')
+    return salt
+
+
 def pii_salt(settings: Settings, environ: Mapping[str, str] | None = None) -> str:
     """The salt builds of ``settings``' workdir pseudonymize with.
 
     Raises:
         ConfigError: The salt file cannot be read or is empty, or the production profile has no salt.
     """
-    environ = os.environ if environ is None else environ
-    if environ.get(SALT_VARIABLE):
-        return environ[SALT_VARIABLE]
-    if environ.get(SALT_FILE_VARIABLE):
-        path = Path(environ[SALT_FILE_VARIABLE])
-        try:
-            salt = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(
-                f'{SALT_FILE_VARIABLE} names "{path}", which cannot be read ({exc}); fix the path'
-            ) from None
-        if not salt:
-            raise ConfigError(f'{SALT_FILE_VARIABLE} names "{path}", which is empty; write the salt into it')
+    salt = configured_salt(environ)
+    if salt:
         return salt
     if settings.profile == "production":
         raise ConfigError(

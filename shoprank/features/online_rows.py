@@ -64,6 +64,12 @@ def entity_key_header(names: Sequence[str]) -> bytes:
     return header
 
 
+def key_part(value: str) -> bytes:
+    """One string join key value as serialized in an entity key, after the header."""
+    data = value.encode()
+    return struct.pack("<II", ValueType.STRING.value, len(data)) + data
+
+
 def value_protos(values: pa.Array, value_type: ValueType) -> pa.Array:
     """``ValueProto.SerializeToString()`` of each value, as Feast converts a column of ``value_type``."""
     n = len(values)

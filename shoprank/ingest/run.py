@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +26,8 @@ from shoprank.ingest.batch import Batch
 from shoprank.ingest.load import Sorted, TableCounts, record_counts, sort_rows, write_rows
 from shoprank.ingest.mapping import load_mapping, read_mapped
 from shoprank.ingest.readers import CHUNK_ROWS, files_under, read_contract
+from shoprank.ingest.tombstones import buried, tombstones
+from shoprank.salt import DEFAULT_SALT, configured_salt
 
 FORMATS = ("contract", *ADAPTERS)
 
@@ -80,6 +82,7 @@ def ingest(
         con = warehouse.connect(warehouse_path)
         try:
             warehouse.create_layout(con)
+            graves, salt = tombstones(con), configured_salt() or DEFAULT_SALT
             report.recovered = journal.recover(con)
             journal.start(con, report.batch_id, now, len(files))
             # validation of a batch (Polars) overlaps the insert of the previous one (DuckDB)
@@ -87,7 +90,11 @@ def ingest(
                 writing: Future | None = None
                 try:
                     for batch, sources in _gathered(reader(path) for path in files):
-                        rows = sort_rows(batch, sources, now)
+                        dead = buried(batch.frame, graves, salt)  # forgotten users' rows: skipped, not kept
+                        if dead.any():
+                            note = f"{batch.table}: {dead.sum():,} rows of forgotten users skipped (shoprank forget)"
+                            report.notes.append(note)
+                        rows = sort_rows(replace(batch, frame=batch.frame.filter(~dead)), sources.filter(~dead), now)
                         if writing:
                             writing.result()
                         writing = writer.submit(_write_chunk, con, rows, now, report.batch_id)

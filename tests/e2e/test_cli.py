@@ -18,7 +18,7 @@ from tests.conftest import shared_dataset
 COMMANDS = [
     ["simulate"], ["ingest"], ["build"], ["validate"], ["pipeline"], ["status"],
     ["features", "apply"], ["features", "materialize"], ["features", "status"], ["dataset", "build"],
-    ["train"], ["report"], ["models", "list"], ["models", "show"], ["models", "promote"], ["models", "compare"],
+    ["train"], ["report"], ["forget"], ["models", "list"], ["models", "show"], ["models", "promote"], ["models", "compare"],
 ]  # fmt: skip
 
 
