@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 from dataclasses import replace
 from datetime import datetime
+from uuid import uuid4
 
 import duckdb
 import polars as pl
@@ -122,3 +123,32 @@ def test_an_old_file_does_not_bring_them_back(erased):
     assert "rows of forgotten users skipped (shoprank forget)" in again.output
     back = read(settings.warehouse, f"select count(*) as n from raw.events where user_id in {tuple(users)}")
     assert back["n"].item() == 0
+
+
+def test_forget_deletes_the_users_redis_keys_on_the_production_profile(
+    production_servers, tiny_shop, tmp_path, monkeypatch
+):
+    from shoprank.features.definitions import apply
+    from shoprank.features.materialize import materialize
+    from shoprank.features.store import drop_project, open_store, redis_client
+    from shoprank.forget import forget
+
+    monkeypatch.setenv("SHOPRANK_PII_SALT", "test-salt")
+    workdir = tmp_path / "shop"
+    shutil.copytree(tiny_shop.workdir, workdir, ignore=shutil.ignore_patterns("registry.db", "online_store.db"))
+    settings = replace(tiny_shop, workdir=workdir, profile="production", project=f"t_{uuid4().hex[:8]}")
+    apply(settings)
+    materialize(settings)
+    store = open_store(settings)
+    try:
+        client = redis_client(store)
+        (user,) = read(settings.warehouse, "select user_id from marts.user_features_daily limit 1")["user_id"]
+
+        def keys() -> int:
+            return sum(key_part(user) in key for key in client.scan_iter(match=b"*" + store.project.encode()))
+
+        assert keys() > 0
+        erasure = forget(settings, [user])
+        assert keys() == 0 and erasure.removed["online user_features"] >= 1
+    finally:
+        drop_project(store)
