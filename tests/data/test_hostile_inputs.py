@@ -4,6 +4,7 @@ the column and the fix, or quarantined with its reason; none is accepted silentl
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -11,8 +12,9 @@ import polars as pl
 import pytest
 from test_ingest import _events as events_frame
 
+from shoprank.build import dbt_build
 from shoprank.contracts.raw import MAX_ID_CHARS
-from shoprank.errors import InputError
+from shoprank.errors import BuildError, InputError
 from shoprank.ingest.run import ingest
 
 
@@ -146,3 +148,15 @@ def test_the_same_key_with_other_values_is_a_conflict_kept_in_quarantine(tmp_pat
     con = duckdb.connect(str(warehouse), read_only=True)
     assert con.execute("select user_id from raw.events where event_id = 'e0'").fetchall() == [("u1",)]  # the first
     assert con.execute("select user_id from quarantine.events order by user_id").fetchall() == [("u2",), ("u3",)]
+
+
+def test_a_category_cycle_made_by_two_ingests_fails_the_build_naming_it(tiny_shop, tmp_path):
+    settings = replace(tiny_shop, workdir=tmp_path / "shop")
+    shutil.copytree(tiny_shop.workdir, settings.workdir)
+    for run, (category, parent) in enumerate([("c-1", "c-2"), ("c-2", "c-1")]):  # each file alone is a tree
+        path = tmp_path / f"run{run}" / "categories.parquet"
+        path.parent.mkdir()
+        pl.DataFrame({"category_id": [category], "parent_id": [parent], "name": [category]}).write_parquet(path)
+        assert ingest(settings.warehouse, [path]).tables["categories"].accepted == 1
+    with pytest.raises(BuildError, match=r"^dbt build failed: test no_parent_cycle_stg_shop__categories_category_id"):
+        dbt_build(settings, select="stg_shop__categories")

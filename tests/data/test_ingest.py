@@ -7,9 +7,11 @@ import duckdb
 import polars as pl
 import pytest
 
+from shoprank.config import Settings
 from shoprank.errors import InputError
 from shoprank.ingest import journal, run
 from shoprank.ingest.run import ingest
+from shoprank.pipeline import workdir_status
 
 
 def _events(n: int = 6) -> pl.DataFrame:
@@ -169,3 +171,17 @@ def test_a_run_cut_off_by_a_crash_is_rolled_back_by_the_next_run(tmp_path, files
     runs = dict(con.execute("select batch_id, status from raw.ingest_runs").fetchall())
     assert runs["crashed"] == "rolled back"
     assert list(runs.values()).count("done") == 2
+
+
+def test_status_counts_the_rows_of_committed_runs_only(tmp_path, files):
+    settings = Settings(workdir=tmp_path / "shop")
+    ingest(settings.warehouse, [files / "items.csv"])
+    committed = workdir_status(settings).schemas["raw"]["events"]
+    con = duckdb.connect(str(settings.warehouse))
+    journal.start(con, "running", datetime(2026, 1, 1), 1)  # a run still writing (or killed): not counted
+    con.execute(
+        "insert into raw.events (event_id, event_time, user_id, event_type, item_id, _batch_id) "
+        "values ('x1', '2025-06-01', 'u', 'view', 'i', 'running')"
+    )
+    con.close()
+    assert workdir_status(settings).schemas["raw"]["events"] == committed
