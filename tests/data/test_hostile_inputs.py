@@ -3,7 +3,12 @@ the column and the fix, or quarantined with its reason; none is accepted silentl
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import subprocess
+import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +20,7 @@ from test_ingest import _events as events_frame
 from shoprank.build import dbt_build
 from shoprank.contracts.raw import MAX_ID_CHARS
 from shoprank.errors import BuildError, InputError
+from shoprank.ingest.readers import files_under
 from shoprank.ingest.run import ingest
 
 
@@ -160,3 +166,26 @@ def test_a_category_cycle_made_by_two_ingests_fails_the_build_naming_it(tiny_sho
         assert ingest(settings.warehouse, [path]).tables["categories"].accepted == 1
     with pytest.raises(BuildError, match=r"^dbt build failed: test no_parent_cycle_stg_shop__categories_category_id"):
         dbt_build(settings, select="stg_shop__categories")
+
+
+def test_an_unreadable_folder_is_named_unreadable_not_empty():
+    """As root every folder is readable: the check runs as nobody then (``setpriv``)."""
+    base = Path(tempfile.mkdtemp(prefix="shoprank-locked-", dir="/tmp"))
+    folder = base / "landing"
+    folder.mkdir()
+    _events().write_parquet(folder / "events.parquet")
+    base.chmod(0o755)
+    folder.chmod(0)
+    message = f'Input "{folder}" cannot be read (permission denied); give this user read access'
+    try:
+        if os.geteuid() != 0:
+            with pytest.raises(InputError, match=re.escape(message)):
+                files_under([folder])
+            return
+        code = f"from pathlib import Path\nfrom shoprank.ingest.readers import files_under\nfiles_under([Path({str(folder)!r})])"
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code]
+        done = subprocess.run(nobody, capture_output=True, text=True, check=False)
+        assert done.stderr.strip().splitlines()[-1] == f"shoprank.errors.InputError: {message}"
+    finally:
+        folder.chmod(0o755)
+        shutil.rmtree(base)

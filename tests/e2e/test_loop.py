@@ -113,6 +113,14 @@ def test_served_lists_and_their_events_are_ingested_once(looped, tiny_shop):
     assert re.search(r"  events +([\d,]+) +\1 +0 +0\n  requests +([\d,]+) +\2 +0 +0\n", output)  # read = accepted
     labels = read(settings.warehouse, "select query_id, label from marts.fct_labels where label > 0")
     assert set(labels["query_id"]) & served
+    # the loop's build passed with lists served up to the end of the live day: those whose
+    # 30 minutes of label window end after the data horizon wait, none is labelled before its time
+    early = read(
+        settings.warehouse,
+        """select count(*) as n from marts.fct_labels where event_timestamp + interval 30 minute >
+           (select cast(max(as_of_date) as timestamp) from intermediate.int_calendar)""",
+    )
+    assert early["n"].item() == 0
 
 
 def test_new_versions_train_on_the_live_day_and_are_compared_with_the_served_ones(looped):
