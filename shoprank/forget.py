@@ -5,7 +5,7 @@
    workdir's salt): ingest skips the rows of a forgotten user, so an old file cannot bring them back.
 2. The marts: ``dbt build --full-refresh``, so that no aggregate counts the users any more.
 3. Files: every Parquet, JSON lines and CSV file of the workdir whose rows carry a ``user_id``
-   (landing, served logs, rejected events, training frames, the simulator's truth) is rewritten
+   (landing, served logs, rejected events, training frames, evaluations, the simulator's truth) is rewritten
    without the users' rows (to a new file, then renamed over the old one).
 4. The online store: every key whose join keys include one of the users (SQLite rows, Redis hashes).
 
@@ -34,7 +34,7 @@ from shoprank.ingest.tombstones import USER, bury
 from shoprank.salt import pii_salt
 
 FILES = (".parquet", ".jsonl", ".csv")
-SKIPPED = ("dbt", "search_index", "models")  # dbt's own target and logs, no-user indexes, models (see above)
+SKIPPED = ("dbt", "search_index")  # dbt's own target and logs; the catalog's text index (no user in it)
 
 
 @dataclass
