@@ -66,7 +66,7 @@ def forget(settings: Settings, user_ids: Iterable[str], progress: Callable[[str]
     step("files")
     erasure.removed.update(_files(settings.workdir, set(users)))
     step("online store")
-    erasure.removed.update(_online_store(settings, users))
+    erasure.removed.update(erase_online(settings, users))
     return erasure
 
 
@@ -146,7 +146,7 @@ def _of(line: str, users: set[str]) -> bool:
     return isinstance(row, dict) and str(row.get(USER, "")).strip() in users
 
 
-def _online_store(settings: Settings, users: list[str]) -> dict[str, int]:
+def erase_online(settings: Settings, users: list[str]) -> dict[str, int]:
     """Delete every online key whose join keys include one of ``users``."""
     from shoprank.features.store import online_store_kind, open_store, redis_client
 
