@@ -4,7 +4,6 @@ bring them back."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
 import sqlite3
@@ -17,11 +16,11 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from serving.search import Searcher
 from serving.served_log import ServedLog
 from shoprank.cli import cli
 from shoprank.features.online_rows import key_part
 from shoprank.warehouse import read
+from tests.e2e.test_serve import call, start
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +110,15 @@ def test_the_shop_still_validates_and_answers(erased):
     settings, users, _, _, _ = erased
     validated = CliRunner().invoke(cli, ["--workdir", str(settings.workdir), "validate"], catch_exceptions=False)
     assert validated.exit_code == 0, validated.output
-    searcher = Searcher.open(settings)
-    found = asyncio.run(searcher.search("shoe", users[0], k=5))
-    assert found.fallback is None and len(found.items) == 5
+    server = start(settings)  # the HTTP service, on the store forget changed
+    base = next(server)
+    try:
+        status, searched = call(f"{base}/v1/search", {"query": "shoe", "user_id": users[0], "k": 5})
+        assert status == 200 and searched["fallback"] is None and len(searched["items"]) == 5
+        status, recommended = call(f"{base}/v1/recommend", {"user_id": users[1], "k": 5})
+        assert status == 200 and recommended["fallback"] is None and len(recommended["items"]) == 5
+    finally:
+        server.close()
 
 
 def test_an_old_file_does_not_bring_them_back(erased):
