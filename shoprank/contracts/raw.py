@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 import pandera.polars as pa
 import polars as pl
@@ -78,9 +79,9 @@ class RawTable:
     key: tuple[str, ...]
     schema: Callable[[datetime], pa.DataFrameSchema]
 
-    @property
+    @cached_property
     def columns(self) -> dict[str, pl.DataType]:
-        """Contract columns in warehouse order with their Polars types."""
+        """Contract columns in warehouse order with their Polars types (built once: read it only)."""
         return {name: col.dtype.type for name, col in self.schema(datetime(2000, 1, 1)).columns.items()}
 
 

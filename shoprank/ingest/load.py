@@ -97,8 +97,7 @@ def sort_rows(batch: Batch, sources: pl.Series, now: datetime) -> Sorted:
     conflicting = _conflicting(typed, reasons.is_null(), table)
     reasons = pl.select(pl.when(conflicting).then(pl.lit(conflict(table))).otherwise(reasons)).to_series()
     rejected_mask = reasons.is_not_null()
-    key = pl.col(table.key[0]) if len(table.key) == 1 else pl.struct(table.key)
-    accepted = typed.with_columns(_source=sources).filter(~rejected_mask).filter(key.is_first_distinct())
+    accepted = typed.with_columns(_source=sources).filter(~rejected_mask).filter(_key(table).is_first_distinct())
     rejected = _as_text(batch.frame.filter(rejected_mask), list(table.columns))
     rejected = rejected.with_columns(
         _reason=reasons.filter(rejected_mask),
@@ -113,6 +112,11 @@ def conflict(table) -> str:
     return f"{', '.join(table.key)}: conflict (a row with this key and other values was accepted first)"
 
 
+def _key(table) -> pl.Expr:
+    """A row's key (``RawTable.key``) as one expression."""
+    return pl.col(table.key[0]) if len(table.key) == 1 else pl.struct(table.key)
+
+
 def _content(table) -> list[str]:
     """The columns of ``table`` outside its key: what a conflict differs in."""
     return [column for column in table.columns if column not in table.key]
@@ -124,7 +128,7 @@ def _conflicting(typed: pl.DataFrame, valid: pl.Series, table) -> pl.Series:
     flags = pl.Series("conflict", [False] * typed.height)
     if not content or not typed.height:
         return flags
-    rows = typed.with_row_index("_row").filter(valid)
+    rows = typed.with_row_index("_row").filter(valid).filter(_key(table).is_duplicated())  # the rest cannot conflict
     first = [pl.col(column).first().over(table.key) for column in content]
     differs = pl.any_horizontal([pl.col(c).ne_missing(f) for c, f in zip(content, first, strict=True)])
     return flags.scatter(rows.filter(differs)["_row"], True)
@@ -143,7 +147,7 @@ def write_rows(con: duckdb.DuckDBPyConnection, rows: Sorted, now: datetime, batc
         on = " and ".join(f'a."{k}" is not distinct from r."{k}"' for k in table.key)
         columns = ", ".join(f'a."{c}"' for c in table.columns)
         con.register("accepted_rows", rows.accepted.to_arrow())
-        _quarantine_conflicts(con, rows, on, (low, high), lineage)
+        _quarantine_conflicts(con, table, on, columns, (low, high), lineage)
         con.execute(
             f"""insert into raw.{table.name}
                 select {columns}, a._source, ?, ? from accepted_rows a
@@ -168,15 +172,16 @@ def _quarantine(con: duckdb.DuckDBPyConnection, table: str, rejected: pl.DataFra
     con.unregister("rejected_rows")
 
 
-def _quarantine_conflicts(con: duckdb.DuckDBPyConnection, rows: Sorted, on: str, bounds: tuple, lineage: list) -> None:
-    """Quarantine the accepted rows (registered as ``accepted_rows``) whose key is stored with
-    other values, as text of their typed values, with the conflict's reason."""
-    table = RAW_TABLES[rows.table]
+def _quarantine_conflicts(
+    con: duckdb.DuckDBPyConnection, table, on: str, columns: str, bounds: tuple, lineage: list
+) -> None:
+    """Quarantine the accepted rows (registered as ``accepted_rows``; ``on``: their key's join with
+    a stored row ``r``; ``columns``: theirs as selected) whose key is stored with other values, as
+    text of their typed values, with the conflict's reason."""
     content = _content(table)
     if not content:
         return
     differs = " or ".join(f'a."{c}" is distinct from r."{c}"' for c in content)
-    columns = ", ".join(f'a."{c}"' for c in table.columns)
     stored = f'select * from raw.{table.name} where "{table.key[0]}" between ? and ?'
     query = f"select {columns}, a._source from accepted_rows a join ({stored}) r on {on} where {differs}"
     found = con.sql(query, params=list(bounds)).pl()
