@@ -100,12 +100,13 @@ def normalize_query(text: str | None) -> str | None:
     """
     if text is None:
         return None
-    return _normalize(scrub_pii(text)) or None
+    return _normalize(text) or None
 
 
 @lru_cache(maxsize=1 << 17)
 def _normalize(text: str) -> str:
-    """The normalized text ("" when nothing is left)."""
+    """The normalized text ("" when nothing is left); remembered, personal data scrubbed included."""
+    text = scrub_pii(text)
     is_ascii = text.isascii()
     folded = text.lower() if is_ascii else _fold(text)
     if not _DIGIT.search(folded):
