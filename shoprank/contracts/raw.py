@@ -22,6 +22,7 @@ EARLIEST = datetime(1990, 1, 1)
 CLOCK_TOLERANCE = timedelta(days=1)
 TIMESTAMP = pl.Datetime("us")
 MAX_ID_CHARS = 256  # an id longer than this is not an id (a pasted document, an attack)
+MAX_NUMBER = 1e12  # a price or grade beyond it is a unit or parsing mistake, and its squares overflow marts
 
 
 def _non_empty() -> pa.Check:
@@ -36,6 +37,14 @@ def _short() -> pa.Check:
     )
 
 
+def _printable() -> pa.Check:
+    return pa.Check(
+        lambda d: d.lazyframe.select(pl.col(d.key).str.contains(r"[\x00-\x1f\x7f]").not_()),
+        name="control_character",
+        error="control_character (an id holds no NUL, tab, newline or other control character)",
+    )
+
+
 def _finite() -> pa.Check:
     """No NaN or infinity (they pass ``ge(0)``: NaN compares above every number in Polars)."""
     return pa.Check(
@@ -43,8 +52,17 @@ def _finite() -> pa.Check:
     )
 
 
+def _bounded() -> pa.Check:
+    """Within ``MAX_NUMBER`` (1e308 is finite, but two of them sum to infinity in a mart)."""
+    return pa.Check(
+        lambda d: d.lazyframe.select(pl.col(d.key).is_finite().not_() | (pl.col(d.key).abs() <= MAX_NUMBER)),
+        name="out_of_range",
+        error=f"out_of_range (beyond ±{MAX_NUMBER:,.0f}: no price or grade is that large)",
+    )
+
+
 def _number(*checks: pa.Check, nullable: bool = False) -> pa.Column:
-    return pa.Column(pl.Float64, [_finite(), *checks], nullable=nullable)
+    return pa.Column(pl.Float64, [_finite(), _bounded(), *checks], nullable=nullable)
 
 
 def _sane_time(now: datetime) -> pa.Check:
@@ -65,7 +83,7 @@ def _one_of(values: tuple[str, ...], name: str) -> pa.Check:
 
 
 def _id(nullable: bool = False) -> pa.Column:
-    return pa.Column(pl.Utf8, [_non_empty(), _short()], nullable=nullable)
+    return pa.Column(pl.Utf8, [_non_empty(), _short(), _printable()], nullable=nullable)
 
 
 @dataclass(frozen=True)
@@ -181,7 +199,12 @@ def _categories(now: datetime) -> pa.DataFrameSchema:
 def _outside_cycles(data) -> pl.LazyFrame:
     """Per row, whether its category is outside every cycle of parents (1 -> 2 -> 1) the rows make."""
     rows = data.lazyframe.select("category_id", "parent_id").collect()
-    parents = dict(zip(rows["category_id"].to_list(), rows["parent_id"].to_list(), strict=True))
+    cycling = in_parent_cycles(dict(zip(rows["category_id"].to_list(), rows["parent_id"].to_list(), strict=True)))
+    return pl.LazyFrame({"parent_id": [category not in cycling for category in rows["category_id"].to_list()]})
+
+
+def in_parent_cycles(parents: dict[str, str | None]) -> set[str]:
+    """The categories on a cycle of parents (1 -> 2 -> 1), given each category's parent."""
     cycling: set[str] = set()
     done: set[str] = set()
     for start in parents:
@@ -193,7 +216,7 @@ def _outside_cycles(data) -> pl.LazyFrame:
         if node in path:  # the walk came back to itself: from there on, a cycle
             cycling.update(list(path)[list(path).index(node) :])
         done.update(path)
-    return pl.LazyFrame({"parent_id": [category not in cycling for category in rows["category_id"].to_list()]})
+    return cycling
 
 
 RAW_TABLES: dict[str, RawTable] = {

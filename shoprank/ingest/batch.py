@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import polars as pl
 
@@ -74,6 +75,9 @@ def _type_name(dtype: pl.DataType) -> str:
 
 
 def _cast(series: pl.Series, dtype: pl.DataType) -> pl.Series:
+    if isinstance(dtype, pl.Datetime):
+        # clipped to the years Python can hold, so the contract can check (and name) year 57386
+        return _to_timestamp(series).clip(datetime.min, datetime.max)
     if series.dtype == dtype:
         return series
     if series.dtype == pl.Boolean and dtype != pl.Utf8:  # true is not a price of 1.0
@@ -82,8 +86,6 @@ def _cast(series: pl.Series, dtype: pl.DataType) -> pl.Series:
         if series.dtype.is_float():
             return _float_to_text(series)
         return series.cast(pl.Utf8)
-    if isinstance(dtype, pl.Datetime):
-        return _to_timestamp(series)
     if series.dtype == pl.Utf8:
         series = series.str.strip_chars()
         if dtype.is_integer():

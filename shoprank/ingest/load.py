@@ -18,6 +18,8 @@ import pandera.polars as pa
 import polars as pl
 
 from shoprank.contracts import RAW_TABLES
+from shoprank.contracts.raw import in_parent_cycles
+from shoprank.errors import InputError
 from shoprank.ingest.batch import Batch, coerce
 
 
@@ -52,6 +54,7 @@ def rejection_reasons(batch: Batch, now: datetime) -> tuple[pl.DataFrame, pl.Ser
     try:
         RAW_TABLES[batch.table].schema(now).validate(typed, lazy=True)
     except pa.errors.SchemaErrors as exc:
+        _refuse_unchecked(batch, exc.failure_cases)
         failures = (
             exc.failure_cases.filter(pl.col("index").is_not_null())
             .select(
@@ -76,6 +79,18 @@ def rejection_reasons(batch: Batch, now: datetime) -> tuple[pl.DataFrame, pl.Ser
             .replace("", None)
         )
     return typed, reasons
+
+
+def _refuse_unchecked(batch: Batch, failures: pl.DataFrame) -> None:
+    """A check that failed without naming rows (it raised) leaves rows unchecked: refuse the batch
+    rather than accept them."""
+    unchecked = failures.filter(pl.col("index").is_null())
+    if unchecked.height:
+        column, check, case = unchecked.select("column", "check", "failure_case").row(0)
+        raise InputError(
+            f'File "{batch.source}": the {batch.table} contract could not check column "{column}" ({check}: {case}); '
+            "fix the values of that column, or report it with the file's first rows if they look right"
+        )
 
 
 @dataclass(frozen=True)
@@ -139,14 +154,17 @@ def write_rows(con: duckdb.DuckDBPyConnection, rows: Sorted, now: datetime, batc
     (quarantining those whose key is stored with other values: conflicts)."""
     table = RAW_TABLES[rows.table]
     lineage = [batch_id, now]
-    if rows.accepted.height:
+    accepted = rows.accepted
+    if table.name == "categories" and accepted.height:
+        accepted = _without_stored_cycles(con, accepted, lineage)
+    if accepted.height:
         # probing only the stored rows within the batch's range of its first key column lets
         # DuckDB skip most row groups when keys arrive roughly in order (sequential ids, times)
         first = table.key[0]
-        low, high = rows.accepted.get_column(first).min(), rows.accepted.get_column(first).max()
+        low, high = accepted.get_column(first).min(), accepted.get_column(first).max()
         on = " and ".join(f'a."{k}" is not distinct from r."{k}"' for k in table.key)
         columns = ", ".join(f'a."{c}"' for c in table.columns)
-        con.register("accepted_rows", rows.accepted.to_arrow())
+        con.register("accepted_rows", accepted.to_arrow())
         _quarantine_conflicts(con, table, on, columns, (low, high), lineage)
         con.execute(
             f"""insert into raw.{table.name}
@@ -184,12 +202,29 @@ def _quarantine_conflicts(
     differs = " or ".join(f'a."{c}" is distinct from r."{c}"' for c in content)
     stored = f'select * from raw.{table.name} where "{table.key[0]}" between ? and ?'
     query = f"select {columns}, a._source from accepted_rows a join ({stored}) r on {on} where {differs}"
-    found = con.sql(query, params=list(bounds)).pl()
+    _quarantine_typed(con, table, con.sql(query, params=list(bounds)).pl(), conflict(table), lineage)
+
+
+def _without_stored_cycles(con: duckdb.DuckDBPyConnection, accepted: pl.DataFrame, lineage: list) -> pl.DataFrame:
+    """Quarantine the accepted categories that close a cycle of parents with the stored ones (each
+    file a tree, two files a cycle); the rest of ``accepted``."""
+    stored = dict(con.execute("select category_id, parent_id from raw.categories").fetchall())
+    new = accepted.filter(pl.col("category_id").is_in(list(stored)).not_())
+    cycling = in_parent_cycles({**dict(zip(new["category_id"], new["parent_id"], strict=True)), **stored})
+    closing = pl.col("category_id").is_in(list(cycling - stored.keys()))
+    _quarantine_typed(con, RAW_TABLES["categories"], new.filter(closing), "categories: parent_cycle", lineage)
+    return accepted.filter(closing.not_())
+
+
+def _quarantine_typed(con: duckdb.DuckDBPyConnection, table, found: pl.DataFrame, reason: str, lineage: list) -> None:
+    """Quarantine typed rows (with their ``_source``) as text of their values, with ``reason``."""
     if not found.height:
         return
     text = _as_text(found, list(table.columns))
-    reason, hashes = pl.lit(conflict(table)), text.hash_rows(seed=0)
-    _quarantine(con, table.name, text.with_columns(_reason=reason, _row_hash=hashes, _source=found["_source"]), lineage)
+    hashes = text.hash_rows(seed=0)
+    _quarantine(
+        con, table.name, text.with_columns(_reason=pl.lit(reason), _row_hash=hashes, _source=found["_source"]), lineage
+    )
 
 
 def record_counts(

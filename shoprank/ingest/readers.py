@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,7 +101,7 @@ def check_columns(path: Path, fmt: str, table: str, header: list[str] | None, fr
         InputError: They are not; the message names the file, the column and the fix.
     """
     if header is not None:
-        repeated = sorted({name for name in header if header.count(name) > 1})
+        repeated = sorted(name for name, n in Counter(header).items() if n > 1)
         if repeated:
             raise InputError(
                 f'File "{path}" repeats the column(s) {", ".join(map(repr, repeated))} in its header; '

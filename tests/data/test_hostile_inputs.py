@@ -156,14 +156,24 @@ def test_the_same_key_with_other_values_is_a_conflict_kept_in_quarantine(tmp_pat
     assert con.execute("select user_id from quarantine.events order by user_id").fetchall() == [("u2",), ("u3",)]
 
 
-def test_a_category_cycle_made_by_two_ingests_fails_the_build_naming_it(tiny_shop, tmp_path):
+def test_a_category_cycle_made_by_two_ingests_is_quarantined_and_one_written_past_ingest_fails_the_build(
+    tiny_shop, tmp_path
+):
     settings = replace(tiny_shop, workdir=tmp_path / "shop")
     shutil.copytree(tiny_shop.workdir, settings.workdir)
+    counts = []
     for run, (category, parent) in enumerate([("c-1", "c-2"), ("c-2", "c-1")]):  # each file alone is a tree
         path = tmp_path / f"run{run}" / "categories.parquet"
         path.parent.mkdir()
         pl.DataFrame({"category_id": [category], "parent_id": [parent], "name": [category]}).write_parquet(path)
-        assert ingest(settings.warehouse, [path]).tables["categories"].accepted == 1
+        report = ingest(settings.warehouse, [path]).tables["categories"]
+        counts.append((report.accepted, dict(report.reasons)))
+    assert counts == [(1, {}), (0, {"categories: parent_cycle": 1})]  # the second closes the cycle
+    with duckdb.connect(str(settings.warehouse)) as con:  # a cycle written past ingest, in its committed run
+        con.execute(
+            "insert into raw.categories select 'c-2', 'c-1', name, _source, _batch_id, _loaded_at "
+            "from raw.categories where category_id = 'c-1'"
+        )
     with pytest.raises(BuildError, match=r"^dbt build failed: test no_parent_cycle_stg_shop__categories_category_id"):
         dbt_build(settings, select="stg_shop__categories")
 

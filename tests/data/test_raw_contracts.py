@@ -47,6 +47,9 @@ BAD = [
     ("judgments", {"grade": "Infinity"}, "grade: not_finite"),
     ("events", {"item_id": "i" * 257}, "item_id: too_long"),
     ("requests", {"request_id": "r" * 10_000_000}, "request_id: too_long"),
+    ("events", {"event_id": "e1\x00"}, "event_id: control_character"),
+    ("items", {"price": "1e308"}, "price: out_of_range"),
+    ("users", {"user_id": "u\t1"}, "user_id: control_character"),
 ]
 
 
