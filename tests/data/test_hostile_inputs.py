@@ -107,6 +107,15 @@ def test_a_boolean_price_is_not_a_number(tmp_path):
     assert _quarantined(tmp_path, _events(price=[True, False, None])) == {"price: not a number": 2}
 
 
+def test_a_timestamp_past_year_9999_is_checked_not_let_through(tmp_path):
+    """Epoch milliseconds read as seconds land in year 57386: a year Python's datetime cannot hold,
+    so the contract's check could not look at it and the row passed unchecked."""
+    seconds = [1_748_772_000_000, 1_748_772_000, 1_748_772_001]
+    times = (pl.Series(seconds) * 10**6).cast(pl.Datetime("us"))
+    reason = "event_time: implausible_timestamp (before 1990 or more than a day in the future)"
+    assert _quarantined(tmp_path, _events(event_time=times)) == {reason: 1}
+
+
 def test_an_overlong_id_is_quarantined(tmp_path):
     ids = ["u" * (MAX_ID_CHARS + 1), "u" * MAX_ID_CHARS, "u1"]
     assert _quarantined(tmp_path, _events(user_id=ids)) == {"user_id: too_long (an id has at most 256 characters)": 1}
