@@ -1,17 +1,31 @@
 {#- Dialect differences between DuckDB (embedded) and Spark (distributed profile) live here, so
     models stay the same on both. -#}
 
+{#- A text as an SQL string literal: DuckDB doubles quotes and keeps backslashes; Spark's parser
+    reads backslash escapes, so both are escaped with one. -#}
+{% macro sql_string(text) -%}
+    {{ return(adapter.dispatch('sql_string', 'shoprank')(text)) }}
+{%- endmacro %}
+
+{% macro default__sql_string(text) -%}
+    {{ return("'" ~ text | replace('\\', '\\\\') | replace("'", "\\'") ~ "'") }}
+{%- endmacro %}
+
+{% macro duckdb__sql_string(text) -%}
+    {{ return("'" ~ text | replace("'", "''") ~ "'") }}
+{%- endmacro %}
+
 {#- Replace every match of a regular expression (DuckDB replaces only the first without 'g'). -#}
 {% macro regexp_replace_all(expression, pattern, replacement) -%}
     {{ return(adapter.dispatch('regexp_replace_all', 'shoprank')(expression, pattern, replacement)) }}
 {%- endmacro %}
 
 {% macro default__regexp_replace_all(expression, pattern, replacement) -%}
-    regexp_replace({{ expression }}, '{{ pattern }}', '{{ replacement }}')
+    regexp_replace({{ expression }}, {{ sql_string(pattern) }}, {{ sql_string(replacement) }})
 {%- endmacro %}
 
 {% macro duckdb__regexp_replace_all(expression, pattern, replacement) -%}
-    regexp_replace({{ expression }}, '{{ pattern }}', '{{ replacement }}', 'g')
+    regexp_replace({{ expression }}, {{ sql_string(pattern) }}, {{ sql_string(replacement) }}, 'g')
 {%- endmacro %}
 
 {#- Hex SHA-256 of a text expression. -#}

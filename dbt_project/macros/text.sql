@@ -67,8 +67,8 @@
         ('⅙', ' 1/6'), ('⅚', ' 5/6'), ('⅛', ' 1/8'), ('⅜', ' 3/8'), ('⅝', ' 5/8'), ('⅞', ' 7/8'),
         ('↉', ' 0/3'),
     ] -%}
-    {%- set ns = namespace(sql="translate(" ~ text_nfc(expression) ~ ", '" ~ source ~ "', '"
-        ~ target | replace("'", "''") ~ "')") -%}
+    {%- set ns = namespace(sql="translate(" ~ text_nfc(expression) ~ ", " ~ sql_string(source) ~ ", "
+        ~ sql_string(target) ~ ")") -%}
     {%- for character, expansion in expansions -%}
         {%- set ns.sql = "replace(" ~ ns.sql ~ ", '" ~ character ~ "', '" ~ expansion ~ "')" -%}
     {%- endfor -%}
@@ -82,7 +82,7 @@
     {%- set one, two = text_group(1), text_group(2) -%}
     {%- set steps = [
         ('([0-9])"', one ~ ' in '),
-        ("([0-9])''([^s])", one ~ ' ft ' ~ two),
+        ("([0-9])'([^s])", one ~ ' ft ' ~ two),
         ('[^\\p{L}\\p{M}\\p{N}./]+', ' '),
         ('[./]{2,}', ' '),
         (' \\.([0-9])', ' 0.' ~ one),
