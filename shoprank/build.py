@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
+
 from shoprank import warehouse
 from shoprank.config import DBT_PROJECT_DIR, Settings
 from shoprank.errors import BuildError, WarehouseError
@@ -62,6 +64,7 @@ def dbt(
         "--profiles-dir", str(DBT_PROJECT_DIR),
         "--target-path", str(target),
         "--log-path", str(target.parent / "logs"),
+        "--target", settings.dbt_target_name,
         "--no-use-colors",
     ]  # fmt: skip
     env = {**os.environ, **settings.env(), SALT_VARIABLE: pii_salt(settings), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
@@ -149,12 +152,22 @@ def dbt_build(
 
 
 def mart_rows(settings: Settings) -> dict[str, int]:
-    """Rows of every mart in the warehouse (empty before the first build)."""
+    """Rows of every mart in the warehouse (empty before the first build); on Spark, of every mart
+    table in the marts folder."""
+    if settings.dbt_target_name == "distributed":
+        folders = sorted(path for path in settings.marts.iterdir() if path.is_dir())
+        with duckdb.connect() as con:
+            return {folder.name: _parquet_rows(con, folder) for folder in folders}
     con = warehouse.connect(settings.warehouse, read_only=True)
     try:
         return warehouse.table_counts(con, "marts")
     finally:
         con.close()
+
+
+def _parquet_rows(con: duckdb.DuckDBPyConnection, folder: Path) -> int:
+    parts = sorted(folder.glob("*.parquet"))  # an empty table may have none
+    return con.execute("select count(*) from read_parquet(?)", [[str(p) for p in parts]]).fetchone()[0] if parts else 0
 
 
 def _run_results(settings: Settings, finished: subprocess.CompletedProcess) -> list[dict]:

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from shoprank import summary
-from shoprank.config import Settings, load_settings
+from shoprank.config import PROFILES, Settings, load_settings
 from shoprank.errors import ShoprankError
 from shoprank.progress import progress_bar
 
@@ -47,8 +47,9 @@ ENGINE = click.option(
 @click.option("--seed", type=int, help="Seed of every random choice [env SHOPRANK_SEED; default 7].")
 @click.option(
     "--profile",
-    type=click.Choice(["embedded", "production"]),
-    help="Feature store profile: embedded (SQLite) or production (Redis + PostgreSQL) [env SHOPRANK_PROFILE].",
+    type=click.Choice(list(PROFILES)),
+    help="Stores: embedded (DuckDB, SQLite), production (Redis + PostgreSQL) or distributed (production's, "
+    "with dbt and the offline store on Spark) [env SHOPRANK_PROFILE].",
 )
 @click.option(
     "--project",
@@ -127,7 +128,9 @@ def ingest(settings: Settings, paths: tuple[Path, ...], fmt: str, mapping: Path 
     from shoprank.ingest.run import ingest as run_ingest
 
     with progress_bar("ingesting") as advance:
-        report = run_ingest(settings.warehouse, list(paths), fmt, mapping, lambda source, rows: advance(rows, source))
+        report = run_ingest(
+            settings.warehouse, list(paths), fmt, mapping, lambda source, rows: advance(rows, source), settings.raw_lake
+        )
     click.echo(summary.ingest(report, settings))
 
 

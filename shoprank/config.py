@@ -5,7 +5,8 @@ The config file is TOML (``shoprank.toml`` in the current directory, or ``--conf
 
     workdir = "data"
     seed = 7
-    profile = "embedded"      # or "production": Redis online store, PostgreSQL registry
+    profile = "embedded"      # "production": Redis online store, PostgreSQL registry;
+                              # "distributed": the same, with dbt and Feast's offline store on Spark
     project = "shoprank"      # the Feast project (default: shoprank; production: one per workdir)
     redis = "10.0.0.5:6379"   # production: the Redis online store (default 127.0.0.1:6379)
     registry_url = "postgresql+psycopg://feast@db:5432/feast"  # production: the SQL registry
@@ -41,7 +42,8 @@ ENV_PREFIX = "SHOPRANK_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 FEATURE_REPO_DIR = REPO_ROOT / "feature_repo"
-PROFILES = ("embedded", "production")
+PROFILES = ("embedded", "production", "distributed")
+SHARED_STORES = ("production", "distributed")  # Redis and PostgreSQL, shared by workdirs
 DEFAULT_PROJECT = "shoprank"
 FIELDS = {"workdir": Path, "seed": int, "profile": str, "project": str, "redis": str, "registry_url": str}
 TABLES = ("simulate", "train")
@@ -62,8 +64,9 @@ class Settings:
     Attributes:
         workdir: Folder that holds everything the run writes.
         seed: Seed of every random choice (simulator, splits, models).
-        profile: Feature store profile: ``embedded`` (SQLite, file registry) or ``production``
-            (Redis online store, PostgreSQL registry).
+        profile: ``embedded`` (SQLite, file registry), ``production`` (Redis online store,
+            PostgreSQL registry) or ``distributed`` (production's stores; dbt, the raw tables and
+            Feast's offline store on Spark).
         project: Feast project name: separates feature stores that share Redis and PostgreSQL.
             Commands that name none get ``default_project`` of their workdir (``load_settings``).
         redis: The production profile's Redis (Feast's ``connection_string``; None: the one in
@@ -96,6 +99,16 @@ class Settings:
     def truth(self) -> Path:
         """Simulator ground truth, for evaluation only; never read by ingest or training."""
         return self.workdir / "truth"
+
+    @property
+    def raw_lake(self) -> Path | None:
+        """Where ingest publishes the raw tables as Parquet for Spark (the distributed profile)."""
+        return self.workdir / "raw" if self.profile == "distributed" else None
+
+    @property
+    def dbt_target_name(self) -> str:
+        """The dbt target (``dbt_project/profiles.yml``): Spark on the distributed profile, else DuckDB."""
+        return "distributed" if self.profile == "distributed" else "embedded"
 
     @property
     def marts(self) -> Path:

@@ -121,7 +121,10 @@ class Trained(NamedTuple):
 def load_and_build(settings: Settings, paths: list[Path], timed: Steps) -> Loaded:
     """Ingest ``paths`` (files or folders), then ``dbt build`` (incremental) and validate the marts."""
     report = timed(
-        "ingest", lambda advance: ingest(settings.warehouse, paths, progress=lambda src, rows: advance(rows))
+        "ingest",
+        lambda advance: ingest(
+            settings.warehouse, paths, progress=lambda src, rows: advance(rows), lake=settings.raw_lake
+        ),
     )
     build = timed("build", lambda advance: dbt_build(settings, progress=advance))
     marts = timed("validate", lambda advance: validate_marts(settings, advance))

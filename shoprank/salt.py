@@ -11,7 +11,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from shoprank.config import Settings
+from shoprank.config import SHARED_STORES, Settings
 from shoprank.errors import ConfigError
 
 SALT_VARIABLE = "SHOPRANK_PII_SALT"
@@ -51,9 +51,9 @@ def pii_salt(settings: Settings, environ: Mapping[str, str] | None = None) -> st
     salt = configured_salt(environ)
     if salt:
         return salt
-    if settings.profile == "production":
+    if settings.profile in SHARED_STORES:
         raise ConfigError(
-            f"The production profile pseudonymizes personal data with a salt of its own: set {SALT_VARIABLE} "
+            f"The {settings.profile} profile pseudonymizes personal data with a salt of its own: set {SALT_VARIABLE} "
             f"(or {SALT_FILE_VARIABLE}, a file holding it); the public default would let anyone re-identify e-mails"
         )
     marker = settings.workdir / WARNED

@@ -23,6 +23,7 @@ from shoprank.errors import InputError
 from shoprank.ingest import journal
 from shoprank.ingest.adapters import ADAPTERS
 from shoprank.ingest.batch import Batch
+from shoprank.ingest.lake import publish
 from shoprank.ingest.load import Sorted, TableCounts, record_counts, sort_rows, write_rows
 from shoprank.ingest.mapping import load_mapping, read_mapped
 from shoprank.ingest.readers import CHUNK_ROWS, files_under, read_contract
@@ -50,6 +51,7 @@ def ingest(
     fmt: str = "contract",
     mapping_file: Path | None = None,
     progress: Callable[[str, int], None] | None = None,
+    lake: Path | None = None,
 ) -> IngestReport:
     """Load files into ``raw.*`` / ``quarantine.*`` in one transaction.
 
@@ -59,6 +61,7 @@ def ingest(
         fmt: ``contract`` or an adapter name (``taobao``, ``diginetica``, ``retailrocket``, ``homedepot``).
         mapping_file: A YAML column mapping; when given, ``fmt`` is ignored.
         progress: Called with (source, rows) after every batch.
+        lake: Where to publish the committed runs as Parquet for Spark (``Settings.raw_lake``).
 
     Returns:
         The run's report. ``read = accepted + quarantined + duplicates`` holds per table.
@@ -108,6 +111,8 @@ def ingest(
                     report.tables.update(record_counts(con, report.batch_id, now, dict(read)))
                     journal.finish(con, report.batch_id)
                     con.commit()
+                    if lake is not None:
+                        publish(con, lake)
                 except BaseException:
                     if writing:
                         wait([writing])
