@@ -3,6 +3,7 @@
 1. The warehouse: every table with a ``user_id`` column (raw, quarantine, dbt's tables), in one
    transaction, with a tombstone per user in ``raw.forgotten`` (the user id pseudonymized with the
    workdir's salt): ingest skips the rows of a forgotten user, so an old file cannot bring them back.
+   On the distributed profile the raw lake is then published again from the warehouse.
 2. The marts: ``dbt build --full-refresh``, so that no aggregate counts the users any more.
 3. Files: every Parquet, JSON lines and CSV file of the workdir whose rows carry a ``user_id``
    (landing, served logs, rejected events, training frames, evaluations, the simulator's truth) is rewritten
@@ -30,6 +31,7 @@ from shoprank.build import dbt_build
 from shoprank.config import Settings
 from shoprank.errors import ConfigError
 from shoprank.features.online_rows import entity_key_header, key_part
+from shoprank.ingest.lake import publish
 from shoprank.ingest.tombstones import USER, bury
 from shoprank.salt import pii_salt
 
@@ -60,7 +62,7 @@ def forget(settings: Settings, user_ids: Iterable[str], progress: Callable[[str]
     step = progress or (lambda _: None)
     step("warehouse")
     with warehouse.writing(settings.warehouse, "forget"):
-        erasure.removed.update(_warehouse(settings.warehouse, users, salt))
+        erasure.removed.update(_warehouse(settings.warehouse, users, salt, settings.raw_lake))
     step("marts")
     dbt_build(settings, full_refresh=True)
     step("files")
@@ -70,8 +72,9 @@ def forget(settings: Settings, user_ids: Iterable[str], progress: Callable[[str]
     return erasure
 
 
-def _warehouse(path: Path, users: list[str], salt: str) -> dict[str, int]:
-    """Delete the users' rows from every table with a ``user_id``; record their tombstones."""
+def _warehouse(path: Path, users: list[str], salt: str, lake: Path | None) -> dict[str, int]:
+    """Delete the users' rows from every table with a ``user_id``; record their tombstones; publish
+    the raw lake again without them (the distributed profile's build reads it)."""
     removed = {}
     con = warehouse.connect(path)
     try:
@@ -93,6 +96,9 @@ def _warehouse(path: Path, users: list[str], salt: str) -> dict[str, int]:
     except BaseException:
         con.rollback()
         raise
+    else:
+        if lake is not None:
+            publish(con, lake, again=True)
     finally:
         con.close()
     return removed
