@@ -12,10 +12,11 @@ import click
 
 from shoprank import summary
 from shoprank.config import PROFILES, Settings, load_settings
-from shoprank.errors import ShoprankError
+from shoprank.errors import ConfigError, ShoprankError
 from shoprank.progress import progress_bar
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+DISTRIBUTED_COMMANDS = ("simulate", "ingest", "build", "status")  # the feature store on Spark is to come
 
 
 class _Group(click.Group):
@@ -74,6 +75,12 @@ def cli(
     """
     options = {"workdir": workdir, "seed": seed, "profile": profile, "project": project}
     ctx.obj = load_settings(config_file, options=options)
+    command = ctx.invoked_subcommand
+    if ctx.obj.profile == "distributed" and command not in DISTRIBUTED_COMMANDS:
+        raise ConfigError(
+            f'"shoprank {command}" does not run on the distributed profile yet (only '
+            f"{', '.join(DISTRIBUTED_COMMANDS)} do); run it on the embedded or production profile"
+        )
 
 
 _preset = click.option("--preset", help="Simulator preset: tiny, small, medium or large [default small].")

@@ -58,6 +58,11 @@ def test_every_command_has_help_with_an_example():
             'Error: Warehouse "{w}/warehouse.duckdb" does not exist; run "shoprank ingest" or "shoprank pipeline" first',
         ),
         (
+            ["--profile", "distributed", "features", "apply"],
+            'Error: "shoprank features" does not run on the distributed profile yet (only simulate, ingest, build, '
+            "status do); run it on the embedded or production profile",
+        ),
+        (
             ["--config", "missing.toml", "status"],
             'Error: Config file "missing.toml" not found; create it or drop --config / SHOPRANK_CONFIG',
         ),
