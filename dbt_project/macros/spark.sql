@@ -20,9 +20,26 @@
 {%- endmacro %}
 
 {#- A mart Feast reads (DuckDB: `external`, one Parquet file in marts/): on Spark a Parquet table
-    at marts/<name>/, a folder of part files (`location_root`, set for marts in dbt_project.yml). -#}
+    at marts/<name>/, a folder of part files (`location_root`, set for marts in dbt_project.yml).
+    Its timestamps are written without a time zone (timestamp_ntz), as DuckDB writes them: naive
+    UTC, so every reader of the marts sees the same types on both profiles. -#}
 {% materialization external, adapter='spark' -%}
-    {{ return(materialization_table_spark()) }}
+    {%- set target_relation = api.Relation.create(
+            identifier=model['alias'], schema=schema, database=database, type='table') -%}
+    {%- set columns = [] -%}
+    {%- for row in run_query('describe query ' ~ compiled_code).rows -%}
+        {%- set name = '`' ~ row[0] ~ '`' -%}
+        {%- do columns.append('cast(' ~ name ~ ' as timestamp_ntz) as ' ~ name if row[1] == 'timestamp' else name) -%}
+    {%- endfor -%}
+    {{ run_hooks(pre_hooks) }}
+    {%- do adapter.drop_relation(target_relation) -%}
+    {%- call statement('main') -%}
+        create table {{ target_relation }} using parquet
+        location '{{ config.get('location_root') }}/{{ model['alias'] }}'
+        as select {{ columns | join(', ') }} from ({{ compiled_code }}) as mart
+    {%- endcall -%}
+    {{ run_hooks(post_hooks) }}
+    {{ return({'relations': [target_relation]}) }}
 {%- endmaterialization %}
 
 {#- Snapshots on Spark without Delta, Iceberg or Hudi (their jars cannot be fetched here): the
