@@ -23,8 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
-
 from shoprank import warehouse
 from shoprank.config import DBT_PROJECT_DIR, Settings
 from shoprank.errors import BuildError, WarehouseError
@@ -141,6 +139,10 @@ def dbt_build(
     with warehouse.writing(settings.warehouse, "build") as hold:
         (settings.dbt_target / "run_results.json").unlink(missing_ok=True)
         finished = dbt(settings, args, progress, hold)
+        if settings.dbt_target_name == "distributed" and finished.returncode == 0:
+            with warehouse.connect(settings.warehouse) as con:
+                warehouse.attach_tables(con, "marts", settings.marts)
+                warehouse.attach_tables(con, "intermediate", settings.spark_tables("intermediate"))
     results = _run_results(settings, finished)
     failed = [r for r in results if r["status"] in ("error", "fail")]
     if failed or finished.returncode != 0:
@@ -152,22 +154,12 @@ def dbt_build(
 
 
 def mart_rows(settings: Settings) -> dict[str, int]:
-    """Rows of every mart in the warehouse (empty before the first build); on Spark, of every mart
-    table in the marts folder."""
-    if settings.dbt_target_name == "distributed":
-        folders = sorted(path for path in settings.marts.iterdir() if path.is_dir())
-        with duckdb.connect() as con:
-            return {folder.name: _parquet_rows(con, folder) for folder in folders}
+    """Rows of every mart in the warehouse (empty before the first build)."""
     con = warehouse.connect(settings.warehouse, read_only=True)
     try:
         return warehouse.table_counts(con, "marts")
     finally:
         con.close()
-
-
-def _parquet_rows(con: duckdb.DuckDBPyConnection, folder: Path) -> int:
-    parts = sorted(folder.glob("*.parquet"))  # an empty table may have none
-    return con.execute("select count(*) from read_parquet(?)", [[str(p) for p in parts]]).fetchone()[0] if parts else 0
 
 
 def _run_results(settings: Settings, finished: subprocess.CompletedProcess) -> list[dict]:

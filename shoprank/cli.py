@@ -16,7 +16,7 @@ from shoprank.errors import ConfigError, ShoprankError
 from shoprank.progress import progress_bar
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-DISTRIBUTED_COMMANDS = ("simulate", "ingest", "build", "status")  # the feature store on Spark is to come
+DISTRIBUTED_COMMANDS = ("simulate", "ingest", "build", "validate", "status")  # the feature store on Spark is to come
 
 
 class _Group(click.Group):

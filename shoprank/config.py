@@ -105,6 +105,10 @@ class Settings:
         """Where ingest publishes the raw tables as Parquet for Spark (the distributed profile)."""
         return self.workdir / "raw" if self.profile == "distributed" else None
 
+    def spark_tables(self, schema: str) -> Path:
+        """The folder of a schema's managed tables in Spark's warehouse (``dbt_project/profiles.yml``)."""
+        return self.workdir / "spark" / "warehouse" / f"{schema}.db"
+
     @property
     def dbt_target_name(self) -> str:
         """The dbt target (``dbt_project/profiles.yml``): Spark on the distributed profile, else DuckDB."""

@@ -103,6 +103,23 @@ def create_layout(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def attach_tables(con: duckdb.DuckDBPyConnection, schema: str, tables: Path) -> None:
+    """Make the tables Spark wrote under ``tables`` (a folder of Parquet parts per table, day
+    partitions as ``day=...`` subfolders) views of ``schema`` in the warehouse, so every reader of
+    the warehouse reads them as it reads DuckDB's (the distributed profile). Timestamps Spark
+    stored as UTC instants read as naive UTC."""
+    con.execute(f"create schema if not exists {schema}")
+    for folder in sorted(path for path in tables.iterdir() if path.is_dir() and any(path.rglob("*.parquet"))):
+        files = "read_parquet('{}', hive_partitioning = true)".format(
+            str(folder / "**" / "*.parquet").replace("'", "''")
+        )
+        columns = [
+            f'timezone(\'UTC\', "{name}") as "{name}"' if kind.startswith("TIMESTAMP WITH") else f'"{name}"'
+            for name, kind, *_ in con.execute(f"describe select * from {files}").fetchall()
+        ]
+        con.execute(f'create or replace view {schema}."{folder.name}" as select {", ".join(columns)} from {files}')
+
+
 def table_counts(con: duckdb.DuckDBPyConnection, schema: str) -> dict[str, int]:
     """Row count of every table in ``schema`` (empty when the schema does not exist)."""
     names = con.execute(

@@ -60,7 +60,7 @@ def test_every_command_has_help_with_an_example():
         (
             ["--profile", "distributed", "features", "apply"],
             'Error: "shoprank features" does not run on the distributed profile yet (only simulate, ingest, build, '
-            "status do); run it on the embedded or production profile",
+            "validate, status do); run it on the embedded or production profile",
         ),
         (
             ["--config", "missing.toml", "status"],

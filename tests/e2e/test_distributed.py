@@ -15,6 +15,7 @@ from shoprank.build import dbt_build
 from shoprank.config import Settings
 from shoprank.ingest.run import ingest
 from shoprank.salt import DEFAULT_SALT, SALT_VARIABLE
+from shoprank.validate import validate_marts
 
 pytestmark = pytest.mark.slow
 
@@ -87,3 +88,13 @@ def test_every_mart_is_equal_on_spark_and_on_duckdb(tiny_shop, distributed_shop)
     }
     assert differences == {}
     assert _spark(distributed_shop.marts / "fct_labels").height > 10_000  # not two empty builds
+
+
+def test_the_spark_tables_are_the_warehouse_views_that_validate_reads(distributed_shop):
+    """After a build on Spark the warehouse holds its marts and intermediate tables as views over
+    their Parquet parts: the contracts of the marts hold on them, as on DuckDB's."""
+    reports = validate_marts(distributed_shop)
+    assert [report.name for report in reports][-2:] == ["fct_labels", "fct_judgments"] and len(reports) == 12
+    assert {report.name: report.rows for report in reports}["fct_labels"] == _spark(
+        distributed_shop.marts / "fct_labels"
+    ).height
