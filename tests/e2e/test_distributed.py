@@ -90,11 +90,11 @@ def test_every_mart_is_equal_on_spark_and_on_duckdb(tiny_shop, distributed_shop)
     assert _spark(distributed_shop.marts / "fct_labels").height > 10_000  # not two empty builds
 
 
-def test_the_spark_tables_are_the_warehouse_views_that_validate_reads(distributed_shop):
+def test_the_spark_tables_are_the_warehouse_views_that_validate_reads(tiny_shop, distributed_shop):
     """After a build on Spark the warehouse holds its marts and intermediate tables as views over
     their Parquet parts: the contracts of the marts hold on them, as on DuckDB's."""
     reports = validate_marts(distributed_shop)
-    assert [report.name for report in reports][-2:] == ["fct_labels", "fct_judgments"] and len(reports) == 12
+    assert {report.name for report in reports} == {path.stem for path in tiny_shop.marts.glob("*.parquet")}
     assert {report.name: report.rows for report in reports}["fct_labels"] == _spark(
         distributed_shop.marts / "fct_labels"
     ).height
