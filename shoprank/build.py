@@ -26,6 +26,7 @@ from pathlib import Path
 from shoprank import warehouse
 from shoprank.config import DBT_PROJECT_DIR, Settings
 from shoprank.errors import BuildError, WarehouseError
+from shoprank.ingest.lake import publish
 from shoprank.salt import SALT_VARIABLE, pii_salt
 
 _PROGRESS = re.compile(r"^\S+\s+(\d+) of (\d+) (OK|PASS|WARN|ERROR|FAIL|SKIP|NO-OP)\b.*?\b([\w.]+) \.+")
@@ -137,6 +138,9 @@ def dbt_build(
     started = time.perf_counter()
     args = ["build", *(["--select", select] if select else []), *(["--full-refresh"] if full_refresh else [])]
     with warehouse.writing(settings.warehouse, "build") as hold:
+        if settings.raw_lake is not None:  # runs ingested before the profile changed, or cut off publishing
+            with warehouse.connect(settings.warehouse) as con:
+                publish(con, settings.raw_lake)
         (settings.dbt_target / "run_results.json").unlink(missing_ok=True)
         finished = dbt(settings, args, progress, hold)
         if settings.dbt_target_name == "distributed" and finished.returncode == 0:

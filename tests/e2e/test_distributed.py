@@ -34,11 +34,13 @@ def java() -> None:
 @pytest.fixture(scope="module")
 def distributed_shop(java, tiny_shop: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """The tiny shop's landing files ingested and built on the distributed profile (the embedded
-    build's salt, so pseudonymized values compare)."""
+    build's salt, so pseudonymized values compare). Ingested as on the embedded profile, without
+    the lake: the build publishes the runs the lake lacks (``tests/data/test_lake.py`` has ingest's)."""
     settings = dataclasses.replace(tiny_shop, workdir=tmp_path_factory.mktemp("distributed"), profile="distributed")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(SALT_VARIABLE, DEFAULT_SALT)
-        ingest(settings.warehouse, [tiny_shop.landing], lake=settings.raw_lake)
+        ingest(settings.warehouse, [tiny_shop.landing])
+        assert settings.raw_lake is not None and not settings.raw_lake.exists()
         dbt_build(settings)
     return settings
 
