@@ -22,8 +22,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def java() -> None:
-    """Spark runs on Java: skip without it (a user's machine), fail when SHOPRANK_REQUIRE_SERVERS is
-    set (CI, where .ci/run installs it)."""
+    """Spark runs on Java and pyspark (the ``distributed`` extra): skip without pyspark, and without
+    Java (a user's machine) unless SHOPRANK_REQUIRE_SERVERS is set (CI, where .ci/run installs it)."""
+    pytest.importorskip("pyspark", reason='the distributed profile needs pip install -e ".[distributed]"')
     if shutil.which("java") is None:
         reason = "java not found: the distributed profile runs Spark, which needs a Java runtime (17 or later)"
         if os.environ.get("SHOPRANK_REQUIRE_SERVERS"):
