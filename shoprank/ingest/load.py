@@ -113,13 +113,18 @@ def sort_rows(batch: Batch, sources: pl.Series, now: datetime) -> Sorted:
     reasons = pl.select(pl.when(conflicting).then(pl.lit(conflict(table))).otherwise(reasons)).to_series()
     rejected_mask = reasons.is_not_null()
     accepted = typed.with_columns(_source=sources).filter(~rejected_mask).filter(_key(table).is_first_distinct())
-    rejected = _as_text(batch.frame.filter(rejected_mask), list(table.columns))
-    rejected = rejected.with_columns(
-        _reason=reasons.filter(rejected_mask),
-        _row_hash=rejected.hash_rows(seed=0),
-        _source=sources.filter(rejected_mask),
+    rejected = _rejected(
+        _as_text(batch.frame.filter(rejected_mask), list(table.columns)),
+        reasons.filter(rejected_mask),
+        sources.filter(rejected_mask),
     ).unique(subset=["_row_hash"], keep="first", maintain_order=True)
     return Sorted(batch.table, accepted, rejected)
+
+
+def _rejected(text: pl.DataFrame, reasons: pl.Series | pl.Expr, sources: pl.Series) -> pl.DataFrame:
+    """Rows to quarantine: their contract columns as text, their reason, the hash of their text
+    (what makes a quarantined row a duplicate) and their source."""
+    return text.with_columns(_reason=reasons, _row_hash=text.hash_rows(seed=0), _source=sources)
 
 
 def conflict(table) -> str:
@@ -218,13 +223,9 @@ def _without_stored_cycles(con: duckdb.DuckDBPyConnection, accepted: pl.DataFram
 
 def _quarantine_typed(con: duckdb.DuckDBPyConnection, table, found: pl.DataFrame, reason: str, lineage: list) -> None:
     """Quarantine typed rows (with their ``_source``) as text of their values, with ``reason``."""
-    if not found.height:
-        return
-    text = _as_text(found, list(table.columns))
-    hashes = text.hash_rows(seed=0)
-    _quarantine(
-        con, table.name, text.with_columns(_reason=pl.lit(reason), _row_hash=hashes, _source=found["_source"]), lineage
-    )
+    if found.height:
+        text = _as_text(found, list(table.columns))
+        _quarantine(con, table.name, _rejected(text, pl.lit(reason), found["_source"]), lineage)
 
 
 def record_counts(
