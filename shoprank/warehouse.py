@@ -103,6 +103,11 @@ def create_layout(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def literal(text: str | Path) -> str:
+    """``text`` as a DuckDB string literal (a file path in ``read_parquet``, ``copy ... to``)."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
 def attach_tables(con: duckdb.DuckDBPyConnection, schema: str, tables: Path) -> None:
     """Make the tables Spark wrote under ``tables`` (a folder of Parquet parts per table, day
     partitions as ``day=...`` subfolders) views of ``schema`` in the warehouse, so every reader of
@@ -110,9 +115,7 @@ def attach_tables(con: duckdb.DuckDBPyConnection, schema: str, tables: Path) -> 
     stored as UTC instants read as naive UTC."""
     con.execute(f"create schema if not exists {schema}")
     for folder in sorted(path for path in tables.iterdir() if path.is_dir() and any(path.rglob("*.parquet"))):
-        files = "read_parquet('{}', hive_partitioning = true)".format(
-            str(folder / "**" / "*.parquet").replace("'", "''")
-        )
+        files = f"read_parquet({literal(folder / '**' / '*.parquet')}, hive_partitioning = true)"
         columns = [
             f'timezone(\'UTC\', "{name}") as "{name}"' if kind.startswith("TIMESTAMP WITH") else f'"{name}"'
             for name, kind, *_ in con.execute(f"describe select * from {files}").fetchall()

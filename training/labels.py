@@ -17,6 +17,7 @@ import duckdb
 
 from shoprank.config import Settings
 from shoprank.errors import ConfigError, ContractError, WarehouseError
+from shoprank.warehouse import literal
 from training.pit import connect
 from training.signals import (
     EVENTS,
@@ -63,21 +64,21 @@ def served(surfaces: tuple[str, ...]) -> LabelSource:
             raise WarehouseError(
                 f'Labels mart "{labels}" does not exist; run "shoprank build" (or "shoprank pipeline")'
             )
-        found = {s for (s,) in con.execute(f"select distinct surface from read_parquet('{labels}')").fetchall()}
+        found = {s for (s,) in con.execute(f"select distinct surface from read_parquet({literal(labels)})").fetchall()}
         if not found & set(surfaces):
             raise ContractError(
                 f"No labels with surface in {list(surfaces)} in {labels} (it has {sorted(found)}); "
                 'pick surfaces the shop serves or run "shoprank pipeline"'
             )
         columns = ", ".join((*LABEL_COLUMNS, *CONTEXT_COLUMNS))
-        return f"select {columns} from read_parquet('{labels}') where surface in ({quoted(surfaces)})"
+        return f"select {columns} from read_parquet({literal(labels)}) where surface in ({quoted(surfaces)})"
 
     return LabelSource("served", select)
 
 
 def quoted(values: tuple[str, ...]) -> str:
     """SQL string literals, comma separated."""
-    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    return ", ".join(map(literal, values))
 
 
 GENERATORS = ("repeat", "item_cf", "popularity", "category_popularity")

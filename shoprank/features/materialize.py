@@ -42,7 +42,7 @@ from shoprank.features.latest_rows import LatestRows, ahead
 from shoprank.features.online_redis import write_redis
 from shoprank.features.online_sqlite import write_sqlite
 from shoprank.features.store import online_store_kind, open_store
-from shoprank.warehouse import DEFAULT_MEMORY, MEMORY_VARIABLE
+from shoprank.warehouse import DEFAULT_MEMORY, MEMORY_VARIABLE, literal
 
 Progress = Callable[[int, str, int], None]
 WRITERS = {"sqlite": write_sqlite, "redis": write_redis}
@@ -119,7 +119,7 @@ class Source:
     @property
     def relation(self) -> str:
         """The mart, for a FROM clause."""
-        return "read_parquet('{}')".format(str(self.path).replace("'", "''"))
+        return f"read_parquet({literal(self.path)})"
 
     @property
     def event_time(self) -> str:

@@ -19,6 +19,7 @@ import duckdb
 
 from shoprank.contracts import RAW_TABLES
 from shoprank.ingest.journal import DONE
+from shoprank.warehouse import literal
 
 JOURNAL = "ingest_runs"
 
@@ -41,5 +42,5 @@ def publish(con: duckdb.DuckDBPyConnection, lake: Path, again: bool = False) -> 
 def _write(con: duckdb.DuckDBPyConnection, select: str, batch: str, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     hidden = path.with_name(f".{path.name}")
-    con.execute(f"copy ({select}) to '{hidden}' (format parquet)", [batch])
+    con.execute(f"copy ({select}) to {literal(hidden)} (format parquet)", [batch])
     os.replace(hidden, path)
