@@ -1,6 +1,6 @@
 {#- The distributed profile (Spark): ingest writes each raw table as a folder of Parquet files
-    under <workdir>/raw/<table>/ (shoprank.ingest); before a run they are registered as tables of
-    the `raw` schema, which the `shop` source reads as it reads DuckDB's. -#}
+    under <workdir>/raw/<table>/ (shoprank.ingest.lake); before a run each table of the `shop`
+    source is registered in the `raw` schema, which the source reads as it reads DuckDB's. -#}
 {% macro register_raw_tables() -%}
     {{ return(adapter.dispatch('register_raw_tables', 'shoprank')()) }}
 {%- endmacro %}
@@ -9,9 +9,11 @@
     {%- if execute -%}
         {%- set root = env_var('SHOPRANK_HOME', '../data') ~ '/raw' -%}
         {%- do run_query('create schema if not exists raw') -%}
-        {%- for table in ['events', 'requests', 'items', 'users', 'judgments', 'categories', 'ingest_runs'] -%}
-            {%- do run_query('create table if not exists raw.' ~ table ~ " using parquet location '" ~ root ~ '/' ~ table ~ "'") -%}
-            {%- do run_query('refresh table raw.' ~ table) -%}
+        {%- for source in graph.sources.values() if source.source_name == 'shop' -%}
+            {%- set table = 'raw.' ~ source.name -%}
+            {%- do run_query('create table if not exists ' ~ table ~ ' using parquet location '
+                             ~ sql_string(root ~ '/' ~ source.name)) -%}
+            {%- do run_query('refresh table ' ~ table) -%}
         {%- endfor -%}
     {%- endif -%}
 {%- endmacro %}
