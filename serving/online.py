@@ -152,15 +152,15 @@ class OnlineReader:
         deadline = time.monotonic() + self.budget
         return finish(await self._tables.read_async(wanted, deadline) if wanted else [])
 
-    def held(self, view: str, keys: list[bytes]) -> int:
+    def held(self, view: str, keys: list[bytes], budget: float | None = None) -> int:
         """How many of ``keys`` (serialized entity keys, as Feast stores them) the store holds
-        values of ``view`` for, read within the reader's budget.
+        values of ``view`` for, read within ``budget`` seconds (default: the reader's).
 
         Raises:
             FeatureStoreError: The store failed or did not answer within the budget.
         """
         [stored] = [each for each in self.views if each.name == view]
-        [values] = self._tables.read([(stored, keys)], time.monotonic() + self.budget)
+        [values] = self._tables.read([(stored, keys)], time.monotonic() + (budget or self.budget))
         return sum(value is not None for value in values)
 
     def _pending(self, rows: dict[str, list[Any]]) -> tuple[list[tuple[_View, list[bytes]]], Callable]:

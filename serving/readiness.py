@@ -5,10 +5,10 @@ Every ``PROBE_SECONDS`` the thread (``Readiness``) probes an open guard's store 
 within the read budget) and closes the guard when it answers. Every ``CHECK_SECONDS`` while the
 guard is closed it checks the store's content: for every view the served feature services read, a
 sample of its newest materialized entities (``shoprank.features.online_status.newest_keys``, drawn
-from its mart once per set of materialized intervals) is looked up; a view holding fewer than half
-of them, a missing table or a failed read holds the guard (rankings answer from the fallback,
-``/ready`` says why) until a check finds them again, e.g. after ``shoprank features materialize
---rebuild``; then the values the readers kept as absent are dropped and rankings read the store
+from its mart once per set of materialized intervals) is looked up (within ``CHECK_BUDGET_SECONDS``,
+not a request's budget); a view holding fewer than half of them, a missing table or a failed read
+holds the guard (rankings answer from the fallback, ``/ready`` says why) until a check finds them
+again, e.g. after ``shoprank features materialize --rebuild``; then the values the readers kept as absent are dropped and rankings read the store
 again. The same check asks the registry (PostgreSQL in production) whether it answers, and reads its
 views (how far they are materialized, the intervals the samples follow) every ``VIEWS_SECONDS``: a
 registry that cannot be read is reported, but does not stop the service from ranking. A check costs
@@ -36,6 +36,9 @@ PROBE_SECONDS = 0.25
 CHECK_SECONDS = 1.0
 VIEWS_SECONDS = 30.0  # how often the registry's views are read again (33 ms of CPU each: protos, type checks)
 SAMPLE = 20  # newest materialized entities looked up per view and check
+# a check's read budget: it runs beside the requests, waiting for the interpreter between their
+# steps, so a check within the requests' budget would take a busy service for a store lacking content
+CHECK_BUDGET_SECONDS = 1.0
 LOG = logging.getLogger(__name__)
 
 
@@ -157,7 +160,7 @@ def _lacking(searcher: Searcher, view: str, keys: list[bytes]) -> str | None:
         return None
     fix = 'refill it with "shoprank features materialize --rebuild"'
     try:
-        held = searcher.reader.held(view, keys)
+        held = searcher.reader.held(view, keys, CHECK_BUDGET_SECONDS)
     except FeatureStoreError as exc:  # a table missing, a store down: the store lacks them
         return str(exc)
     if held * 2 < len(keys):

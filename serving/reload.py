@@ -1,6 +1,6 @@
 """The model a service answers with, swapped when another version is promoted: the promoted
 version loads in the background while the current one keeps answering, then takes over between
-two requests. A version that cannot load (its feature service changed, a file is missing) is
+two requests (only its model file loads when it reads the features served now). A version that cannot load (its feature service changed, a file is missing) is
 refused with its reason and the current one stays. The marker is read every ``CHECK_SECONDS``, or
 at once when asked (``LiveSearcher.check``: ``POST /v1/admin/reload``)."""
 
@@ -12,7 +12,7 @@ import time
 from serving.online import BUDGET_SECONDS
 from serving.search import Searcher
 from shoprank.config import Settings
-from shoprank.errors import ShoprankError
+from shoprank.errors import ModelError, ShoprankError
 from training.registry import promoted
 
 CHECK_SECONDS = 2.0  # how often the registry's production marker is read
@@ -54,10 +54,19 @@ class LiveSearcher:
 
     def _load(self, version: str) -> None:
         try:
-            self.searcher = Searcher.open(self.settings, self.service, version, self.budget)
+            self.searcher = self._opened(version)
             self.refused = self._refused_version = None
         except ShoprankError as exc:
             self.refused, self._refused_version = f"{self.service}/{version}: {exc}", version
         finally:
             self.loading = None
             self._loading.release()
+
+    def _opened(self, version: str) -> Searcher:
+        """A searcher answering with ``version``: only its model loads when it reads the features
+        served now, so requests meanwhile keep their pace; store, plan and indexes load again when
+        it does not (the service changed since the service started)."""
+        try:
+            return self.searcher.with_version(self.settings, version)
+        except ModelError:
+            return Searcher.open(self.settings, self.service, version, self.budget)

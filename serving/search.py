@@ -101,6 +101,16 @@ class Searcher:
         indexes = open_index(settings), catalog_index(settings)
         return cls(model, ranker, plan, store, reader, *indexes, catalog, titles, RequestRows(catalog))
 
+    def with_version(self, settings: Settings, version: str) -> Searcher:
+        """This searcher answering with another version of its model: the store, plan, indexes
+        and catalog are kept, so only the model file loads.
+
+        Raises:
+            ModelError: The version is missing or was trained on features other than the plan's.
+        """
+        ranker, model = load_ranker(settings, self.model.card["service"], version, self.plan)
+        return replace(self, model=model, ranker=ranker)
+
     async def search(
         self,
         query: str,

@@ -22,7 +22,7 @@ import polars as pl
 from shoprank.config import Settings
 from shoprank.errors import FeatureStoreError, ModelError
 from shoprank.features.store import open_store
-from training.plan import resolve
+from training.plan import ServicePlan, resolve
 from training.rankers import Ranker, RankerConfig, load
 
 PRODUCTION = "production"
@@ -116,8 +116,11 @@ def promote(settings: Settings, service: str, version: str) -> ModelVersion:
     return model
 
 
-def load_ranker(settings: Settings, service: str, version: str | None = None) -> tuple[Ranker, ModelVersion]:
-    """Load a model after checking that its feature service still has exactly its features.
+def load_ranker(
+    settings: Settings, service: str, version: str | None = None, plan: ServicePlan | None = None
+) -> tuple[Ranker, ModelVersion]:
+    """Load a model after checking that its feature service still has exactly its features (as
+    ``plan`` reads them, else as the registry defines the service now).
 
     Raises:
         ModelError: The version is missing, or the service's features or types changed since
@@ -125,10 +128,11 @@ def load_ranker(settings: Settings, service: str, version: str | None = None) ->
     """
     model = get(settings, service, version)
     card = model.card
-    try:
-        plan = resolve(open_store(settings), service)
-    except FeatureStoreError as exc:
-        raise ModelError(f'Model "{model.name}" cannot be loaded: {exc}') from None
+    if plan is None:
+        try:
+            plan = resolve(open_store(settings), service)
+        except FeatureStoreError as exc:
+            raise ModelError(f'Model "{model.name}" cannot be loaded: {exc}') from None
     current = plan.type_names
     if features_hash(current) != card["features_hash"]:
         added = [f for f in current if f not in card["service_features"]]

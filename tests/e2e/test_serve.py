@@ -23,6 +23,10 @@ import pytest
 from click.testing import CliRunner
 from polars import read_parquet
 
+from serving.clock import Clock
+from serving.guard import StoreGuard
+from serving.readiness import Readiness
+from serving.search import Searcher
 from serving.served_log import ServedLog
 from shoprank.cli import cli
 from shoprank.config import Settings
@@ -404,6 +408,18 @@ def test_a_promoted_version_takes_over_and_one_that_cannot_load_is_refused(serve
         assert CliRunner().invoke(cli, [*promote, "v0001"]).exit_code == 0
         for version in ("v0002", "v0003"):
             shutil.rmtree(served_shop.models / "search_ranker_v2" / version, ignore_errors=True)
+
+
+def test_a_content_check_slower_than_a_requests_read_budget_does_not_hold_the_store(served_shop):
+    """The readiness check runs beside busy requests, waiting for the interpreter between their
+    steps: a store that answers it late still holds its content (a held guard would send every
+    ranking to the fallback until the next check)."""
+    searcher = Searcher.open(served_shop, "search_ranker_v2", budget=1e-9)  # no read fits the requests' budget
+    readiness = Readiness(StoreGuard(), lambda: [searcher], Clock())
+    try:
+        assert readiness.checked and readiness.problems() == []
+    finally:
+        readiness.close()
 
 
 def test_an_admin_reload_reads_the_production_marker_at_once_and_needs_the_key(server, served_shop):
