@@ -5,25 +5,31 @@ root, so a plain `feast apply` here reads the marts of `shoprank pipeline` witho
 relative to the current directory, which Feast makes the repository's before it imports this, and
 Feast resolves it against the repository again when reading: the registry never names a folder by
 its absolute path, so a copy of a workdir reads its own marts. Each source names its dbt model in
-`tags["dbt.model"]`.
+`tags["dbt.model"]`. On the distributed profile (SHOPRANK_PROFILE, which the workdir's
+feature_definitions.py sets) a source is a `SparkSource` of the folder of Parquet parts Spark
+writes, by its absolute path: Spark reads a relative one from its own working directory.
 """
 
 import os
 from pathlib import Path
 
 from feast import FileSource
+from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 
 MARTS = Path(os.environ.get("SHOPRANK_HOME", Path(__file__).resolve().parent.parent / "data")).resolve() / "marts"
+SPARK = os.environ.get("SHOPRANK_PROFILE") == "distributed"
 
 
-def _mart(model: str, description: str) -> FileSource:
-    return FileSource(
-        name=model,
-        path=os.path.relpath(MARTS / f"{model}.parquet"),
-        timestamp_field="event_timestamp",
-        description=description,
-        tags={"dbt.model": model},
-    )
+def _mart(model: str, description: str) -> FileSource | SparkSource:
+    described = {
+        "name": model,
+        "timestamp_field": "event_timestamp",
+        "description": description,
+        "tags": {"dbt.model": model},
+    }
+    if SPARK:
+        return SparkSource(**described, path=str(MARTS / model), file_format="parquet")
+    return FileSource(**described, path=os.path.relpath(MARTS / f"{model}.parquet"))
 
 
 user_daily = _mart("user_features_daily", "User activity windows as of each day boundary.")

@@ -35,10 +35,9 @@ import numpy as np
 import polars as pl
 
 from shoprank.config import Settings
-from shoprank.errors import WarehouseError
 from shoprank.search.index import read_popularity
 from shoprank.search.retrieve import in_category
-from shoprank.warehouse import read
+from shoprank.warehouse import mart, read
 
 CANDIDATES = 100
 RECENT_ITEMS = 20  # distinct items remembered per user
@@ -224,10 +223,9 @@ class Recommender:
         Raises:
             WarehouseError: A mart or the warehouse is missing.
         """
-        pairs = settings.marts / "item_pair_features_weekly.parquet"
-        if not pairs.is_file():
-            raise WarehouseError(f'Mart "{pairs}" does not exist; run "shoprank build"')
-        newest = pl.scan_parquet(pairs).filter(pl.col("event_timestamp") == pl.col("event_timestamp").max())
+        newest = pl.scan_parquet(mart(settings, "item_pair_features_weekly")).filter(
+            pl.col("event_timestamp") == pl.col("event_timestamp").max()
+        )
         neighbours = newest.select("item_id", "neighbour_item_id", "cosine_28d").collect()
         popular = (
             catalog.select("item_id", "category_path")

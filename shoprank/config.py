@@ -119,6 +119,11 @@ class Settings:
         """Parquet exports of the dbt marts that Feast reads."""
         return self.workdir / "marts"
 
+    def mart(self, name: str) -> Path:
+        """A dbt mart's Parquet: the file dbt-duckdb exports, or on the distributed profile the
+        folder of parts Spark writes."""
+        return self.marts / name if self.profile == "distributed" else self.marts / f"{name}.parquet"
+
     @property
     def dbt_target(self) -> Path:
         """dbt's target folder (manifest, run results) for this workdir."""

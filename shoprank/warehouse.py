@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from shoprank.config import Settings
 from shoprank.contracts import RAW_TABLES
 from shoprank.errors import WarehouseError
 
@@ -106,6 +107,24 @@ def create_layout(con: duckdb.DuckDBPyConnection) -> None:
 def literal(text: str | Path) -> str:
     """``text`` as a DuckDB string literal (a file path in ``read_parquet``, ``copy ... to``)."""
     return "'" + str(text).replace("'", "''") + "'"
+
+
+def parquet(path: Path) -> str:
+    """A Parquet table for DuckDB's ``read_parquet`` or Polars' ``scan_parquet``: the file, or
+    the parts of a folder (a table as Spark writes it)."""
+    return str(path / "*.parquet") if path.is_dir() else str(path)
+
+
+def mart(settings: Settings, name: str) -> str:
+    """A dbt mart's Parquet, as ``parquet`` gives it.
+
+    Raises:
+        WarehouseError: The mart is missing.
+    """
+    path = settings.mart(name)
+    if not path.exists():
+        raise WarehouseError(f'Mart "{path}" does not exist; run "shoprank build" (or "shoprank pipeline")')
+    return parquet(path)
 
 
 def attach_tables(con: duckdb.DuckDBPyConnection, schema: str, tables: Path) -> None:

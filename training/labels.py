@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 
 from shoprank.config import Settings
-from shoprank.errors import ConfigError, ContractError, WarehouseError
-from shoprank.warehouse import literal
+from shoprank.errors import ConfigError, ContractError
+from shoprank.warehouse import literal, mart
 from training.pit import connect
 from training.signals import (
     EVENTS,
@@ -25,7 +25,6 @@ from training.signals import (
     HISTORY,
     as_of,
     interval,
-    mart,
     neighbours,
     popularity,
     recent_items,
@@ -59,11 +58,7 @@ def served(surfaces: tuple[str, ...]) -> LabelSource:
     """Served lists with graded interactions (the ``fct_labels`` mart) of the given surfaces."""
 
     def select(con: duckdb.DuckDBPyConnection, settings: Settings) -> str:
-        labels = settings.marts / "fct_labels.parquet"
-        if not labels.is_file():
-            raise WarehouseError(
-                f'Labels mart "{labels}" does not exist; run "shoprank build" (or "shoprank pipeline")'
-            )
+        labels = mart(settings, "fct_labels")
         found = {s for (s,) in con.execute(f"select distinct surface from read_parquet({literal(labels)})").fetchall()}
         if not found & set(surfaces):
             raise ContractError(
@@ -310,6 +305,6 @@ def judgments() -> LabelSource:
     def select(con: duckdb.DuckDBPyConnection, settings: Settings) -> str:
         path = mart(settings, "fct_judgments")
         columns = ", ".join((*LABEL_COLUMNS, *CONTEXT_COLUMNS, "grade"))
-        return f"select {columns} from read_parquet('{path}')"
+        return f"select {columns} from read_parquet({literal(path)})"
 
     return LabelSource("judgments", select)

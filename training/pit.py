@@ -22,7 +22,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from shoprank.warehouse import DEFAULT_MEMORY, MEMORY_VARIABLE
+from shoprank.warehouse import DEFAULT_MEMORY, MEMORY_VARIABLE, literal
 from training.plan import OnDemandPlan, ServicePlan, ViewPlan
 
 ROW = "__row"
@@ -111,7 +111,7 @@ def _asof(view: ViewPlan, rows: str, low: datetime, high: datetime) -> str:
     ts = _q(view.timestamp_field)
     earliest = f" and {ts} >= '{low}'::timestamp - {_interval(view)}" if view.ttl else ""
     columns = ", ".join([*map(_q, view.join_keys), f"{ts} as __ts", *map(_q, view.features)])
-    source = f"select {columns} from read_parquet('{view.path}') where {ts} <= '{high}'::timestamp{earliest}"
+    source = f"select {columns} from read_parquet({literal(view.path)}) where {ts} <= '{high}'::timestamp{earliest}"
     keys = " and ".join(f"e.{_q(entity)} = v.{_q(key)}" for key, entity in view.join_keys.items())
     features = ", ".join(
         _expiring(view, feature, column) for feature, column in zip(view.features, view.columns, strict=True)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView, utils
 from feast.errors import FeatureServiceNotFoundException
-from feast.infra.offline_stores.file_source import FileSource
 from feast.types import FeastType
 
 from shoprank.errors import FeatureStoreError
-from shoprank.features.store import registry_location, source_file
+from shoprank.features.store import reads_parquet, registry_location, source_file
+from shoprank.warehouse import parquet
 
 
 @dataclass(frozen=True)
@@ -161,19 +161,14 @@ def _views(store: FeatureStore, service: FeatureService) -> tuple[list[str], lis
 
 def _view_plan(view: FeatureView, features: list[str], repo: Path | None) -> ViewPlan:
     source = view.batch_source
-    if not isinstance(source, FileSource):
-        unsupported = f"a {type(source).__name__}, not a Parquet file"
-    elif source.created_timestamp_column or source.field_mapping:
-        unsupported = "a source with a created timestamp or a field mapping"
-    else:
-        unsupported = ""
-    if unsupported:
+    if not reads_parquet(source):
         raise FeatureStoreError(
-            f'Feature view "{view.name}" reads "{source.name}", {unsupported}, which the DuckDB engine does not '
-            'join; use engine="feast" or a plain Parquet source'
+            f'Feature view "{view.name}" reads "{source.name}", a {type(source).__name__} that is not plain Parquet '
+            "(a path, no created timestamp or field mapping), which the DuckDB engine does not join; "
+            'use engine="feast" or a plain Parquet source'
         )
     path = source_file(source, repo)
-    if not path.is_file():
+    if not path.exists():
         raise FeatureStoreError(
             f'Feature view "{view.name}" reads "{path}", which does not exist; '
             'run "shoprank build", then "shoprank features apply"'
@@ -181,7 +176,7 @@ def _view_plan(view: FeatureView, features: list[str], repo: Path | None) -> Vie
     keys = view.projection.join_key_map or {column.name: column.name for column in view.entity_columns}
     return ViewPlan(
         name=view.projection.name_alias or view.name,
-        path=str(path),
+        path=parquet(path),
         timestamp_field=source.timestamp_field,
         ttl=view.ttl or None,
         join_keys=dict(keys),

@@ -10,15 +10,14 @@ it (a mart row dated t summarizes activity strictly before t).
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import duckdb
-import pyarrow.parquet as pq
+import polars as pl
 
 from shoprank import warehouse
 from shoprank.config import Settings
-from shoprank.errors import WarehouseError
 from shoprank.features.bm25 import TitleIndex
+from shoprank.warehouse import literal, mart
 
 EVENTS = "events"
 HISTORY = timedelta(days=7)
@@ -43,18 +42,6 @@ def catalog_index(settings: Settings) -> TitleIndex:
     return TitleIndex.build(items["item_id"].to_list(), items["title"].to_list())
 
 
-def mart(settings: Settings, name: str) -> Path:
-    """A mart's Parquet file.
-
-    Raises:
-        WarehouseError: The file is missing.
-    """
-    path = settings.marts / f"{name}.parquet"
-    if not path.is_file():
-        raise WarehouseError(f'Mart "{path}" does not exist; run "shoprank build" (or "shoprank pipeline")')
-    return path
-
-
 def popularity(settings: Settings) -> str:
     """Each item per day boundary (``item_features_daily``): ``item_id, event_timestamp,
     category_path``, ``popularity`` (views, clicks, carts, favorites and purchases in the 7 days
@@ -62,7 +49,7 @@ def popularity(settings: Settings) -> str:
     interactions = " + ".join(f"{m}_7d" for m in ("views", "clicks", "carts", "favorites", "purchases"))
     return (
         f"select item_id, event_timestamp, category_path, {interactions} as popularity, "
-        f"popularity_rank_in_category as category_rank from read_parquet('{mart(settings, 'item_features_daily')}')"
+        f"popularity_rank_in_category as category_rank from read_parquet({literal(mart(settings, 'item_features_daily'))})"
     )
 
 
@@ -91,8 +78,8 @@ def neighbours(recent: str, settings: Settings) -> str:
     snapshot as of ``ts``: ``user_id, ts, item_id, similarity`` (cosine similarities summed over
     the recent items)."""
     path = mart(settings, "item_pair_features_weekly")
-    pairs = f"read_parquet('{path}')"
-    cosine = next(name for name in pq.read_schema(path).names if name.startswith("cosine_"))
+    pairs = f"read_parquet({literal(path)})"
+    cosine = next(name for name in pl.scan_parquet(path).collect_schema().names() if name.startswith("cosine_"))
     return (
         f"select r.user_id, r.ts, p.neighbour_item_id as item_id, sum(p.{cosine}) as similarity "
         f"from ({as_of(recent, f'select event_timestamp from {pairs}')}) r "

@@ -32,7 +32,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from feast import FeatureStore, FeatureView, FileSource
+from feast import FeatureStore, FeatureView
 from feast.value_type import ValueType
 
 from shoprank.config import Settings
@@ -41,8 +41,8 @@ from shoprank.features import online_rows
 from shoprank.features.latest_rows import LatestRows, ahead
 from shoprank.features.online_redis import write_redis
 from shoprank.features.online_sqlite import write_sqlite
-from shoprank.features.store import online_store_kind, open_store
-from shoprank.warehouse import DEFAULT_MEMORY, MEMORY_VARIABLE, literal
+from shoprank.features.store import online_store_kind, open_store, reads_parquet, source_file
+from shoprank.warehouse import DEFAULT_MEMORY, MEMORY_VARIABLE, literal, parquet
 
 Progress = Callable[[int, str, int], None]
 WRITERS = {"sqlite": write_sqlite, "redis": write_redis}
@@ -119,7 +119,7 @@ class Source:
     @property
     def relation(self) -> str:
         """The mart, for a FROM clause."""
-        return f"read_parquet({literal(self.path)})"
+        return f"read_parquet({literal(parquet(self.path))})"
 
     @property
     def event_time(self) -> str:
@@ -217,14 +217,13 @@ def online_views(store: FeatureStore, names: list[str] | None) -> list[FeatureVi
 def view_source(store: FeatureStore, view: FeatureView) -> Source:
     """The view's source as registered, checked for what fast materialization supports."""
     source = view.batch_source
-    if not isinstance(source, FileSource) or source.created_timestamp_column or source.field_mapping:
+    if not reads_parquet(source):
         raise FeatureStoreError(
             f'View "{view.name}": fast materialization reads plain Parquet file sources (no created timestamp, '
             'no field mapping); use "feast materialize" for this view'
         )
-    path = Path(source.path)
-    path = path if path.is_absolute() else Path(store.repo_path) / path
-    if not path.is_file():
+    path = source_file(source, store.repo_path)
+    if not path.exists():
         raise FeatureStoreError(f'View "{view.name}": mart {path} does not exist; run "shoprank build" first')
     keys = [(column.name, column.dtype.to_value_type()) for column in view.entity_columns]
     features = [(field.name, field.dtype.to_value_type()) for field in view.features]

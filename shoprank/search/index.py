@@ -31,7 +31,7 @@ from shoprank.config import Settings
 from shoprank.errors import ConfigError, WarehouseError
 from shoprank.features.bm25 import K1, B, index_documents
 from shoprank.text import Speller, tokens
-from shoprank.warehouse import read
+from shoprank.warehouse import mart, read
 
 FIELDS = ("title", "brand", "category_path")
 FOLDER = "search_index"
@@ -168,12 +168,11 @@ def read_popularity(settings: Settings) -> pl.DataFrame:
     ``item_features_daily`` row.
 
     Raises:
-        WarehouseError: The mart's Parquet file is missing.
+        WarehouseError: The mart is missing.
     """
-    path = settings.marts / "item_features_daily.parquet"
-    if not path.is_file():
-        raise WarehouseError(f'Mart "{path}" does not exist; run "shoprank build"')
-    newest = pl.scan_parquet(path).filter(pl.col("event_timestamp") == pl.col("event_timestamp").max().over("item_id"))
+    newest = pl.scan_parquet(mart(settings, "item_features_daily")).filter(
+        pl.col("event_timestamp") == pl.col("event_timestamp").max().over("item_id")
+    )
     return newest.select("item_id", popularity=pl.col("views_7d").cast(pl.Float64)).collect()
 
 
