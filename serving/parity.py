@@ -33,11 +33,11 @@ from feast import FeatureStore
 from feast.types import UnixTimestamp
 
 from shoprank.config import Settings
-from shoprank.errors import ConfigError, ContractError, InputError
+from shoprank.errors import ContractError, InputError
 from shoprank.features.store import open_store
 from shoprank.summary import table
 from training.contracts import GROUP, POLARS_TYPES
-from training.dataset import ENGINES, ENTITIES, entity_table, feast_join
+from training.dataset import ENTITIES, engine_for, entity_table, feast_join
 from training.pit import CHUNK, ROW, connect, join_chunk
 from training.plan import ServicePlan, resolve
 
@@ -129,7 +129,7 @@ class ParityReport:
 
 
 def check_parity(
-    settings: Settings, sample: int = SAMPLE, seed: int | None = None, engine: str = "duckdb"
+    settings: Settings, sample: int = SAMPLE, seed: int | None = None, engine: str | None = None
 ) -> ParityReport:
     """Recompute the features of ``sample`` served requests (chosen at random with ``seed``,
     default the settings' seed; all their items) offline at their request times and compare.
@@ -140,8 +140,7 @@ def check_parity(
         FeatureStoreError: A logged feature service is not registered.
         ContractError: Logged rows lack an entity column their feature service reads.
     """
-    if engine not in ENGINES:
-        raise ConfigError(f'Unknown parity engine "{engine}"; use one of {", ".join(ENGINES)}')
+    engine = engine_for(settings, engine)
     folder = settings.workdir / "serving" / "features"
     files = sorted(folder.glob(PATTERN))
     if not files:

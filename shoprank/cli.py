@@ -16,7 +16,10 @@ from shoprank.errors import ConfigError, ShoprankError
 from shoprank.progress import progress_bar
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-DISTRIBUTED_COMMANDS = ("simulate", "ingest", "build", "validate", "status")  # the feature store on Spark is to come
+# serving and the loop on Spark's workdirs are to come
+DISTRIBUTED_COMMANDS = (
+    "simulate", "ingest", "build", "validate", "features", "dataset", "train", "report", "models", "pipeline", "status",
+)  # fmt: skip
 
 
 class _Group(click.Group):
@@ -32,9 +35,8 @@ class _Group(click.Group):
 ENGINE = click.option(
     "--engine",
     type=click.Choice(["duckdb", "feast"]),
-    default="duckdb",
-    show_default=True,
-    help="duckdb: our point-in-time joins (training frames); feast: Feast's get_historical_features (the reference).",
+    help="duckdb: our point-in-time joins; feast: Feast's get_historical_features on the profile's offline store "
+    "(the reference; Spark on the distributed profile) [default: feast on the distributed profile, else duckdb].",
 )
 
 
@@ -342,7 +344,7 @@ def dataset() -> None:
 @click.option("--service", required=True, help="Feature service, e.g. ranker_v1 or search_ranker_v1.")
 @ENGINE
 @click.pass_obj
-def dataset_build(settings: Settings, service: str, engine: str) -> None:
+def dataset_build(settings: Settings, service: str, engine: str | None) -> None:
     """Join the labels mart to a feature service, point in time, into WORKDIR/datasets/SERVICE.
 
     \b
@@ -529,7 +531,7 @@ def serve(
 )
 @ENGINE
 @click.pass_obj
-def parity(settings: Settings, sample: int, engine: str) -> None:
+def parity(settings: Settings, sample: int, engine: str | None) -> None:
     """Check training-serving parity: recompute the features `shoprank serve` logged for served
     items (WORKDIR/serving/features) offline at their request times, the way training frames are
     built, and compare them value by value; exit with 1 on any mismatch (for CI).

@@ -81,7 +81,7 @@ class DatasetResult:
 def build_dataset(
     settings: Settings,
     service: str,
-    engine: str = "duckdb",
+    engine: str | None = None,
     labels: LabelSource | None = None,
     chunk_rows: int = 1_000_000,
     progress: Advance | None = None,
@@ -91,7 +91,8 @@ def build_dataset(
     Args:
         settings: The workdir (its labels mart, warehouse and applied feature store).
         service: Feature service name, e.g. ``ranker_v1``.
-        engine: ``duckdb`` (ASOF joins in DuckDB) or ``feast`` (``get_historical_features``).
+        engine: ``duckdb`` (ASOF joins in DuckDB) or ``feast`` (``get_historical_features`` on the
+            profile's offline store: Spark on the distributed profile, where it is the default).
         labels: Where the labelled rows come from; by default the served lists of ``search``
             when the service reads the query, else of ``recommend`` and ``browse``.
         chunk_rows: Rows per chunk (a chunk holds whole groups, so it may be a little larger).
@@ -103,8 +104,7 @@ def build_dataset(
         WarehouseError: The labels mart or the warehouse is missing.
     """
     started = time.perf_counter()
-    if engine not in ENGINES:
-        raise ConfigError(f'Unknown dataset engine "{engine}"; use one of {", ".join(ENGINES)}')
+    engine = engine_for(settings, engine)
     store = open_store(settings)
     plan = resolve(store, service)
     labels = labels or served(default_surfaces(plan))
@@ -128,6 +128,19 @@ def build_dataset(
         plan.type_names,
         time.perf_counter() - started,
     )
+
+
+def engine_for(settings: Settings, engine: str | None) -> str:
+    """The point-in-time engine to use: ``engine``, else Feast's on the distributed profile (its
+    Spark offline store), else ours (DuckDB).
+
+    Raises:
+        ConfigError: An unknown engine.
+    """
+    engine = engine or ("feast" if settings.profile == "distributed" else "duckdb")
+    if engine not in ENGINES:
+        raise ConfigError(f'Unknown point-in-time engine "{engine}"; use one of {", ".join(ENGINES)}')
+    return engine
 
 
 def default_surfaces(plan: ServicePlan) -> tuple[str, ...]:

@@ -58,9 +58,10 @@ def test_every_command_has_help_with_an_example():
             'Error: Warehouse "{w}/warehouse.duckdb" does not exist; run "shoprank ingest" or "shoprank pipeline" first',
         ),
         (
-            ["--profile", "distributed", "features", "apply"],
-            'Error: "shoprank features" does not run on the distributed profile yet (only simulate, ingest, build, '
-            "validate, status do); run it on the embedded or production profile",
+            ["--profile", "distributed", "serve"],
+            'Error: "shoprank serve" does not run on the distributed profile yet (only simulate, ingest, build, '
+            "validate, features, dataset, train, report, models, pipeline, status do); run it on the embedded or "
+            "production profile",
         ),
         (
             ["--config", "missing.toml", "status"],

@@ -1,21 +1,34 @@
-"""The distributed profile (dbt on Spark) against the embedded one (dbt on DuckDB): the tiny shop's
-landing files, ingested into the raw lake and built on local Spark, give every mart of the embedded
-build row for row (sorted, same types; floats within 1e-9 relative)."""
+"""The distributed profile (dbt and Feast's offline store on Spark, Redis online, the registry in
+PostgreSQL) against the embedded one (DuckDB, SQLite): the tiny shop's landing files, ingested into
+the raw lake and built on local Spark, give every mart of the embedded build row for row (sorted,
+same types; floats within 1e-9 relative), the training frame of each default service joined point
+in time on Spark equals the embedded one, and the online values Feast reads back are equal."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import shutil
+from uuid import uuid4
 
 import polars as pl
 import pytest
 
+from serving.features import online_features
 from shoprank.build import dbt_build
 from shoprank.config import Settings
+from shoprank.features.definitions import apply
+from shoprank.features.materialize import materialize
+from shoprank.features.store import drop_project, open_store
 from shoprank.ingest.run import ingest
+from shoprank.pipeline import SERVICES
 from shoprank.salt import DEFAULT_SALT, SALT_VARIABLE
 from shoprank.validate import validate_marts
+from shoprank.warehouse import read
+from tests.data.test_online_read import _bits, _requests
+from training.dataset import build_dataset
+from training.plan import resolve
+from training.signals import catalog_index
 
 pytestmark = pytest.mark.slow
 
@@ -101,3 +114,40 @@ def test_the_spark_tables_are_the_warehouse_views_that_validate_reads(tiny_shop,
     assert {report.name: report.rows for report in reports}["fct_labels"] == _spark(
         distributed_shop.marts / "fct_labels"
     ).height
+
+
+@pytest.fixture(scope="module")
+def distributed_store(production_servers, distributed_shop: Settings) -> Settings:
+    """The distributed shop's feature store: a Feast project of its own (Spark sources over its
+    marts) in the PostgreSQL registry, its online values materialized into Redis; dropped after."""
+    settings = dataclasses.replace(distributed_shop, project=f"t_{uuid4().hex[:8]}")
+    apply(settings)
+    materialize(settings)
+    yield settings
+    drop_project(open_store(settings))
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_training_frame_joined_on_spark_equals_the_embedded_one(tiny_shop, distributed_store, service):
+    result = build_dataset(distributed_store, service)  # Feast's Spark offline store, the profile's default
+    assert result.engine == "feast"
+    embedded = pl.read_parquet(tiny_shop.datasets / service / "*.parquet")
+    spark = pl.read_parquet(result.path / "*.parquet")
+    assert embedded.height > 1000 and _differences(embedded, spark) == []
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_online_values_read_back_through_feast_are_equal(tiny_shop, distributed_store, service):
+    embedded, distributed = open_store(tiny_shop), open_store(distributed_store)
+    plan = resolve(distributed, service)
+    catalog = read(tiny_shop.warehouse, "select * from marts.dim_items")
+    users = read(tiny_shop.warehouse, "select user_id from marts.dim_users order by user_id")["user_id"].to_list()
+    queries = read(tiny_shop.warehouse, "select distinct query from raw.requests where query is not null order by 1")
+    found = 0
+    for rows in _requests(catalog, users, queries["query"].to_list(), catalog_index(tiny_shop), seed=len(service)):
+        expected, got = online_features(embedded, plan, rows), online_features(distributed, plan, rows)
+        assert got.schema == expected.schema
+        for column in plan.features:
+            assert _bits(got[column]) == _bits(expected[column]), (service, column)
+        found += expected.height * len(plan.features) - expected.select(plan.features).null_count().sum_horizontal()[0]
+    assert found > 1000, "the requests should find stored values"
