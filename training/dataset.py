@@ -30,7 +30,7 @@ from shoprank.errors import ConfigError, ContractError
 from shoprank.features.store import open_store
 from shoprank.progress import Advance
 from shoprank.warehouse import read
-from training.contracts import GROUP, training_frame_schema, validate_frame
+from training.contracts import GROUP, POLARS_TYPES, training_frame_schema, validate_frame
 from training.labels import CONTEXT_COLUMNS, LABEL_COLUMNS, LIST_SURFACES, SEARCH_SURFACES, LabelSource, served
 from training.pit import CHUNK, ROW, connect, join_chunk
 from training.plan import ServicePlan, resolve
@@ -219,15 +219,45 @@ def feast_join(store: FeatureStore) -> Join:
     """The reference engine: Feast's ``get_historical_features`` on a chunk, in row order."""
 
     def join(con: duckdb.DuckDBPyConnection, plan: ServicePlan, entities: str, chunk: int) -> pa.Table:
-        rows = con.sql(f"select * exclude ({CHUNK}) from {entities} where {CHUNK} = {chunk} order by {ROW}").df()
+        given = con.sql(f"select * exclude ({CHUNK}) from {entities} where {CHUNK} = {chunk} order by {ROW}").pl()
+        rows = given.to_pandas()
         service = store.get_feature_service(plan.service)
         table = store.get_historical_features(rows, features=service, full_feature_names=True).to_arrow()
-        table = table.sort_by(ROW).drop([ROW])
+        table = _as_registered(table.sort_by(ROW).drop([ROW]), plan, given.schema)
         expected = [c for c in rows.columns if c != ROW] + list(plan.feature_columns)
         names = table.column_names
         return table.select([c for c in expected if c in names] + [c for c in names if c not in expected])
 
     return join
+
+
+def _as_registered(table: pa.Table, plan: ServicePlan, entities: pl.Schema) -> pa.Table:
+    """Feast's rows in the types the engines agree on: features as registered, entity columns as
+    given (timestamps in UTC, as Feast returns them), every timestamp in microseconds. An offline store that hands its rows through
+    pandas (Spark's) gives a whole-number feature with missing values as floats (NaN), an entity
+    column of missing values only untyped, and timestamps with or without their zone: each gets its
+    type back where no value changes (floats only when every one is whole). Anything else stays as
+    it came, for the frame's contract to judge."""
+    frame = pl.from_arrow(table)
+    casts = []
+    for name, kind in frame.schema.items():
+        wanted = POLARS_TYPES.get(plan.dtypes.get(name)) or entities.get(name)
+        if wanted == pl.Datetime and name not in plan.dtypes:
+            wanted = pl.Datetime("us", "UTC")
+        elif wanted is None and kind == pl.Datetime:  # an on-demand view's input: in microseconds
+            wanted = pl.Datetime("us", kind.time_zone)
+        column = pl.col(name)
+        if wanted is None or kind == wanted:
+            continue
+        if kind == pl.Null:
+            casts.append(column.cast(wanted))
+        elif kind == pl.Datetime and wanted == pl.Datetime:
+            utc = column.dt.replace_time_zone("UTC") if kind.time_zone is None else column.dt.convert_time_zone("UTC")
+            casts.append(utc.dt.replace_time_zone(wanted.time_zone).dt.cast_time_unit(wanted.time_unit))
+        elif kind.is_float() and wanted.is_integer():
+            if frame.select((column.is_nan() | (column == column.round())).all()).item():
+                casts.append(column.fill_nan(None).cast(wanted))
+    return frame.with_columns(casts).to_arrow() if casts else table
 
 
 def label_entities(
