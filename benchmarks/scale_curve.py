@@ -1,71 +1,156 @@
-"""Scale curve of the main job: simulate -> ingest -> dbt build -> validate per preset.
+"""Scale curve of the main job per preset: simulate -> ingest -> dbt build -> validate, and with
+``--profile distributed`` the rest of the pipeline on both profiles side by side in the same run.
 
-Prints, per preset, the events and impressions, and the wall time and peak memory of each stage
-(each run as its own `shoprank` process, like a user would), beside the targets of the
-foundation issue: small simulated in < 30 s, medium `dbt build` in < 120 s.
+Each stage runs as its own `shoprank` process, like a user would; per stage it prints the wall
+time and the peak memory of the process tree, split into the Python driver (shoprank, dbt, Feast)
+and the JVM Spark runs in (the distributed profile), sampled every 0.1 s. Beside them, the targets
+of the foundation issue: small simulated in < 30 s, medium `dbt build` in < 120 s.
 
-    python benchmarks/scale_curve.py tiny small medium [large]
+    python benchmarks/scale_curve.py [--profile embedded|distributed] tiny small medium [large]
+
+``--profile distributed`` runs every preset on the embedded profile and then on the distributed
+one (Spark ``local[2]``, Redis and PostgreSQL, a Feast project per workdir, dropped after), from
+the same landing files (the simulator is seeded), through ``features apply``, ``features materialize`` and ``dataset build`` of both default
+services; it needs Java, Redis and PostgreSQL. Seconds per million events close each table.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import psutil  # a dependency of Feast
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import measure  # noqa: E402
+from shoprank.config import load_settings
+from shoprank.features.store import drop_project, open_store
 
 WORK = Path(__file__).resolve().parent / "work"
 TARGETS = {("small", "simulate"): 30.0, ("medium", "build"): 120.0}
-STAGES = {
-    "simulate": lambda preset: ["simulate", "--preset", preset],
-    "ingest": lambda preset: ["ingest", "landing"],
-    "build": lambda preset: ["build"],
-    "validate": lambda preset: ["validate"],
-}
+SERVICES = ("ranker_v2", "search_ranker_v2")  # shoprank.pipeline.SERVICES
+FIRST = ("simulate", "ingest", "build", "validate")
+REST = ("features apply", "materialize", *(f"dataset {service}" for service in SERVICES))
 
 
-def run(preset: str) -> dict:
-    workdir = WORK / preset
+@dataclass(frozen=True)
+class Stage:
+    seconds: float
+    driver_mb: float  # peak RSS of the Python processes of the tree
+    jvm_mb: float  # peak RSS of its Java processes (Spark)
+
+
+def measured(command: list[str], env: dict[str, str]) -> Stage:
+    """Run ``command``; sample its process tree's memory until it ends (raise with its output when it fails)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    peaks = {"driver": 0.0, "jvm": 0.0}
+    done = threading.Event()
+
+    def sample() -> None:
+        root = psutil.Process(process.pid)
+        while not done.wait(0.1):
+            totals = {"driver": 0.0, "jvm": 0.0}
+            try:
+                for each in [root, *root.children(recursive=True)]:
+                    kind = "jvm" if each.name().startswith("java") else "driver"
+                    totals[kind] += each.memory_info().rss / 2**20
+            except psutil.Error:  # a process ended between the listing and the reading
+                continue
+            peaks.update({kind: max(peaks[kind], mb) for kind, mb in totals.items()})
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output = process.stdout.read()
+    process.wait()
+    done.set()
+    sampler.join()
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{output}")
+    return Stage(time.perf_counter() - started, peaks["driver"], peaks["jvm"])
+
+
+def stages(workdir: Path, full: bool) -> dict[str, list[str]]:
+    """Each stage's shoprank arguments (``full``: through the training frames)."""
+    commands = {
+        "simulate": ["simulate", "--preset", workdir.name],
+        "ingest": ["ingest", str(workdir / "landing")],
+        "build": ["build"],
+        "validate": ["validate"],
+    }
+    if full:
+        commands |= {"features apply": ["features", "apply"], "materialize": ["features", "materialize"]}
+        commands |= {f"dataset {service}": ["dataset", "build", "--service", service] for service in SERVICES}
+    return commands
+
+
+def run(preset: str, profile: str, full: bool) -> dict:
+    workdir = WORK / "scale" / profile / preset
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     shoprank = str(Path(sys.executable).with_name("shoprank"))
-    env = {**os.environ, "SHOPRANK_HOME": str(workdir)}
-    row = {"preset": preset}
-    for stage, args in STAGES.items():
-        arguments = args(preset)
-        if arguments[:1] == ["ingest"]:
-            arguments = ["ingest", str(workdir / "landing")]
-        measured = measure([shoprank, *arguments], env)
-        row[stage] = (measured.seconds, measured.peak_mb)
-        print(f"{preset} {stage}: {measured.seconds:.1f} s, {measured.peak_mb:.0f} MB", flush=True)
-    con = duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True)
-    row["events"] = con.execute("select count(*) from raw.events").fetchall()[0][0]
-    row["impressions"] = con.execute("select count(*) from raw.requests").fetchall()[0][0]
-    con.close()
+    env = {**os.environ, "SHOPRANK_HOME": str(workdir), "SHOPRANK_PROFILE": profile}
+    row: dict = {"preset": preset, "profile": profile, "stages": {}}
+    for stage, arguments in stages(workdir, full).items():
+        got = measured([shoprank, *arguments], env)
+        row["stages"][stage] = got.__dict__
+        jvm = f", JVM {got.jvm_mb:,.0f} MB" if got.jvm_mb else ""
+        print(f"{profile} {preset} {stage}: {got.seconds:.1f} s, driver {got.driver_mb:,.0f} MB{jvm}", flush=True)
+    with duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True) as con:
+        row["events"] = con.execute("select count(*) from raw.events").fetchall()[0][0]
+        row["impressions"] = con.execute("select count(*) from raw.requests").fetchall()[0][0]
+    if full and profile == "distributed":  # its Feast project: Redis keys and registry rows
+        settings = load_settings(options={"workdir": workdir, "profile": profile})
+        drop_project(open_store(settings))
     return row
 
 
-def main(presets: list[str]) -> None:
-    rows = [run(preset) for preset in presets]
-    header = f"{'preset':<8}{'events':>12}{'impressions':>13}" + "".join(f"{s + ' s':>12}{'MB':>8}" for s in STAGES)
-    print(header)
+def table(rows: list[dict]) -> None:
+    """Markdown: per preset and profile, each stage's seconds and peak MB (driver / JVM), then its
+    seconds per million events."""
+    names = list(rows[0]["stages"])
+    print("| preset | profile | events | " + " | ".join(f"{name} s (MB)" for name in names) + " | total s |")
+    print("|---|---|---:|" + "---:|" * (len(names) + 1))
     for row in rows:
-        cells = "".join(f"{row[s][0]:>12.1f}{row[s][1]:>8.0f}" for s in STAGES)
-        print(f"{row['preset']:<8}{row['events']:>12,}{row['impressions']:>13,}{cells}")
+        cells = []
+        for name in names:
+            stage = row["stages"][name]
+            memory = f"{stage['driver_mb']:,.0f}" + (f" / {stage['jvm_mb']:,.0f}" if stage["jvm_mb"] else "")
+            cells.append(f"{stage['seconds']:.1f} ({memory})")
+        total = sum(stage["seconds"] for stage in row["stages"].values())
+        print(f"| {row['preset']} | {row['profile']} | {row['events']:,} | " + " | ".join(cells) + f" | {total:.1f} |")
+    print("\nSeconds per million events:")
+    for row in rows:
+        per = {name: stage["seconds"] / max(row["events"], 1) * 1e6 for name, stage in row["stages"].items()}
+        print(
+            f"  {row['preset']} {row['profile']}: " + ", ".join(f"{name} {value:,.0f}" for name, value in per.items())
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", choices=["embedded", "distributed"], default="embedded")
+    parser.add_argument("presets", nargs="*", default=["tiny", "small", "medium"])
+    options = parser.parse_args()
+    full = options.profile == "distributed"
+    profiles = ["embedded", "distributed"] if full else ["embedded"]
+    rows = [run(preset, profile, full) for preset in options.presets for profile in profiles]
+    table(rows)
     for (preset, stage), limit in TARGETS.items():
         for row in rows:
-            if row["preset"] == preset:
-                seconds = row[stage][0]
+            if row["preset"] == preset and row["profile"] == "embedded":
+                seconds = row["stages"][stage]["seconds"]
                 verdict = "meets" if seconds <= limit else "MISSES"
                 print(f"target: {preset} {stage} < {limit:.0f} s -> {seconds:.1f} s ({verdict})")
     (WORK / "scale_curve.json").write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["tiny", "small", "medium"])
+    main()
