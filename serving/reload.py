@@ -1,8 +1,9 @@
 """The model a service answers with, swapped when another version is promoted: the promoted
 version loads in the background while the current one keeps answering, then takes over between
-two requests (only its model file loads when it reads the features served now). A version that cannot load (its feature service changed, a file is missing) is
-refused with its reason and the current one stays. The marker is read every ``CHECK_SECONDS``, or
-at once when asked (``LiveSearcher.check``: ``POST /v1/admin/reload``)."""
+two requests (only its model file loads when it reads the features served now). A version that
+cannot load (its feature service changed, a file is missing) is refused with its reason and the
+current one stays. The marker is read every ``CHECK_SECONDS``, or at once when asked
+(``LiveSearcher.check``: ``POST /v1/admin/reload``)."""
 
 from __future__ import annotations
 

@@ -233,11 +233,11 @@ def feast_join(store: FeatureStore) -> Join:
 
 def _as_registered(table: pa.Table, plan: ServicePlan, entities: pl.Schema) -> pa.Table:
     """Feast's rows in the types the engines agree on: features as registered, entity columns as
-    given (timestamps in UTC, as Feast returns them), every timestamp in microseconds. An offline store that hands its rows through
-    pandas (Spark's) gives a whole-number feature with missing values as floats (NaN), an entity
-    column of missing values only untyped, and timestamps with or without their zone: each gets its
-    type back where no value changes (floats only when every one is whole). Anything else stays as
-    it came, for the frame's contract to judge."""
+    given (timestamps in UTC, as Feast returns them), every timestamp in microseconds. An offline
+    store that hands its rows through pandas (Spark's) gives a whole-number feature with missing
+    values as floats (NaN), an entity column of missing values only untyped, and timestamps with
+    or without their zone: each gets its type back where no value changes (floats only when every
+    one is whole). Anything else stays as it came, for the frame's contract to judge."""
     frame = pl.from_arrow(table)
     casts = []
     for name, kind in frame.schema.items():
