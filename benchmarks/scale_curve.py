@@ -108,7 +108,7 @@ def run(preset: str, profile: str, full: bool) -> dict:
     with duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True) as con:
         row["events"] = con.execute("select count(*) from raw.events").fetchall()[0][0]
         row["impressions"] = con.execute("select count(*) from raw.requests").fetchall()[0][0]
-    if full and profile == "distributed":  # its Feast project: Redis keys and registry rows
+    if profile == "distributed":  # its Feast project: Redis keys and registry rows
         settings = load_settings(options={"workdir": workdir, "profile": profile})
         drop_project(open_store(settings))
     return row

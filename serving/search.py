@@ -92,11 +92,11 @@ class Searcher:
         Raises:
             ShoprankError: No model of ``service``, no index, feature store or warehouse.
         """
-        ranker, model = load_ranker(settings, service, version)
         store = open_store(settings)
+        plan = resolve(store, service)
+        ranker, model = load_ranker(settings, service, version, plan)  # checked against the plan it reads with
         catalog = read(settings.warehouse, "select * from marts.dim_items")
         titles = dict(catalog.select("item_id", "title").iter_rows())
-        plan = resolve(store, service)
         reader = OnlineReader(store, plan, budget)
         indexes = open_index(settings), catalog_index(settings)
         return cls(model, ranker, plan, store, reader, *indexes, catalog, titles, RequestRows(catalog))
