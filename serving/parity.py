@@ -140,7 +140,7 @@ def check_parity(
         FeatureStoreError: A logged feature service is not registered.
         ContractError: Logged rows lack an entity column their feature service reads.
     """
-    engine = engine_for(settings, engine)
+    engine = engine_for(settings, engine, ("duckdb", "feast"))
     folder = settings.workdir / "serving" / "features"
     files = sorted(folder.glob(PATTERN))
     if not files:

@@ -34,9 +34,10 @@ class _Group(click.Group):
 
 ENGINE = click.option(
     "--engine",
-    type=click.Choice(["duckdb", "feast"]),
-    help="duckdb: our point-in-time joins; feast: Feast's get_historical_features on the profile's offline store "
-    "(the reference; Spark on the distributed profile) [default: feast on the distributed profile, else duckdb].",
+    type=click.Choice(["duckdb", "spark", "feast"]),
+    help="duckdb: our point-in-time joins in DuckDB; spark: ours on the distributed profile's Spark; feast: Feast's "
+    "get_historical_features on the profile's offline store (the reference) "
+    "[default: spark on the distributed profile, else duckdb].",
 )
 
 

@@ -5,8 +5,9 @@ a label source (``training.labels``; served lists by default), plus what the ser
 the candidate's current ``category_path`` from ``marts.dim_items`` and the request time. They
 are sorted by time and group, cut into chunks that never split a group, joined chunk by chunk,
 checked against the frame's Pandera contract and written to Parquet, so memory stays bounded.
-Two engines give the same frame: ``duckdb`` (``training.pit``) and ``feast``, Feast's own
-``get_historical_features`` (the reference).
+Three engines give the same frame: ``duckdb`` (``training.pit``), ``spark`` (``training.pit_spark``:
+the chunks joined, checked and written on Spark's executors; the distributed profile's default)
+and ``feast``, Feast's own ``get_historical_features`` (the reference).
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ from shoprank.config import Settings
 from shoprank.errors import ConfigError, ContractError
 from shoprank.features.store import open_store
 from shoprank.progress import Advance
-from shoprank.warehouse import read
+from shoprank.warehouse import literal, read
 from training.contracts import GROUP, POLARS_TYPES, training_frame_schema, validate_frame
 from training.labels import CONTEXT_COLUMNS, LABEL_COLUMNS, LIST_SURFACES, SEARCH_SURFACES, LabelSource, served
-from training.pit import CHUNK, ROW, connect, join_chunk
+from training.pit import CHUNK, ROW, connect, in_utc, join_chunk
 from training.plan import ServicePlan, resolve
 from training.signals import catalog_index
 
-ENGINES = ("duckdb", "feast")
+ENGINES = ("duckdb", "feast", "spark")
 ENTITIES = "entities"
 RETRIEVAL = "retrieval_bm25"
 # join keys from the item's current catalog entry: entity column -> dim_items column
@@ -113,8 +114,13 @@ def build_dataset(
         rows = label_entities(con, settings, plan, labels, chunk_rows)
         if rows == 0:
             raise ContractError(f'Label source "{labels.name}" gave no rows; check its input data')
-        join = join_chunk if engine == "duckdb" else feast_join(store)
-        columns = write_frames(con, plan, ENTITIES, settings.datasets / service, join, progress)
+        if engine == "spark":
+            columns = spark_frame(con, store, plan, settings.datasets / service)
+            if progress is not None:
+                progress(rows, what="joined on Spark", total=rows)
+        else:
+            join = join_chunk if engine == "duckdb" else feast_join(store)
+            columns = write_frames(con, plan, ENTITIES, settings.datasets / service, join, progress)
     finally:
         con.close()
     return DatasetResult(
@@ -130,16 +136,21 @@ def build_dataset(
     )
 
 
-def engine_for(settings: Settings, engine: str | None) -> str:
-    """The point-in-time engine to use: ``engine``, else Feast's on the distributed profile (its
-    Spark offline store), else ours (DuckDB).
+def engine_for(settings: Settings, engine: str | None, engines: tuple[str, ...] = ENGINES) -> str:
+    """The point-in-time engine to use: ``engine``, else Spark on the distributed profile, else
+    DuckDB.
 
     Raises:
-        ConfigError: An unknown engine.
+        ConfigError: An engine not among ``engines``, or ``spark`` off the distributed profile.
     """
-    engine = engine or ("feast" if settings.profile == "distributed" else "duckdb")
-    if engine not in ENGINES:
-        raise ConfigError(f'Unknown point-in-time engine "{engine}"; use one of {", ".join(ENGINES)}')
+    engine = engine or ("spark" if settings.profile == "distributed" else "duckdb")
+    if engine not in engines:
+        raise ConfigError(f'Unknown point-in-time engine "{engine}"; use one of {", ".join(engines)}')
+    if engine == "spark" and settings.profile != "distributed":
+        raise ConfigError(
+            f'The spark engine joins on the distributed profile\'s Spark; the {settings.profile} profile has none: '
+            'use --engine duckdb or --profile distributed'
+        )
     return engine
 
 
@@ -208,6 +219,19 @@ def write_frames(
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
     return columns
+
+
+def spark_frame(con: duckdb.DuckDBPyConnection, store: FeatureStore, plan: ServicePlan, folder: Path) -> tuple[str, ...]:
+    """The frame joined on the offline store's Spark (``training.pit_spark``) from the entity
+    table, which DuckDB hands over as Parquet."""
+    from training.pit_spark import spark_session, write_frame  # pyspark comes with the distributed extra
+
+    entities = folder.parent / ".spill" / f"{folder.name}.entities.parquet"
+    con.execute(f"copy (select {in_utc(con, ENTITIES)} from {ENTITIES} order by {ROW}) to {literal(str(entities))}")
+    try:
+        return write_frame(spark_session(store.config.offline_store), plan, str(entities), folder)
+    finally:
+        entities.unlink(missing_ok=True)
 
 
 def _write(schema: DataFrameSchema, frame: pa.Table, path: Path, where: str) -> None:

@@ -56,12 +56,7 @@ def join_chunk(con: duckdb.DuckDBPyConnection, plan: ServicePlan, entities: str,
     """
     rows = f"(select * from {entities} where {CHUNK} = {int(chunk)})"
     low, high = con.sql(f"select min(event_timestamp), max(event_timestamp) from {rows}").fetchall()[0]
-    described = con.sql(f"select * exclude ({ROW}, {CHUNK}) from {entities} limit 0")
-    names = [
-        f"{_q(name)}::timestamptz as {_q(name)}" if str(kind).startswith("TIMESTAMP") else _q(name)
-        for name, kind in zip(described.columns, described.types, strict=True)
-    ]
-    table = con.sql(f"select {', '.join(names)} from {rows} order by {ROW}").to_arrow_table()
+    table = con.sql(f"select {in_utc(con, entities, ROW, CHUNK)} from {rows} order by {ROW}").to_arrow_table()
     with ThreadPoolExecutor(max_workers=1) as worker:
         transforms: dict[str, Future[pa.Table]] = {}
         _start_ready(worker, transforms, table, plan)
@@ -74,6 +69,16 @@ def join_chunk(con: duckdb.DuckDBPyConnection, plan: ServicePlan, entities: str,
             _start_ready(worker, transforms, _beside(table, *joined.values()), plan)
         table = _beside(table, *(joined[view.name] for view in plan.views))
         return _beside(table, *(transforms[odfv.view.name].result() for odfv in plan.on_demand))
+
+
+def in_utc(con: duckdb.DuckDBPyConnection, table: str, *drop: str) -> str:
+    """A select list of ``table``'s columns but ``drop``, naive timestamps read as UTC (as Feast
+    returns them)."""
+    described = con.sql(f"select * exclude ({', '.join(drop)}) from {table} limit 0" if drop else f"from {table} limit 0")
+    return ", ".join(
+        f"{_q(name)}::timestamptz as {_q(name)}" if str(kind).startswith("TIMESTAMP") else _q(name)
+        for name, kind in zip(described.columns, described.types, strict=True)
+    )
 
 
 def _start_ready(worker: ThreadPoolExecutor, transforms: dict, table: pa.Table, plan: ServicePlan) -> None:

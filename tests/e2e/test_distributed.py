@@ -131,13 +131,19 @@ def distributed_store(production_servers, distributed_shop: Settings) -> Setting
     drop_project(open_store(settings))
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_a_training_frame_joined_on_spark_equals_the_embedded_one(tiny_shop, distributed_store, service):
-    result = build_dataset(distributed_store, service)  # Feast's Spark offline store, the profile's default
-    assert result.engine == "feast"
+@pytest.mark.parametrize(
+    ("service", "engine"), [*((service, None) for service in SERVICES), (SERVICES[0], "feast")]
+)
+def test_a_training_frame_joined_on_spark_equals_the_embedded_one(tiny_shop, distributed_store, service, engine):
+    """The profile's default (our window joins on Spark, written by its executors) and Feast's
+    Spark offline store (the reference) give the embedded frame, in its row order."""
+    result = build_dataset(distributed_store, service, engine, chunk_rows=1_000)
+    assert result.engine == (engine or "spark")
     embedded = pl.read_parquet(tiny_shop.datasets / service / "*.parquet")
     spark = pl.read_parquet(result.path / "*.parquet")
-    assert embedded.height > 1000 and _differences(embedded, spark) == []
+    assert embedded.height > 2_000 and _differences(embedded, spark) == []
+    assert spark.select("query_id", "item_id").equals(embedded.select("query_id", "item_id"))
+    assert len(list(result.path.glob("part-*.parquet"))) > 1  # one part per chunk of whole groups
 
 
 @pytest.mark.parametrize("service", SERVICES)
