@@ -148,8 +148,8 @@ def engine_for(settings: Settings, engine: str | None, engines: tuple[str, ...] 
         raise ConfigError(f'Unknown point-in-time engine "{engine}"; use one of {", ".join(engines)}')
     if engine == "spark" and settings.profile != "distributed":
         raise ConfigError(
-            f'The spark engine joins on the distributed profile\'s Spark; the {settings.profile} profile has none: '
-            'use --engine duckdb or --profile distributed'
+            f"The spark engine joins on the distributed profile's Spark; the {settings.profile} profile has none: "
+            "use --engine duckdb or --profile distributed"
         )
     return engine
 
@@ -221,7 +221,9 @@ def write_frames(
     return columns
 
 
-def spark_frame(con: duckdb.DuckDBPyConnection, store: FeatureStore, plan: ServicePlan, folder: Path) -> tuple[str, ...]:
+def spark_frame(
+    con: duckdb.DuckDBPyConnection, store: FeatureStore, plan: ServicePlan, folder: Path
+) -> tuple[str, ...]:
     """The frame joined on the offline store's Spark (``training.pit_spark``) from the entity
     table, which DuckDB hands over as Parquet."""
     from training.pit_spark import spark_session, write_frame  # pyspark comes with the distributed extra

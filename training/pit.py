@@ -74,7 +74,9 @@ def join_chunk(con: duckdb.DuckDBPyConnection, plan: ServicePlan, entities: str,
 def in_utc(con: duckdb.DuckDBPyConnection, table: str, *drop: str) -> str:
     """A select list of ``table``'s columns but ``drop``, naive timestamps read as UTC (as Feast
     returns them)."""
-    described = con.sql(f"select * exclude ({', '.join(drop)}) from {table} limit 0" if drop else f"from {table} limit 0")
+    described = con.sql(
+        f"select * exclude ({', '.join(drop)}) from {table} limit 0" if drop else f"from {table} limit 0"
+    )
     return ", ".join(
         f"{_q(name)}::timestamptz as {_q(name)}" if str(kind).startswith("TIMESTAMP") else _q(name)
         for name, kind in zip(described.columns, described.types, strict=True)

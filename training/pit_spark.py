@@ -128,7 +128,9 @@ def _expiring(view: ViewPlan, value: Column) -> Column:
     """A joined value, missing when it is older than the view's TTL."""
     if not view.ttl:
         return value
-    fresh = F.unix_micros(F.col(VALUES).getField(SOURCE_TIME)) >= F.unix_micros(F.col("event_timestamp")) - _micros(view)
+    fresh = F.unix_micros(F.col(VALUES).getField(SOURCE_TIME)) >= F.unix_micros(F.col("event_timestamp")) - _micros(
+        view
+    )
     return F.when(fresh, value)
 
 

@@ -131,9 +131,7 @@ def distributed_store(production_servers, distributed_shop: Settings) -> Setting
     drop_project(open_store(settings))
 
 
-@pytest.mark.parametrize(
-    ("service", "engine"), [*((service, None) for service in SERVICES), (SERVICES[0], "feast")]
-)
+@pytest.mark.parametrize(("service", "engine"), [*((service, None) for service in SERVICES), (SERVICES[0], "feast")])
 def test_a_training_frame_joined_on_spark_equals_the_embedded_one(tiny_shop, distributed_store, service, engine):
     """The profile's default (our window joins on Spark, written by its executors) and Feast's
     Spark offline store (the reference) give the embedded frame, in its row order."""
