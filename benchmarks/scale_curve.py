@@ -11,7 +11,8 @@ of the foundation issue: small simulated in < 30 s, medium `dbt build` in < 120 
 ``--profile distributed`` runs every preset on the embedded profile and then on the distributed
 one (Spark ``local[2]``, Redis and PostgreSQL, a Feast project per workdir, dropped after), from
 the same landing files (the simulator is seeded), through ``features apply``, ``features materialize`` and ``dataset build`` of both default
-services; it needs Java, Redis and PostgreSQL. Seconds per million events close each table.
+services; it needs Java, Redis and PostgreSQL. Seconds per million events close each table, then
+whether each preset's marts and training frames are equal on both profiles (up to medium).
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import psutil  # a dependency of Feast
 
 from shoprank.config import load_settings
+from shoprank.equality import differences, mart_differences
 from shoprank.features.store import drop_project, open_store
 from shoprank.salt import SALT_VARIABLE
 
@@ -38,6 +41,7 @@ WORK = Path(__file__).resolve().parent / "work"
 TARGETS = {("small", "simulate"): 30.0, ("medium", "build"): 120.0}
 SERVICES = ("ranker_v2", "search_ranker_v2")  # shoprank.pipeline.SERVICES
 FIRST = ("simulate", "ingest", "build", "validate")
+COMPARED = ("tiny", "small", "medium")  # the large marts would not fit in memory side by side, sorted
 REST = ("features apply", "materialize", *(f"dataset {service}" for service in SERVICES))
 
 
@@ -114,6 +118,28 @@ def run(preset: str, profile: str, full: bool) -> dict:
     return row
 
 
+def compared(preset: str) -> str:
+    """Whether the distributed build of a preset equals the embedded one: every mart, and the
+    training frame of each default service (``shoprank.equality``)."""
+    embedded, distributed = (
+        load_settings(options={"workdir": WORK / "scale" / profile / preset, "profile": profile})
+        for profile in ("embedded", "distributed")
+    )
+    marts = mart_differences(embedded, distributed)
+    frames = {
+        service: found
+        for service in SERVICES
+        if (
+            found := differences(
+                *(pl.read_parquet(s.datasets / service / "*.parquet") for s in (embedded, distributed))
+            )
+        )
+    }
+    count = len(list(embedded.marts.glob("*.parquet")))
+    verdict = f"{preset}: {count - len(marts)} of {count} marts equal, {len(SERVICES) - len(frames)} of {len(SERVICES)} training frames"
+    return verdict + "".join(f"\n  {name}: {'; '.join(found)}" for name, found in {**marts, **frames}.items())
+
+
 def table(rows: list[dict]) -> None:
     """Markdown: per preset and profile, each stage's seconds and peak MB (driver / JVM), then its
     seconds per million events."""
@@ -143,8 +169,13 @@ def main() -> None:
     options = parser.parse_args()
     full = options.profile == "distributed"
     profiles = ["embedded", "distributed"] if full else ["embedded"]
-    rows = [run(preset, profile, full) for preset in options.presets for profile in profiles]
+    rows, verdicts = [], []
+    for preset in options.presets:
+        rows += [run(preset, profile, full) for profile in profiles]
+        if full and preset in COMPARED:
+            verdicts.append(compared(preset))
     table(rows)
+    print(*verdicts, sep="\n")
     for (preset, stage), limit in TARGETS.items():
         for row in rows:
             if row["preset"] == preset and row["profile"] == "embedded":

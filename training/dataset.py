@@ -226,7 +226,8 @@ def spark_frame(
 ) -> tuple[str, ...]:
     """The frame joined on the offline store's Spark (``training.pit_spark``) from the entity
     table, which DuckDB hands over as Parquet."""
-    from training.pit_spark import spark_session, write_frame  # pyspark comes with the distributed extra
+    from shoprank.spark import spark_session  # pyspark comes with the distributed extra
+    from training.pit_spark import write_frame
 
     entities = folder.parent / ".spill" / f"{folder.name}.entities.parquet"
     con.execute(f"copy (select {in_utc(con, ENTITIES)} from {ENTITIES} order by {ROW}) to {literal(str(entities))}")

@@ -22,7 +22,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from shoprank.warehouse import DEFAULT_MEMORY, MEMORY_VARIABLE, literal
+from shoprank.warehouse import DEFAULT_MEMORY, MEMORY_VARIABLE, literal, parquet
 from training.plan import OnDemandPlan, ServicePlan, ViewPlan
 
 ROW = "__row"
@@ -92,7 +92,7 @@ def _start_ready(worker: ThreadPoolExecutor, transforms: dict, table: pa.Table, 
 
 def _source_size(view: ViewPlan) -> int:
     """Bytes of the view's Parquet source (0 when it is not a local file)."""
-    return os.path.getsize(view.path) if os.path.isfile(view.path) else 0
+    return view.path.stat().st_size if view.path.is_file() else 0
 
 
 def _beside(table: pa.Table, *others: pa.Table) -> pa.Table:
@@ -118,7 +118,9 @@ def _asof(view: ViewPlan, rows: str, low: datetime, high: datetime) -> str:
     ts = _q(view.timestamp_field)
     earliest = f" and {ts} >= '{low}'::timestamp - {_interval(view)}" if view.ttl else ""
     columns = ", ".join([*map(_q, view.join_keys), f"{ts} as __ts", *map(_q, view.features)])
-    source = f"select {columns} from read_parquet({literal(view.path)}) where {ts} <= '{high}'::timestamp{earliest}"
+    source = (
+        f"select {columns} from read_parquet({literal(parquet(view.path))}) where {ts} <= '{high}'::timestamp{earliest}"
+    )
     keys = " and ".join(f"e.{_q(entity)} = v.{_q(key)}" for key, entity in view.join_keys.items())
     features = ", ".join(
         _expiring(view, feature, column) for feature, column in zip(view.features, view.columns, strict=True)

@@ -4,8 +4,8 @@ Each feature view is an as-of join written as a window, linear in rows: the enti
 view's source rows (keys, time, and the values packed in one struct) are unioned, partitioned by
 the join keys and ordered by time, a source row before an entity row at the same instant; each
 entity row takes the last source struct before it (Feast's ``feature_ts <= event_timestamp``),
-kept only within the view's TTL. The entity rows carry their columns through every view, so a
-view costs one shuffle. Then each chunk (whole groups, ``training.dataset``) goes to one
+kept only within the view's TTL. A view's window runs on narrow rows (row number, keys, time) and
+its columns are joined back on the row number. Then each chunk (whole groups, ``training.dataset``) goes to one
 partition, where the executors run the on-demand views (Feast's own objects, as in
 ``training.pit``), check the frame's contract and write the Parquet part: no row passes through
 the driver.
@@ -13,9 +13,7 @@ the driver.
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from shoprank.errors import ContractError
+from shoprank.spark import raised
 from training.contracts import training_frame_schema, validate_frame
 from training.pit import CHUNK, ROW, _beside, _on_demand
 from training.plan import ServicePlan, ViewPlan
@@ -36,19 +35,6 @@ from training.plan import ServicePlan, ViewPlan
 TIME = "__time"
 VALUES = "__values"
 SOURCE_TIME = "__source_time"
-
-
-def spark_session(offline_store) -> SparkSession:
-    """Feast's Spark session for the store's offline store config, its Python workers running this
-    interpreter, writing Parquet timestamps in microseconds."""
-    from feast.infra.offline_stores.contrib.spark_offline_store.spark import (
-        get_spark_session_or_start_new_with_repoconfig,
-    )
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    spark = get_spark_session_or_start_new_with_repoconfig(offline_store)
-    spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-    return spark
 
 
 def write_frame(spark: SparkSession, plan: ServicePlan, entities: str, folder: Path) -> tuple[str, ...]:
@@ -65,11 +51,12 @@ def write_frame(spark: SparkSession, plan: ServicePlan, entities: str, folder: P
         ContractError: A chunk breaks the frame's contract.
     """
     rows = spark.read.parquet(entities)
-    low, high = rows.agg(F.min("event_timestamp"), F.max("event_timestamp")).first()
+    low, high, chunks = rows.agg(F.min("event_timestamp"), F.max("event_timestamp"), F.max(CHUNK) + 1).first()
     frame = rows
     for view in plan.views:
-        frame = _as_of(frame, view, _source(spark, view, low, high))
-    chunks = rows.select(CHUNK).distinct().count()
+        keys = list(dict.fromkeys(view.join_keys.values()))
+        found = _as_of(rows.select(ROW, "event_timestamp", *keys), view, _source(spark, view, low, high))
+        frame = frame.join(found.drop("event_timestamp", *keys), ROW, "left")
     ordered = frame.repartitionByRange(chunks, CHUNK).sortWithinPartitions(ROW)
     given = [name for name in rows.columns if name not in (ROW, CHUNK)]
     joined = [*given, *(column for view in plan.views for column in view.columns)]
@@ -81,7 +68,7 @@ def write_frame(spark: SparkSession, plan: ServicePlan, entities: str, folder: P
         written.write.parquet(str(partial))
     except PythonException as exc:
         shutil.rmtree(partial, ignore_errors=True)
-        raise _contract_error(exc) from None
+        raise raised(exc, ContractError) from None
     for part, path in enumerate(sorted(partial.glob("part-*.parquet"))):
         path.rename(partial / f"part-{part:05d}.parquet")
     for other in [p for p in partial.iterdir() if not p.name.startswith("part-")]:
@@ -94,7 +81,7 @@ def write_frame(spark: SparkSession, plan: ServicePlan, entities: str, folder: P
 def _source(spark: SparkSession, view: ViewPlan, low, high) -> DataFrame:
     """The view's source rows that can match an entity row: keys named as the entity columns,
     their time, and the values packed in one struct (with the time, for the TTL)."""
-    source = spark.read.parquet(view.path)
+    source = spark.read.parquet(str(view.path))
     time = F.col(view.timestamp_field).cast("timestamp")
     keep = time <= F.lit(high)
     if view.ttl:
@@ -107,7 +94,8 @@ def _source(spark: SparkSession, view: ViewPlan, low, high) -> DataFrame:
 
 
 def _as_of(frame: DataFrame, view: ViewPlan, source: DataFrame) -> DataFrame:
-    """``frame`` with the view's feature columns: each row's latest source values at its time."""
+    """``frame`` with the view's feature columns: each row's latest source values at its time
+    (``frame`` holds the row number, ``event_timestamp`` and the view's keys)."""
     entities = frame.withColumn(TIME, F.col("event_timestamp"))
     union = entities.unionByName(source, allowMissingColumns=True)
     keys = list(dict.fromkeys(view.join_keys.values()))
@@ -181,12 +169,3 @@ def _finish(
     table = _beside(table, *(_on_demand(table, odfv) for odfv in plan.on_demand)).cast(schema)
     validate_frame(contract, pl.from_arrow(table), f"chunk {pending[0][CHUNK][0]}")
     yield from table.to_batches()
-
-
-def _contract_error(exc: PythonException) -> ContractError | PythonException:
-    """The contract error an executor raised, as the driver's own (else the Spark error)."""
-    marker = f"{ContractError.__module__}.{ContractError.__name__}: "
-    text = str(exc)
-    if marker not in text:
-        return exc
-    return ContractError(text.split(marker, 1)[1].strip().splitlines()[0])

@@ -17,7 +17,6 @@ from feast.types import FeastType
 
 from shoprank.errors import FeatureStoreError
 from shoprank.features.store import reads_parquet, registry_location, source_file
-from shoprank.warehouse import parquet
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ class ViewPlan:
 
     Attributes:
         name: Prefix of its output columns (``<name>__<feature>``).
-        path: The Parquet file of its batch source.
+        path: The Parquet of its batch source: a file, or a folder of parts (Spark's).
         timestamp_field: The source column holding when a value became known.
         ttl: How long a value stays valid (None: forever).
         join_keys: Source column -> entity column, one per join key.
@@ -34,7 +33,7 @@ class ViewPlan:
     """
 
     name: str
-    path: str
+    path: Path
     timestamp_field: str
     ttl: timedelta | None
     join_keys: dict[str, str]
@@ -176,7 +175,7 @@ def _view_plan(view: FeatureView, features: list[str], repo: Path | None) -> Vie
     keys = view.projection.join_key_map or {column.name: column.name for column in view.entity_columns}
     return ViewPlan(
         name=view.projection.name_alias or view.name,
-        path=parquet(path),
+        path=path,
         timestamp_field=source.timestamp_field,
         ttl=view.ttl or None,
         join_keys=dict(keys),

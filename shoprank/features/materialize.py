@@ -47,9 +47,9 @@ from shoprank.warehouse import DEFAULT_MEMORY, MEMORY_VARIABLE, literal, parquet
 Progress = Callable[[int, str, int], None]
 WRITERS = {"sqlite": write_sqlite, "redis": write_redis}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_TS = "__shoprank_event_timestamp"
+EVENT_TS = "__shoprank_event_timestamp"
 # DuckDB column types each Feast type accepts, and the type it is read as.
-_READ_AS = {
+READ_AS = {
     ValueType.INT64: ("BIGINT", {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"}),
     ValueType.DOUBLE: ("DOUBLE", {"FLOAT", "DOUBLE"}),
     ValueType.STRING: ("VARCHAR", {"VARCHAR"}),
@@ -102,7 +102,7 @@ class Source:
         found = {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {self.relation}").fetchall()}
         selected = []
         for name, kind in [*self.keys, *self.features, (self.timestamp, ValueType.UNIX_TIMESTAMP)]:
-            read_as, accepted = _READ_AS[kind]
+            read_as, accepted = READ_AS[kind]
             if name not in found:
                 raise FeatureStoreError(
                     f'View "{self.view}": column "{name}" is missing in {self.path}; '
@@ -113,7 +113,7 @@ class Source:
                     f'View "{self.view}": column "{name}" of {self.path} is {found[name]}, but the view declares '
                     f"{kind.name}; cast it in the dbt model or change the field's dtype in feature_repo/"
                 )
-            selected.append(f'CAST("{name}" AS {read_as}) AS "{_TS if name == self.timestamp else name}"')
+            selected.append(f'CAST("{name}" AS {read_as}) AS "{EVENT_TS if name == self.timestamp else name}"')
         return ", ".join(selected)
 
     @property
@@ -182,7 +182,13 @@ def materialize(
         _create_tables(store, selected)
     with duckdb_connection() as con, ThreadPoolExecutor(1) as pool:
         sources = {view.name: view_source(store, view) for view in selected}
+        for source in sources.values():
+            source.columns(con)  # its types checked
         end = _utc(end) if end is not None else _newest(con, sources.values())
+        if settings.profile == "distributed":
+            done = _on_spark(store, selected, sources, end, rebuild, progress)
+            _precompute_services(store, [view.name for view in selected])
+            return MaterializeResult(kind, end, done, time.perf_counter() - started)
         total, done, began = 0, [], time.perf_counter()
         # the next view's latest rows are read while this one's are written
         stages = ahead(pool, lambda view: _stage(con, view, sources[view.name], end, rebuild), selected)
@@ -236,26 +242,58 @@ def view_source(store: FeatureStore, view: FeatureView) -> Source:
     return Source(view.name, path, keys, source.timestamp_field, features)
 
 
+def _on_spark(
+    store: FeatureStore,
+    views: list[FeatureView],
+    sources: dict[str, Source],
+    end: datetime,
+    rebuild: bool,
+    progress: Progress | None,
+) -> list[ViewMaterialized]:
+    """Each view's latest rows picked and written into Redis by Spark's executors
+    (``materialize_spark``), one view after the other."""
+    from shoprank.features.materialize_spark import write_view  # pyspark comes with the distributed extra
+    from shoprank.spark import spark_session
+
+    spark, total, done = spark_session(store.config.offline_store), 0, []
+    for view in views:
+        began, (start, after) = time.perf_counter(), interval(view, end, rebuild)
+        written = 0
+        if start < end:
+            written = write_view(spark, store.config, view, sources[view.name], start, after, end)
+            store.registry.apply_materialization(view, store.project, start, end)
+            total += written
+            _advance(progress, view.name, total)(written)
+        done.append(ViewMaterialized(view.name, start, max(start, end), written, time.perf_counter() - began))
+    return done
+
+
+def interval(view: FeatureView, end: datetime, rebuild: bool) -> tuple[datetime, str]:
+    """Where the view's run up to ``end`` starts, and whether it includes its start (``>=``, a
+    first run's ``[end - ttl, end]``, or always when ``rebuild``) or not (``>``, after the previous
+    run's end; nothing to do when that is not before ``end``)."""
+    previous = None if rebuild else view.most_recent_end_time
+    if previous is None:
+        return (end - view.ttl if view.ttl else EPOCH), ">="
+    return _utc(previous), ">"
+
+
 def _stage(con: duckdb.DuckDBPyConnection, view: FeatureView, source: Source, end: datetime, rebuild: bool) -> _Staged:
     """The view's interval up to ``end`` (its first run's when ``rebuild``) and the latest row of
     each entity in it."""
-    previous = None if rebuild else view.most_recent_end_time
-    if previous is None:
-        start, after = (end - view.ttl if view.ttl else EPOCH), ">="
-    else:
-        start, after = _utc(previous), ">"
-        if start >= end:  # already materialized that far
-            return _Staged(view, start, start, None)
+    start, after = interval(view, end, rebuild)
+    if start >= end:  # already materialized that far
+        return _Staged(view, start, start, None)
     ts = source.event_time
     data = con.sql(
         f"SELECT {source.columns(con)} FROM {source.relation} WHERE {ts} {after} $start AND {ts} <= $end "
-        f"QUALIFY row_number() OVER (PARTITION BY {source.partition} ORDER BY {_TS} DESC) = 1",
+        f"QUALIFY row_number() OVER (PARTITION BY {source.partition} ORDER BY {EVENT_TS} DESC) = 1",
         params={"start": naive(start), "end": naive(end)},
     ).to_arrow_table()
-    return _Staged(view, start, end, _latest_rows(data, source))
+    return _Staged(view, start, end, as_latest_rows(data, source))
 
 
-def _latest_rows(data: pa.Table, source: Source) -> LatestRows:
+def as_latest_rows(data: pa.Table, source: Source) -> LatestRows:
     """The latest rows as Arrow columns, with their serialized entity keys, in key order (the order
     SQLite's indexes keep; sorted here, while the previous view is written)."""
     columns = {name: data.column(name).combine_chunks() for name in data.column_names}
@@ -266,7 +304,7 @@ def _latest_rows(data: pa.Table, source: Source) -> LatestRows:
                 f'"{name}"; fix the mart (a key must not be null)'
             )
     keys = online_rows.entity_keys([(name, kind, columns[name]) for name, kind in source.keys])
-    rows = LatestRows(keys, columns[_TS], [(name, kind, columns[name]) for name, kind in source.features])
+    rows = LatestRows(keys, columns[EVENT_TS], [(name, kind, columns[name]) for name, kind in source.features])
     return rows.take(pc.sort_indices(keys))
 
 

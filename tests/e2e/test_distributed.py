@@ -18,6 +18,8 @@ import pytest
 from serving.features import online_features
 from shoprank.build import dbt_build
 from shoprank.config import Settings
+from shoprank.equality import differences, mart_differences, read_mart
+from shoprank.errors import FeatureStoreError
 from shoprank.features.definitions import apply
 from shoprank.features.materialize import materialize
 from shoprank.features.store import drop_project, open_store
@@ -27,6 +29,7 @@ from shoprank.salt import DEFAULT_SALT, SALT_VARIABLE
 from shoprank.validate import validate_marts
 from shoprank.warehouse import read
 from tests.data.test_online_read import _bits, _requests
+from tests.e2e.test_serve import free_port
 from training.dataset import build_dataset
 from training.plan import resolve
 from training.signals import catalog_index
@@ -63,51 +66,10 @@ def distributed_shop(java, tiny_shop: Settings, tmp_path_factory: pytest.TempPat
     return settings
 
 
-def _embedded(path) -> pl.DataFrame:
-    """A mart as the embedded build wrote it, without the all-null row dbt-duckdb writes for an
-    empty relation (its view filters it out)."""
-    frame = pl.read_parquet(path)
-    return frame.filter(~pl.all_horizontal(pl.all().is_null()))
-
-
-def _spark(folder) -> pl.DataFrame:
-    """A mart Spark wrote: a folder of part files."""
-    return pl.read_parquet(folder / "*.parquet")
-
-
-def _differences(embedded: pl.DataFrame, spark: pl.DataFrame) -> list[str]:
-    if embedded.is_empty() and spark.is_empty():
-        return []
-    if embedded.schema != spark.schema:
-        return [f"schema {dict(embedded.schema)} != {dict(spark.schema)}"]
-    if embedded.height != spark.height:
-        return [f"{embedded.height} rows != {spark.height}"]
-    keys = [c for c, dtype in embedded.schema.items() if not dtype.is_float()]
-    left, right = embedded.sort(keys, nulls_last=True), spark.sort(keys, nulls_last=True)
-    found = []
-    for column, dtype in embedded.schema.items():
-        pair = pl.DataFrame({"a": left[column], "b": right[column]})
-        if dtype.is_float():
-            scale = pl.max_horizontal(pl.col("a").abs(), pl.col("b").abs(), pl.lit(1.0))
-            far = ((pl.col("a") - pl.col("b")).abs() > 1e-9 * scale).fill_null(False)
-            differ = pair.select((far | (pl.col("a").is_null() != pl.col("b").is_null())).sum()).item()
-        else:
-            differ = pair.select(pl.col("a").ne_missing(pl.col("b")).sum()).item()
-        if differ:
-            found.append(f"{column}: {differ} values")
-    return found
-
-
 def test_every_mart_is_equal_on_spark_and_on_duckdb(tiny_shop, distributed_shop):
-    marts = sorted(tiny_shop.marts.glob("*.parquet"))
-    assert len(marts) == 12
-    differences = {
-        path.stem: found
-        for path in marts
-        if (found := _differences(_embedded(path), _spark(distributed_shop.marts / path.stem)))
-    }
-    assert differences == {}
-    assert _spark(distributed_shop.marts / "fct_labels").height > 10_000  # not two empty builds
+    assert len(list(tiny_shop.marts.glob("*.parquet"))) == 12
+    assert mart_differences(tiny_shop, distributed_shop) == {}
+    assert read_mart(distributed_shop, "fct_labels").height > 10_000  # not two empty builds
 
 
 def test_the_spark_tables_are_the_warehouse_views_that_validate_reads(tiny_shop, distributed_shop):
@@ -115,8 +77,8 @@ def test_the_spark_tables_are_the_warehouse_views_that_validate_reads(tiny_shop,
     their Parquet parts: the contracts of the marts hold on them, as on DuckDB's."""
     reports = validate_marts(distributed_shop)
     assert {report.name for report in reports} == {path.stem for path in tiny_shop.marts.glob("*.parquet")}
-    assert {report.name: report.rows for report in reports}["fct_labels"] == _spark(
-        distributed_shop.marts / "fct_labels"
+    assert {report.name: report.rows for report in reports}["fct_labels"] == read_mart(
+        distributed_shop, "fct_labels"
     ).height
 
 
@@ -139,7 +101,7 @@ def test_a_training_frame_joined_on_spark_equals_the_embedded_one(tiny_shop, dis
     assert result.engine == (engine or "spark")
     embedded = pl.read_parquet(tiny_shop.datasets / service / "*.parquet")
     spark = pl.read_parquet(result.path / "*.parquet")
-    assert embedded.height > 2_000 and _differences(embedded, spark) == []
+    assert embedded.height > 2_000 and differences(embedded, spark) == []
     assert spark.select("query_id", "item_id").equals(embedded.select("query_id", "item_id"))
     assert len(list(result.path.glob("part-*.parquet"))) > 1  # one part per chunk of whole groups
 
@@ -159,3 +121,12 @@ def test_online_values_read_back_through_feast_are_equal(tiny_shop, distributed_
             assert _bits(got[column]) == _bits(expected[column]), (service, column)
         found += expected.height * len(plan.features) - expected.select(plan.features).null_count().sum_horizontal()[0]
     assert found > 1000, "the requests should find stored values"
+
+
+def test_materialization_with_redis_down_fails_on_the_driver_with_the_executors_reason(distributed_store):
+    """The executors write Redis: their failure comes back as one clear error, not a Spark trace."""
+    closed = free_port()
+    with pytest.raises(FeatureStoreError) as failed:
+        materialize(dataclasses.replace(distributed_store, redis=f"127.0.0.1:{closed}"), rebuild=True)
+    assert "Redis failed while materializing" in str(failed.value)
+    assert f"check that Redis at 127.0.0.1:{closed} is up and writable" in str(failed.value)
