@@ -175,7 +175,13 @@ def test_unknown_service_names_the_registry_and_the_fix(shop):
 
 
 def test_unknown_engine_and_empty_surfaces_are_user_errors(shop):
-    with pytest.raises(ConfigError, match='engine "spark"; use one of duckdb, feast'):
+    with pytest.raises(ConfigError, match='engine "polars"; use one of duckdb, feast, spark'):
+        build_dataset(shop, "ranker_v2", engine="polars")
+    with pytest.raises(ConfigError) as error:
         build_dataset(shop, "ranker_v2", engine="spark")
+    assert str(error.value) == (
+        "The spark engine joins on the distributed profile's Spark; the embedded profile has none: "
+        "use --engine duckdb or --profile distributed"
+    )
     with pytest.raises(ContractError, match=r"No labels with surface in \['email'\]"):
         build_dataset(shop, "ranker_v2", labels=served(("email",)))
