@@ -2,8 +2,9 @@
 ``--profile distributed`` the rest of the pipeline on both profiles side by side in the same run.
 
 Each stage runs as its own `shoprank` process, like a user would; per stage it prints the wall
-time and the peak memory of the process tree, split into the Python driver (shoprank, dbt, Feast)
-and the JVM Spark runs in (the distributed profile), sampled every 0.1 s. Beside them, the targets
+time and the peak memory of the process tree, split into the Python driver (shoprank, dbt, Feast),
+the JVM Spark runs in and Spark's Python workers (the distributed profile: in local mode the JVM and
+the workers are the executors), sampled every 0.1 s. Beside them, the targets
 of the foundation issue: small simulated in < 30 s, medium `dbt build` in < 120 s.
 
     python benchmarks/scale_curve.py [--profile embedded|distributed] tiny small medium [large]
@@ -48,25 +49,25 @@ REST = ("features apply", "materialize", *(f"dataset {service}" for service in S
 @dataclass(frozen=True)
 class Stage:
     seconds: float
-    driver_mb: float  # peak RSS of the Python processes of the tree
-    jvm_mb: float  # peak RSS of its Java processes (Spark)
+    driver_mb: float  # peak RSS of the Python processes of the tree but Spark's
+    jvm_mb: float  # peak RSS of its Java processes (Spark's driver and executors, local mode)
+    workers_mb: float  # peak RSS of Spark's Python workers (the executors' Python: our on-demand views, Redis writes)
 
 
 def measured(command: list[str], env: dict[str, str]) -> Stage:
     """Run ``command``; sample its process tree's memory until it ends (raise with its output when it fails)."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    peaks = {"driver": 0.0, "jvm": 0.0}
+    peaks = {"driver": 0.0, "jvm": 0.0, "workers": 0.0}
     done = threading.Event()
 
     def sample() -> None:
         root = psutil.Process(process.pid)
         while not done.wait(0.1):
-            totals = {"driver": 0.0, "jvm": 0.0}
+            totals = {"driver": 0.0, "jvm": 0.0, "workers": 0.0}
             try:
                 for each in [root, *root.children(recursive=True)]:
-                    kind = "jvm" if each.name().startswith("java") else "driver"
-                    totals[kind] += each.memory_info().rss / 2**20
+                    totals[_kind(each)] += each.memory_info().rss / 2**20
             except psutil.Error:  # a process ended between the listing and the reading
                 continue
             peaks.update({kind: max(peaks[kind], mb) for kind, mb in totals.items()})
@@ -79,7 +80,14 @@ def measured(command: list[str], env: dict[str, str]) -> Stage:
     sampler.join()
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{output}")
-    return Stage(time.perf_counter() - started, peaks["driver"], peaks["jvm"])
+    return Stage(time.perf_counter() - started, peaks["driver"], peaks["jvm"], peaks["workers"])
+
+
+def _kind(process: psutil.Process) -> str:
+    """``jvm``, ``workers`` (pyspark's Python workers) or ``driver`` (every other process)."""
+    if process.name().startswith("java"):
+        return "jvm"
+    return "workers" if "pyspark.daemon" in process.cmdline() else "driver"
 
 
 def stages(workdir: Path, full: bool) -> dict[str, list[str]]:
@@ -107,8 +115,9 @@ def run(preset: str, profile: str, full: bool) -> dict:
     for stage, arguments in stages(workdir, full).items():
         got = measured([shoprank, *arguments], env)
         row["stages"][stage] = got.__dict__
-        jvm = f", JVM {got.jvm_mb:,.0f} MB" if got.jvm_mb else ""
-        print(f"{profile} {preset} {stage}: {got.seconds:.1f} s, driver {got.driver_mb:,.0f} MB{jvm}", flush=True)
+        spark = f", JVM {got.jvm_mb:,.0f} MB" if got.jvm_mb else ""
+        spark += f", Python workers {got.workers_mb:,.0f} MB" if got.workers_mb else ""
+        print(f"{profile} {preset} {stage}: {got.seconds:.1f} s, driver {got.driver_mb:,.0f} MB{spark}", flush=True)
     with duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True) as con:
         row["events"] = con.execute("select count(*) from raw.events").fetchall()[0][0]
         row["impressions"] = con.execute("select count(*) from raw.requests").fetchall()[0][0]
@@ -141,8 +150,8 @@ def compared(preset: str) -> str:
 
 
 def table(rows: list[dict]) -> None:
-    """Markdown: per preset and profile, each stage's seconds and peak MB (driver / JVM), then its
-    seconds per million events."""
+    """Markdown: per preset and profile, each stage's seconds and peak MB (driver / JVM / Python
+    workers), then its seconds per million events."""
     names = list(rows[0]["stages"])
     print("| preset | profile | events | " + " | ".join(f"{name} s (MB)" for name in names) + " | total s |")
     print("|---|---|---:|" + "---:|" * (len(names) + 1))
@@ -151,6 +160,7 @@ def table(rows: list[dict]) -> None:
         for name in names:
             stage = row["stages"][name]
             memory = f"{stage['driver_mb']:,.0f}" + (f" / {stage['jvm_mb']:,.0f}" if stage["jvm_mb"] else "")
+            memory += f" / {stage['workers_mb']:,.0f}" if stage["workers_mb"] else ""
             cells.append(f"{stage['seconds']:.1f} ({memory})")
         total = sum(stage["seconds"] for stage in row["stages"].values())
         print(f"| {row['preset']} | {row['profile']} | {row['events']:,} | " + " | ".join(cells) + f" | {total:.1f} |")

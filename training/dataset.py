@@ -225,12 +225,14 @@ def spark_frame(
     con: duckdb.DuckDBPyConnection, store: FeatureStore, plan: ServicePlan, folder: Path
 ) -> tuple[str, ...]:
     """The frame joined on the offline store's Spark (``training.pit_spark``) from the entity
-    table, which DuckDB hands over as Parquet."""
+    table, which DuckDB hands over as Parquet; ``con`` is closed then, so the driver holds no rows
+    while Spark works."""
     from shoprank.spark import spark_session  # pyspark comes with the distributed extra
     from training.pit_spark import write_frame
 
     entities = folder.parent / ".spill" / f"{folder.name}.entities.parquet"
     con.execute(f"copy (select {in_utc(con, ENTITIES)} from {ENTITIES} order by {ROW}) to {literal(str(entities))}")
+    con.close()
     try:
         return write_frame(spark_session(store.config.offline_store), plan, str(entities), folder)
     finally:

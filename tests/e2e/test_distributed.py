@@ -19,7 +19,7 @@ from serving.features import online_features
 from shoprank.build import dbt_build
 from shoprank.config import Settings
 from shoprank.equality import differences, mart_differences, read_mart
-from shoprank.errors import FeatureStoreError
+from shoprank.errors import ContractError, FeatureStoreError
 from shoprank.features.definitions import apply
 from shoprank.features.materialize import materialize
 from shoprank.features.store import drop_project, open_store
@@ -31,6 +31,7 @@ from shoprank.warehouse import read
 from tests.data.test_online_read import _bits, _requests
 from tests.e2e.test_serve import free_port
 from training.dataset import build_dataset
+from training.pit import CHUNK, ROW
 from training.plan import resolve
 from training.signals import catalog_index
 
@@ -130,3 +131,25 @@ def test_materialization_with_redis_down_fails_on_the_driver_with_the_executors_
         materialize(dataclasses.replace(distributed_store, redis=f"127.0.0.1:{closed}"), rebuild=True)
     assert "Redis failed while materializing" in str(failed.value)
     assert f"check that Redis at 127.0.0.1:{closed} is up and writable" in str(failed.value)
+
+
+def test_a_chunk_breaking_the_frame_contract_on_an_executor_is_the_drivers_contract_error(
+    tiny_shop, distributed_store, tmp_path
+):
+    """An entity row given twice makes a duplicate (query_id, item_id): the executor that checks
+    its chunk refuses it, the driver raises the same ContractError, and no frame is left behind."""
+    from shoprank.spark import spark_session  # pyspark: the distributed extra, which ``java`` checked
+    from training.pit_spark import write_frame
+
+    plan = resolve(open_store(distributed_store), SERVICES[0])
+    frame = pl.read_parquet(tiny_shop.datasets / SERVICES[0] / "*.parquet")
+    given = frame.select([c for c in frame.columns if c not in plan.feature_columns]).head(50)
+    twice = pl.concat([given, given.tail(1)]).with_row_index(ROW).with_columns(pl.lit(0).alias(CHUNK))
+    twice.with_columns(pl.col(ROW).cast(pl.Int64)).write_parquet(tmp_path / "entities.parquet")
+    store = open_store(distributed_store)
+    with pytest.raises(ContractError) as failed:
+        write_frame(spark_session(store.config.offline_store), plan, str(tmp_path / "entities.parquet"), tmp_path / "f")
+    duplicate = given.row(-1, named=True)
+    assert str(failed.value).startswith(f"training frame of {SERVICES[0]} (chunk 0) breaks its contract: ")
+    assert f"query_id={duplicate['query_id']}, item_id={duplicate['item_id']}" in str(failed.value)
+    assert not (tmp_path / "f").exists() and not (tmp_path / ".f.partial").exists()
