@@ -56,7 +56,8 @@ def write_frame(spark: SparkSession, plan: ServicePlan, entities: str, folder: P
     for view in plan.views:
         keys = list(dict.fromkeys(view.join_keys.values()))
         found = _as_of(rows.select(ROW, "event_timestamp", *keys), view, _source(spark, view, low, high))
-        frame = frame.join(found.drop("event_timestamp", *keys), ROW, "left")
+        # sort-merge, never broadcast: the driver would hold a whole side
+        frame = frame.join(found.drop("event_timestamp", *keys).hint("shuffle_merge"), ROW, "left")
     ordered = frame.repartitionByRange(chunks, CHUNK).sortWithinPartitions(ROW)
     given = [name for name in rows.columns if name not in (ROW, CHUNK)]
     joined = [*given, *(column for view in plan.views for column in view.columns)]
