@@ -18,9 +18,9 @@ gaps as (
     select
         *,
         case
-            when {{ dbt.datediff(
+            when {{ micros_between(
                 "lag(event_time) over (partition by user_id order by event_time, event_id)",
-                'event_time', 'minute') }} < {{ var('session_gap_minutes') }}
+                'event_time') }} < {{ var('session_gap_minutes') * 60 * 1000000 }}
             then 0 else 1
         end as starts_session
     from events
