@@ -84,10 +84,12 @@ def measured(command: list[str], env: dict[str, str]) -> Stage:
 
 
 def _kind(process: psutil.Process) -> str:
-    """``jvm``, ``workers`` (pyspark's Python workers) or ``driver`` (every other process)."""
-    if process.name().startswith("java"):
+    """``jvm``, ``workers`` (pyspark's Python workers) or ``driver`` (every other process), by the
+    command line: the JVM's process name is at times one of its threads' (``Thread-14``)."""
+    command = process.cmdline()
+    if command and Path(command[0]).name == "java":
         return "jvm"
-    return "workers" if "pyspark.daemon" in process.cmdline() else "driver"
+    return "workers" if "pyspark.daemon" in command else "driver"
 
 
 def stages(workdir: Path, full: bool) -> dict[str, list[str]]:
