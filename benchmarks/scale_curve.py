@@ -65,11 +65,12 @@ def measured(command: list[str], env: dict[str, str]) -> Stage:
         root = psutil.Process(process.pid)
         while not done.wait(0.1):
             totals = {"driver": 0.0, "jvm": 0.0, "workers": 0.0}
-            try:
-                for each in [root, *root.children(recursive=True)]:
-                    totals[_kind(each)] += each.memory_info().rss / 2**20
-            except psutil.Error:  # a process ended between the listing and the reading
-                continue
+            for each in [root, *root.children(recursive=True)]:
+                try:
+                    if kind := _kind(each):
+                        totals[kind] += each.memory_info().rss / 2**20
+                except psutil.Error:  # it ended between the listing and the reading
+                    continue
             peaks.update({kind: max(peaks[kind], mb) for kind, mb in totals.items()})
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -83,13 +84,18 @@ def measured(command: list[str], env: dict[str, str]) -> Stage:
     return Stage(time.perf_counter() - started, peaks["driver"], peaks["jvm"], peaks["workers"])
 
 
-def _kind(process: psutil.Process) -> str:
+def _kind(process: psutil.Process) -> str | None:
     """``jvm``, ``workers`` (pyspark's Python workers) or ``driver`` (every other process), by the
-    command line: the JVM's process name is at times one of its threads' (``Thread-14``)."""
+    command line; None for a fork of the JVM that has not run its command yet (Hadoop's local file
+    system forks one for each file Spark writes): it shows the JVM's own pages, under the name of
+    the JVM thread that forked it (``Thread-14``), which had counted the JVM a second time."""
     command = process.cmdline()
+    if "pyspark.daemon" in command:
+        return "workers"
     if command and Path(command[0]).name == "java":
-        return "jvm"
-    return "workers" if "pyspark.daemon" in command else "driver"
+        parent = process.parent()
+        return None if parent and parent.cmdline()[:1] == command[:1] else "jvm"
+    return "driver"
 
 
 def stages(workdir: Path, full: bool) -> dict[str, list[str]]:
