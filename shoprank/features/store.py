@@ -12,6 +12,7 @@ Feast's CLI runs unchanged: ``cd WORKDIR && feast apply`` works as ``shoprank fe
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -142,6 +143,9 @@ def online_store_kind(store: FeatureStore) -> str:
     return next((name for name, path in ONLINE_STORE_CLASS_FOR_TYPE.items() if path == kind), kind)
 
 
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b.*: ")  # an exception's line in a traceback
+
+
 def feast(settings: Settings, *args: str) -> str:
     """Run a ``feast`` CLI command on the workdir's Feast repository (``feast -c WORKDIR ...``).
 
@@ -153,11 +157,18 @@ def feast(settings: Settings, *args: str) -> str:
     environ = {**os.environ, **settings.env()}
     done = subprocess.run(command, capture_output=True, text=True, env=environ, cwd=settings.workdir)
     if done.returncode != 0:
-        lines = [line for line in done.stderr.strip().splitlines() if line.strip()] or ["no output"]
         raise FeatureStoreError(
-            f"feast {' '.join(args)} failed: {lines[-1]}; check the definitions in {FEATURE_REPO_DIR}"
+            f"feast {' '.join(args)} failed: {last_error(done.stderr)}; check the definitions in {FEATURE_REPO_DIR}"
         )
     return done.stdout
+
+
+def last_error(output: str) -> str:
+    """The last exception line of a command's error output (``sqlalchemy.exc.IntegrityError: ...``),
+    else its last line: what follows a traceback may be a library's log line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()] or ["no output"]
+    errors = [line for line in lines if _EXCEPTION.match(line)]
+    return (errors or lines)[-1]
 
 
 def open_store(settings: Settings) -> FeatureStore:
@@ -203,3 +214,18 @@ def drop_project(store: FeatureStore) -> None:
     for start in range(0, len(keys), 10_000):
         client.unlink(*keys[start : start + 10_000])
     store.registry.delete_project(store.project)
+    _forget_versions(store)
+
+
+def _forget_versions(store: FeatureStore) -> None:
+    """Delete the project's feature view version history from a SQL registry: Feast's
+    ``delete_project`` (0.67) leaves it, and a new ``apply`` of the project then fails on it
+    (a duplicate key in ``feature_view_version_history``)."""
+    from feast.infra.registry.sql import SqlRegistry, feature_view_version_history
+    from sqlalchemy import delete
+
+    if isinstance(store.registry, SqlRegistry):
+        with store.registry.write_engine.begin() as conn:
+            conn.execute(
+                delete(feature_view_version_history).where(feature_view_version_history.c.project_id == store.project)
+            )

@@ -70,6 +70,18 @@ def new_store(request, definitions, tiny_shop, tmp_path):
             drop_project(store)
 
 
+def test_a_dropped_production_project_applies_again(production_servers, definitions, tiny_shop, tmp_path):
+    """Dropping a project forgets all of it: the same project applies again (Feast's own
+    delete_project left its views' version history, and the second apply failed on a duplicate key)."""
+    settings = dataclasses.replace(tiny_shop, workdir=tmp_path, profile="production", project=f"t_{uuid4().hex[:8]}")
+    for _ in range(2):
+        store = FeatureStore(repo_path=str(settings.workdir), fs_yaml_file=write_config(settings))
+        store.apply(definitions)
+        applied = {view.name for view in store.list_feature_views()}
+        assert applied == {item.name for item in definitions if isinstance(item, FeatureView)}
+        drop_project(store)
+
+
 def _views(store: FeatureStore) -> dict[str, FeatureView]:
     return {view.name: view for view in store.registry.list_feature_views(store.project, allow_cache=False)}
 
