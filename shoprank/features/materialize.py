@@ -7,7 +7,8 @@ Feast's readers (``get_online_features``, hence serving) read exactly what ``fea
 would have written. Views go one after the other, the next one's latest rows read (DuckDB, in a
 thread) while this one's are written.
 Everything about a view (source file, join keys, timestamp field, features and their types) comes
-from the registry.
+from the registry. On the distributed profile Spark picks the latest rows instead of DuckDB, and
+its executors write them (``materialize_spark``), so the driver holds none.
 
 Intervals follow ``feast materialize-incremental`` and are recorded in the registry the same way
 (``apply_materialization``), so the two take turns: a view's first run covers ``[end - ttl, end]``,
