@@ -187,7 +187,7 @@ def run_asof(args: argparse.Namespace) -> int:
             f"asof left join read_parquet('{view.path}') v{i} on {keys} and e.event_timestamp >= v{i}.event_timestamp"
         )
         if view.ttl:
-            ttl = f"v{i}.event_timestamp >= e.event_timestamp - to_microseconds({view.ttl // view.ttl.resolution})"
+            ttl = f"v{i}.event_timestamp >= e.event_timestamp - to_microseconds({view.ttl_micros})"
             selects += [f"case when {ttl} then v{i}.{f} end as {view.name}__{f}" for f in view.features]
         else:  # no TTL: a value stays valid until the next one
             selects += [f"v{i}.{f} as {view.name}__{f}" for f in view.features]

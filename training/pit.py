@@ -66,9 +66,9 @@ def join_chunk(con: duckdb.DuckDBPyConnection, plan: ServicePlan, entities: str,
             keys = ", ".join(_q(column) for column in dict.fromkeys(view.join_keys.values()))
             narrow = f"(select {ROW}, event_timestamp, {keys} from {rows})"
             joined[view.name] = con.sql(f"{_asof(view, narrow, low, high)} order by e.{ROW}").to_arrow_table()
-            _start_ready(worker, transforms, _beside(table, *joined.values()), plan)
-        table = _beside(table, *(joined[view.name] for view in plan.views))
-        return _beside(table, *(transforms[odfv.view.name].result() for odfv in plan.on_demand))
+            _start_ready(worker, transforms, beside(table, *joined.values()), plan)
+        table = beside(table, *(joined[view.name] for view in plan.views))
+        return beside(table, *(transforms[odfv.view.name].result() for odfv in plan.on_demand))
 
 
 def in_utc(con: duckdb.DuckDBPyConnection, table: str, *drop: str) -> str:
@@ -87,7 +87,7 @@ def _start_ready(worker: ThreadPoolExecutor, transforms: dict, table: pa.Table, 
     """Start each on-demand view whose inputs are joined: it runs while DuckDB joins the rest."""
     for odfv in plan.on_demand:
         if odfv.view.name not in transforms and set(odfv.sources) <= set(table.column_names):
-            transforms[odfv.view.name] = worker.submit(_on_demand, table, odfv)
+            transforms[odfv.view.name] = worker.submit(on_demand_outputs, table, odfv)
 
 
 def _source_size(view: ViewPlan) -> int:
@@ -95,7 +95,7 @@ def _source_size(view: ViewPlan) -> int:
     return view.path.stat().st_size if view.path.is_file() else 0
 
 
-def _beside(table: pa.Table, *others: pa.Table) -> pa.Table:
+def beside(table: pa.Table, *others: pa.Table) -> pa.Table:
     """``table`` with the columns of ``others`` appended, in order."""
     for columns in others:
         for name in columns.column_names:
@@ -103,7 +103,7 @@ def _beside(table: pa.Table, *others: pa.Table) -> pa.Table:
     return table
 
 
-def _on_demand(table: pa.Table, odfv: OnDemandPlan) -> pa.Table:
+def on_demand_outputs(table: pa.Table, odfv: OnDemandPlan) -> pa.Table:
     """One on-demand view's outputs for every row, computed once per distinct input row."""
     inputs = pl.from_arrow(table.select([*odfv.sources, *odfv.requests]))
     distinct = inputs.unique(maintain_order=True)
@@ -136,7 +136,7 @@ def _expiring(view: ViewPlan, feature: str, column: str) -> str:
 
 
 def _interval(view: ViewPlan) -> str:
-    return f"to_microseconds({view.ttl // view.ttl.resolution})"
+    return f"to_microseconds({view.ttl_micros})"
 
 
 def _q(name: str) -> str:

@@ -29,7 +29,7 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from shoprank.errors import ContractError
 from shoprank.spark import raised
 from training.contracts import training_frame_schema, validate_frame
-from training.pit import CHUNK, ROW, _beside, _on_demand
+from training.pit import CHUNK, ROW, beside, on_demand_outputs
 from training.plan import ServicePlan, ViewPlan
 
 TIME = "__time"
@@ -86,7 +86,7 @@ def _source(spark: SparkSession, view: ViewPlan, low, high) -> DataFrame:
     time = F.col(view.timestamp_field).cast("timestamp")
     keep = time <= F.lit(high)
     if view.ttl:
-        keep &= F.unix_micros(time) >= F.unix_micros(F.lit(low)) - _micros(view)
+        keep &= F.unix_micros(time) >= F.unix_micros(F.lit(low)) - view.ttl_micros
     for key in view.join_keys:
         keep &= F.col(key).isNotNull()  # a missing key matches nothing, as in a join
     values = F.struct(time.alias(SOURCE_TIME), *(F.col(feature) for feature in view.features))
@@ -117,14 +117,9 @@ def _expiring(view: ViewPlan, value: Column) -> Column:
     """A joined value, missing when it is older than the view's TTL."""
     if not view.ttl:
         return value
-    fresh = F.unix_micros(F.col(VALUES).getField(SOURCE_TIME)) >= F.unix_micros(F.col("event_timestamp")) - _micros(
-        view
-    )
+    earliest = F.unix_micros(F.col("event_timestamp")) - view.ttl_micros
+    fresh = F.unix_micros(F.col(VALUES).getField(SOURCE_TIME)) >= earliest
     return F.when(fresh, value)
-
-
-def _micros(view: ViewPlan) -> int:
-    return view.ttl // view.ttl.resolution
 
 
 def _output_schema(joined, plan: ServicePlan) -> pa.Schema:
@@ -132,7 +127,7 @@ def _output_schema(joined, plan: ServicePlan) -> pa.Schema:
     view's outputs as Feast's transformation gives them (run on no rows)."""
     schema = to_arrow_schema(joined, timezone="UTC")
     empty = schema.empty_table()
-    outputs = [_on_demand(empty, odfv).schema for odfv in plan.on_demand]
+    outputs = [on_demand_outputs(empty, odfv).schema for odfv in plan.on_demand]
     return pa.schema([*schema, *(field for output in outputs for field in output)])
 
 
@@ -167,6 +162,6 @@ def _finish(
     pending: list[pa.RecordBatch], plan: ServicePlan, contract: DataFrameSchema, schema: pa.Schema, joined: list[str]
 ) -> Iterator[pa.RecordBatch]:
     table = pa.Table.from_batches(pending).select(joined)
-    table = _beside(table, *(_on_demand(table, odfv) for odfv in plan.on_demand)).cast(schema)
+    table = beside(table, *(on_demand_outputs(table, odfv) for odfv in plan.on_demand)).cast(schema)
     validate_frame(contract, pl.from_arrow(table), f"chunk {pending[0][CHUNK][0]}")
     yield from table.to_batches()

@@ -40,6 +40,11 @@ class ViewPlan:
     features: tuple[str, ...]
 
     @property
+    def ttl_micros(self) -> int:
+        """The TTL in microseconds (the view must have one)."""
+        return self.ttl // self.ttl.resolution
+
+    @property
     def columns(self) -> tuple[str, ...]:
         """The output column of each feature."""
         return tuple(f"{self.name}__{feature}" for feature in self.features)

@@ -183,10 +183,10 @@ def materialize(
         _create_tables(store, selected)
     with duckdb_connection() as con, ThreadPoolExecutor(1) as pool:
         sources = {view.name: view_source(store, view) for view in selected}
-        for source in sources.values():
-            source.columns(con)  # its types checked
         end = _utc(end) if end is not None else _newest(con, sources.values())
         if settings.profile == "distributed":
+            for source in sources.values():
+                source.columns(con)  # its types checked (the DuckDB path checks them as it reads)
             done = _on_spark(store, selected, sources, end, rebuild, progress)
             _precompute_services(store, [view.name for view in selected])
             return MaterializeResult(kind, end, done, time.perf_counter() - started)
