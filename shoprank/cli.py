@@ -5,6 +5,7 @@ User mistakes (``ShoprankError``) become one-line errors with a non-zero exit, n
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +80,15 @@ def cli(
     options = {"workdir": workdir, "seed": seed, "profile": profile, "project": project}
     ctx.obj = load_settings(config_file, options=options)
     command = ctx.invoked_subcommand
-    if ctx.obj.profile == "distributed" and command not in DISTRIBUTED_COMMANDS:
-        raise ConfigError(
-            f'"shoprank {command}" does not run on the distributed profile yet (only '
-            f"{', '.join(DISTRIBUTED_COMMANDS)} do); run it on the embedded or production profile"
-        )
+    if ctx.obj.profile == "distributed":
+        if command not in DISTRIBUTED_COMMANDS:
+            raise ConfigError(
+                f'"shoprank {command}" does not run on the distributed profile yet (only '
+                f"{', '.join(DISTRIBUTED_COMMANDS)} do); run it on the embedded or production profile"
+            )
+        from shoprank.warehouse import DRIVER_MEMORY, MEMORY_VARIABLE
+
+        os.environ.setdefault(MEMORY_VARIABLE, DRIVER_MEMORY)  # the driver's DuckDB leaves room for Python
 
 
 _preset = click.option("--preset", help="Simulator preset: tiny, small, medium or large [default small].")

@@ -26,6 +26,12 @@ _SQL_TYPES = {pl.Utf8: "VARCHAR", pl.Int32: "INTEGER", pl.Float64: "DOUBLE", pl.
 
 MEMORY_VARIABLE = "SHOPRANK_DUCKDB_MEMORY"
 DEFAULT_MEMORY = "4GB"
+DRIVER_MEMORY = "2GB"  # the distributed profile's default: half the driver's 4 GB, the rest for Python
+
+
+def memory_limit() -> str:
+    """DuckDB's memory cap (``SHOPRANK_DUCKDB_MEMORY``, default 4GB): beyond it, DuckDB spills to disk."""
+    return os.environ.get(MEMORY_VARIABLE, DEFAULT_MEMORY)
 
 
 def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -42,9 +48,7 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         raise WarehouseError(f'Warehouse "{path}" does not exist; run "shoprank ingest" or "shoprank pipeline" first')
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return duckdb.connect(
-            str(path), read_only=read_only, config={"memory_limit": os.environ.get(MEMORY_VARIABLE, DEFAULT_MEMORY)}
-        )
+        return duckdb.connect(str(path), read_only=read_only, config={"memory_limit": memory_limit()})
     except duckdb.IOException as exc:
         raise WarehouseError(
             f'Warehouse "{path}" cannot be opened ({str(exc).splitlines()[0]}); '

@@ -13,7 +13,6 @@ only (serving computes it one request at a time).
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +21,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from shoprank.warehouse import DEFAULT_MEMORY, MEMORY_VARIABLE, literal, parquet
+from shoprank.warehouse import literal, memory_limit, parquet
 from training.plan import OnDemandPlan, ServicePlan, ViewPlan
 
 ROW = "__row"
@@ -33,7 +32,7 @@ def connect(spill: Path) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB capped like the warehouse (``SHOPRANK_DUCKDB_MEMORY``), spilling to
     ``spill``, with UTC as its time zone (naive timestamps are UTC, as Feast reads them)."""
     spill.mkdir(parents=True, exist_ok=True)
-    config = {"memory_limit": os.environ.get(MEMORY_VARIABLE, DEFAULT_MEMORY), "temp_directory": str(spill)}
+    config = {"memory_limit": memory_limit(), "temp_directory": str(spill)}
     con = duckdb.connect(config=config)
     con.execute("set TimeZone = 'UTC'")
     con.execute("set enable_progress_bar = false")

@@ -21,7 +21,6 @@ that was emptied, restarted empty or lost a table is refilled whatever the regis
 from __future__ import annotations
 
 import gc
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +42,7 @@ from shoprank.features.latest_rows import LatestRows, ahead
 from shoprank.features.online_redis import write_redis
 from shoprank.features.online_sqlite import write_sqlite
 from shoprank.features.store import online_store_kind, open_store, reads_parquet, source_file
-from shoprank.warehouse import DEFAULT_MEMORY, MEMORY_VARIABLE, literal, parquet
+from shoprank.warehouse import literal, memory_limit, parquet
 
 Progress = Callable[[int, str, int], None]
 WRITERS = {"sqlite": write_sqlite, "redis": write_redis}
@@ -366,7 +365,7 @@ def merged(intervals: list[tuple[datetime, datetime]]) -> list[tuple[datetime, d
 
 
 def duckdb_connection() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(config={"memory_limit": os.environ.get(MEMORY_VARIABLE, DEFAULT_MEMORY)})
+    con = duckdb.connect(config={"memory_limit": memory_limit()})
     con.execute("SET TimeZone = 'UTC'")
     return con
 

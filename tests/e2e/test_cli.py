@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from shoprank.cli import cli
+from shoprank.warehouse import MEMORY_VARIABLE
 from tests.conftest import shared_dataset
 
 COMMANDS = [
@@ -74,6 +75,17 @@ def test_user_mistakes_are_one_line_errors_without_traceback(tmp_path, args, mes
     result = invoke("--workdir", str(workdir), *args)
     assert result.exit_code == 1
     assert result.output == message.format(w=workdir) + "\n"
+
+
+def test_the_distributed_profile_caps_the_drivers_duckdb_at_2gb_unless_told(tmp_path, monkeypatch):
+    monkeypatch.setenv(MEMORY_VARIABLE, "3GB")
+    assert invoke("--workdir", str(tmp_path), "--profile", "distributed", "status").exit_code == 1  # no warehouse
+    assert os.environ[MEMORY_VARIABLE] == "3GB"
+    monkeypatch.delenv(MEMORY_VARIABLE)
+    invoke("--workdir", str(tmp_path), "status")
+    assert MEMORY_VARIABLE not in os.environ
+    invoke("--workdir", str(tmp_path), "--profile", "distributed", "status")
+    assert os.environ[MEMORY_VARIABLE] == "2GB"
 
 
 def test_simulate_prints_rows_per_table_and_the_dirt(tmp_path):
