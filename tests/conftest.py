@@ -1,8 +1,10 @@
-"""Shared fixtures: a tiny shop run through the whole pipeline once per test session."""
+"""Shared fixtures: a tiny shop run through the whole pipeline once per test session (once per
+pytest-xdist worker: ``pytest`` runs the modules on two workers)."""
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 import shutil
 import socket
@@ -10,8 +12,9 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
+import yaml
 
-from shoprank.config import Settings
+from shoprank.config import FEATURE_REPO_DIR, Settings
 from shoprank.pipeline import PipelineResult, run_pipeline
 from shoprank.progress import progress_bar
 
@@ -67,7 +70,7 @@ SERVERS = {"Redis": ("127.0.0.1", 6379), "PostgreSQL": ("127.0.0.1", 5432)}
 
 
 @pytest.fixture(scope="session")
-def production_servers() -> None:
+def production_servers(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Redis and PostgreSQL of the production profile: skip when absent (a user's machine), fail
     when SHOPRANK_REQUIRE_SERVERS is set (CI, where .ci/run starts them)."""
     down = []
@@ -81,6 +84,21 @@ def production_servers() -> None:
         if os.environ.get("SHOPRANK_REQUIRE_SERVERS"):
             pytest.fail(reason)
         pytest.skip(reason)
+    _registry_tables(tmp_path_factory.getbasetemp().parent / "registry-tables.lock")
+
+
+def _registry_tables(lock: Path) -> None:
+    """Create the SQL registry's tables once, one worker at a time: two workers applying their first
+    projects to an empty database would both create them, and one would fail on the other's."""
+    from feast.infra.registry.sql import metadata
+    from sqlalchemy import create_engine
+
+    config = yaml.safe_load((FEATURE_REPO_DIR / "feature_store.production.yaml").read_text())
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        engine = create_engine(os.environ.get("SHOPRANK_REGISTRY_URL", config["registry"]["path"]))
+        metadata.create_all(engine)
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -45,8 +45,12 @@ def free_port() -> int:
 def start(settings: Settings, *options: str, env: dict[str, str] | None = None, log: Path | None = None):
     """A running ``shoprank serve`` of the settings' workdir, profile and project on a free port
     (with the events key and ``env``), its output in ``log`` (default: a temporary file; a pipe
-    nobody reads would stop a server that logs much); yields its base URL."""
+    nobody reads would stop a server that logs much); yields its base URL. Its reads have a 1 s
+    budget unless ``options`` set one: these tests check what is answered, and a loaded machine
+    stalls a read past the default 20 ms (``test_store_faults`` holds the default's fallbacks)."""
     port = free_port()
+    if "--store-budget-ms" not in options:
+        options = ("--store-budget-ms", "1000", *options)
     script = Path(sys.executable).with_name("shoprank")
     store = ["--workdir", str(settings.workdir), "--profile", settings.profile, "--project", settings.project]
     with log.open("w+") if log else tempfile.TemporaryFile("w+") as output:
