@@ -22,12 +22,14 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
+from serving.online import BUDGET_SECONDS
 from shoprank.config import Settings
 from shoprank.features.store import open_store, redis_client
 from shoprank.warehouse import read
 from tests.e2e.test_serve import call, free_port, start
 
 SLOW = 1.0  # seconds: an answer slower than this waited on a store (the read budget is 20 ms)
+BUDGET = ("--store-budget-ms", str(BUDGET_SECONDS * 1000))  # the default, which start() raises for other tests
 
 
 def timed(url: str, body: dict | None = None) -> tuple[int, dict, float]:
@@ -99,7 +101,7 @@ def test_redis_hung_refused_and_emptied_costs_fallback_answers_at_once_and_the_s
     redis_env = {"SHOPRANK_REDIS": f"127.0.0.1:{port}"}
     title = read(production_shop.warehouse, "select title from marts.dim_items order by item_id")["title"][0]
     search = {"query": title, "k": 5}
-    with contextmanager(start)(production_shop, env=redis_env) as base:
+    with contextmanager(start)(production_shop, *BUDGET, env=redis_env) as base:
         assert ready(base) == (200, {"ready": True, "problems": [], "warnings": []})
         assert call(f"{base}/v1/search", search)[1]["fallback"] is None
 
