@@ -30,7 +30,8 @@ DRIVER_MEMORY = "2GB"  # the distributed profile's default: half the driver's 4 
 
 
 def memory_limit() -> str:
-    """DuckDB's memory cap (``SHOPRANK_DUCKDB_MEMORY``, default 4GB): beyond it, DuckDB spills to disk."""
+    """DuckDB's memory cap (``SHOPRANK_DUCKDB_MEMORY``; default 4GB, and ``DRIVER_MEMORY`` where the
+    CLI runs the distributed profile): beyond it, DuckDB spills to disk."""
     return os.environ.get(MEMORY_VARIABLE, DEFAULT_MEMORY)
 
 
