@@ -189,9 +189,11 @@ def main() -> None:
     parser.add_argument("presets", nargs="*", default=["tiny", "small", "medium"])
     options = parser.parse_args()
     full = options.profile == "distributed"
+    if options.alone and not full:
+        parser.error("--alone runs the distributed profile without its twin: add --profile distributed")
     profiles = ["embedded", "distributed"] if full else ["embedded"]
-    if full and options.alone:
-        profiles = ["distributed"]
+    if options.alone:
+        profiles.remove("embedded")
     rows, verdicts = [], []
     for preset in options.presets:
         rows += [run(preset, profile, full) for profile in profiles]
